@@ -1,0 +1,28 @@
+# The two commands a fresh machine needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test migrate clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+## Run the service on http://localhost:$${PORT:-3000} with local defaults:
+## embedded Postgres when DATABASE_URL is unset, .eml outbox without AWS keys.
+run: $(STAMP)
+	APP_ENV=local $(PY) -m amazonsender dev
+
+## Run the tests against a real Postgres (TEST_DATABASE_URL, 127.0.0.1:5432, or embedded).
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+migrate: $(STAMP)
+	$(PY) -m amazonsender db upgrade
+
+clean:
+	rm -rf $(VENV) .pytest_cache

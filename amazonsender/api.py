@@ -1,0 +1,213 @@
+"""The webhook that starts a mailout, its status, and the health check."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+from uuid import UUID
+
+from flask import Blueprint, current_app, jsonify, request
+
+from . import sender, store
+from .db import get_pool
+from .web import ApiError
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("api", __name__)
+
+HEALTH_CHECK_SECONDS = 2.0
+TRUE_WORDS = ("1", "true", "yes")
+
+
+@bp.post("/send-mailout")
+def send_mailout():
+    settings = current_app.config["SETTINGS"]
+    payload, parse_error = read_json_body()
+    require_secret(settings.executor_shared_secret, payload)
+    if parse_error:
+        raise ApiError(400, parse_error)
+    mailout_id = extract_mailout_id(payload, settings.notion_mailout_property)
+    wait = payload.get("wait") is True or request.args.get("wait", "").lower() in TRUE_WORDS
+
+    pool = get_pool()
+    try:
+        claim = sender.claim_mailout(pool, mailout_id)
+    except sender.MailoutNotFound:
+        raise ApiError(404, f"no mailout with id {mailout_id}") from None
+    except sender.MailoutNotReady as exc:
+        raise ApiError(409, f"mailout {mailout_id} is '{exc.status}', not 'ready'", status=exc.status) from None
+    except sender.MailoutInvalid as exc:
+        raise ApiError(422, str(exc)) from None
+
+    transport = current_app.extensions["transport"]
+    if wait:
+        summary = sender.send_claimed_mailout(pool, transport, settings, claim)
+        return jsonify(summary.to_dict()), 200
+
+    start_in_background(current_app._get_current_object(), pool, transport, settings, claim)
+    return (
+        jsonify(
+            mailout_id=str(mailout_id),
+            status="sending",
+            recipients=claim.recipients,
+            status_url=f"{settings.app_base_url}/mailouts/{mailout_id}",
+            message="sending started; GET status_url (with the same secret) to follow it",
+        ),
+        202,
+    )
+
+
+@bp.get("/mailouts/<mailout_id>")
+def mailout_status(mailout_id: str):
+    settings = current_app.config["SETTINGS"]
+    require_secret(settings.executor_shared_secret, {})
+    mailout_uuid = parse_uuid(mailout_id, "the mailout id in the URL")
+    with get_pool().connection() as conn:
+        mailout = store.get_mailout(conn, mailout_uuid)
+        if mailout is None:
+            raise ApiError(404, f"no mailout with id {mailout_uuid}")
+        counts = store.count_by_status(conn, mailout_uuid)
+    return jsonify(
+        mailout_id=str(mailout_uuid),
+        status=mailout["status"],
+        subject=mailout["subject"],
+        recipients=mailout["recipients"],
+        counts=counts,
+        started_at=iso(mailout["started_at"]),
+        sent_at=iso(mailout["sent_at"]),
+        heartbeat_at=iso(mailout["heartbeat_at"]),
+        error=mailout["error"],
+    )
+
+
+@bp.get("/healthz")
+def healthz():
+    try:
+        with get_pool().connection(timeout=HEALTH_CHECK_SECONDS) as conn:
+            conn.execute("SELECT 1")
+    except Exception:  # noqa: BLE001 - any failure means "not healthy"
+        log.warning("health check: database unreachable", exc_info=True)
+        return jsonify(status="unavailable", database="unreachable"), 503
+    return jsonify(status="ok", database="ok"), 200
+
+
+def read_json_body() -> tuple[dict, str | None]:
+    """Returns (payload, error). The body is read whatever its content type:
+    callers such as Notion do not always send application/json."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        return {}, "the request body is empty; send a JSON object"
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return {}, "the request body is not valid JSON"
+    if not isinstance(payload, dict):
+        return {}, "the request body must be a JSON object"
+    return payload, None
+
+
+def require_secret(secret: str, payload: dict) -> None:
+    """Accept `Authorization: Bearer <secret>` or the body's `auth_token`,
+    compared in constant time."""
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, presented = header.partition(" ")
+        presented = presented.strip() if scheme.lower() == "bearer" else ""
+    else:
+        presented = payload.get("auth_token")
+    if not isinstance(presented, str) or not presented:
+        raise ApiError(401, "missing secret: send 'Authorization: Bearer <secret>' or 'auth_token'")
+    if not hmac.compare_digest(presented.encode(), secret.encode()):
+        raise ApiError(401, "wrong secret")
+
+
+def is_notion_body(payload: dict) -> bool:
+    return "mailout_id" not in payload and isinstance(payload.get("data"), dict)
+
+
+def extract_mailout_id(payload: dict, notion_property: str) -> UUID:
+    if not is_notion_body(payload):
+        value = payload.get("mailout_id")
+        if value is None:
+            raise ApiError(400, "mailout_id is missing from the body")
+        return parse_uuid(value, "mailout_id")
+
+    what = f"Notion property '{notion_property}'"
+    properties = payload["data"].get("properties")
+    if not isinstance(properties, dict):
+        raise ApiError(400, f"the Notion page has no properties, so {what} is missing")
+    if notion_property not in properties:
+        raise ApiError(400, f"{what} is missing from the page (set NOTION_MAILOUT_PROPERTY to its name)")
+    value = notion_property_text(properties[notion_property])
+    if value is None:
+        raise ApiError(400, f"{what} must be text, a title or a formula that gives text")
+    return parse_uuid(value, what)
+
+
+def notion_property_text(prop) -> str | None:
+    """The text of a Notion page property, for the kinds a mailout id can be
+    kept in: rich_text, title, a formula giving a string, or a plain string."""
+    if isinstance(prop, str):
+        return prop
+    if not isinstance(prop, dict):
+        return None
+    kind = prop.get("type")
+    if kind in ("rich_text", "title") and isinstance(prop.get(kind), list):
+        return "".join(rich_text_piece(piece) for piece in prop[kind])
+    if kind == "formula" and isinstance(prop.get("formula"), dict):
+        formula = prop["formula"]
+        if formula.get("type") == "string" and isinstance(formula.get("string"), str):
+            return formula["string"]
+        return None
+    if kind in ("url", "email", "phone_number") and isinstance(prop.get(kind), str):
+        return prop[kind]
+    return None
+
+
+def rich_text_piece(piece) -> str:
+    if not isinstance(piece, dict):
+        return ""
+    if isinstance(piece.get("plain_text"), str):
+        return piece["plain_text"]
+    text = piece.get("text")
+    if isinstance(text, dict) and isinstance(text.get("content"), str):
+        return text["content"]
+    return ""
+
+
+def parse_uuid(value, what: str) -> UUID:
+    if not isinstance(value, str):
+        raise ApiError(400, f"{what} must be a string holding a UUID")
+    if not value.strip():
+        raise ApiError(400, f"{what} is empty")
+    try:
+        return UUID(value.strip())
+    except ValueError:
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        raise ApiError(400, f"{what} is not a UUID: {shown!r}") from None
+
+
+def iso(moment) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def start_in_background(app, pool, transport, settings, claim: sender.Claim) -> threading.Thread:
+    """Send in this worker process after the 202 has gone out. The claim and
+    the snapshot are committed already, so the mailout's state is safe in the
+    database whatever happens to this thread."""
+
+    def run():
+        try:
+            summary = sender.send_claimed_mailout(pool, transport, settings, claim)
+            log.info("mailout %s finished: %s", claim.mailout_id, summary.to_dict())
+        except Exception:  # noqa: BLE001 - a thread's error must reach the log
+            log.exception("mailout %s: background send crashed", claim.mailout_id)
+
+    thread = threading.Thread(target=run, name=f"mailout-{claim.mailout_id}", daemon=True)
+    running = [t for t in app.extensions.get("background_sends", []) if t.is_alive()]
+    app.extensions["background_sends"] = [*running, thread]
+    thread.start()
+    return thread

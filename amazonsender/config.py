@@ -1,0 +1,229 @@
+"""Settings, read once from the environment and checked all at once.
+
+Every problem is collected before anything is raised, so an operator fixing a
+deployment sees the whole list in one message instead of one error per restart.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from urllib.parse import urlsplit
+
+LOCAL = "local"
+PRODUCTION = "production"
+
+# Used only when APP_ENV=local (what `make run` sets): a fresh machine must be
+# able to run the service with nothing configured. Production has no defaults
+# for these and refuses to start without them.
+LOCAL_DEFAULTS = {
+    "EXECUTOR_SHARED_SECRET": "local-dev-secret-change-me",
+    "UNSUBSCRIBE_SECRET": "local-unsubscribe-secret-change-me",
+    "AWS_REGION": "us-east-1",
+    "SES_FROM_EMAIL": "AmazonSender <newsletter@localhost.localdomain>",
+}
+
+MIN_SECRET_LENGTH = 16
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class ConfigError(Exception):
+    """Raised with every missing or malformed setting listed."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"AmazonSender cannot start; fix these settings:\n{lines}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = field(repr=False)
+    executor_shared_secret: str = field(repr=False)
+    unsubscribe_secret: str = field(repr=False)
+    app_base_url: str
+    aws_region: str
+    ses_from_email: str
+    app_env: str = PRODUCTION
+    unsubscribe_old_secrets: tuple[str, ...] = field(default=(), repr=False)
+    ses_reply_to: str | None = None
+    ses_configuration_set: str | None = None
+    rate_limit_per_sec: float = 6.0
+    batch_size: int = 50
+    port: int = 3000
+    log_level: str = "info"
+    test_emails: tuple[str, ...] = ()
+    notion_mailout_property: str = "mailout_id"
+    # True when no AWS credentials are configured in local mode: emails are
+    # written as .eml files to outbox_dir instead of being sent.
+    use_outbox: bool = False
+    outbox_dir: str = "outbox"
+    db_pool_size: int = 10
+
+    @property
+    def is_local(self) -> bool:
+        return self.app_env == LOCAL
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        reader = _Reader(env)
+
+        app_env = env.get("APP_ENV", PRODUCTION).strip().lower() or PRODUCTION
+        if app_env not in (LOCAL, PRODUCTION):
+            reader.problems.append(f"APP_ENV must be '{PRODUCTION}' or '{LOCAL}', not {app_env!r}")
+        local = app_env == LOCAL
+        if local:
+            for name, value in LOCAL_DEFAULTS.items():
+                env.setdefault(name, value)
+
+        port = reader.integer("PORT", default=3000, low=1, high=65535)
+        if local:
+            env.setdefault("APP_BASE_URL", f"http://localhost:{port}")
+
+        has_key = bool(env.get("AWS_ACCESS_KEY_ID", "").strip())
+        has_secret = bool(env.get("AWS_SECRET_ACCESS_KEY", "").strip())
+        use_outbox = local and not has_key and not has_secret
+        if not use_outbox:
+            if not has_key:
+                reader.problems.append("AWS_ACCESS_KEY_ID is missing")
+            if not has_secret:
+                reader.problems.append("AWS_SECRET_ACCESS_KEY is missing")
+
+        settings = cls(
+            app_env=app_env,
+            database_url=reader.database_url(),
+            executor_shared_secret=reader.secret("EXECUTOR_SHARED_SECRET"),
+            unsubscribe_secret=reader.secret("UNSUBSCRIBE_SECRET"),
+            unsubscribe_old_secrets=tuple(reader.listing("UNSUBSCRIBE_OLD_SECRETS")),
+            app_base_url=reader.base_url("APP_BASE_URL", require_https=not local),
+            aws_region=reader.required("AWS_REGION"),
+            ses_from_email=reader.address("SES_FROM_EMAIL", required=True),
+            ses_reply_to=reader.address("SES_REPLY_TO", required=False),
+            ses_configuration_set=reader.optional("SES_CONFIGURATION_SET"),
+            rate_limit_per_sec=reader.number("RATE_LIMIT_PER_SEC", default=6.0, low=0.01, high=10_000),
+            batch_size=reader.integer("BATCH_SIZE", default=50, low=1, high=5_000),
+            port=port,
+            log_level=reader.choice("LOG_LEVEL", default="info", choices=LOG_LEVELS),
+            test_emails=tuple(reader.address_list("TEST_EMAILS")),
+            notion_mailout_property=reader.optional("NOTION_MAILOUT_PROPERTY") or "mailout_id",
+            use_outbox=use_outbox,
+            outbox_dir=reader.optional("OUTBOX_DIR") or "outbox",
+            db_pool_size=reader.integer("DB_POOL_SIZE", default=10, low=2, high=200),
+        )
+        if reader.problems:
+            raise ConfigError(reader.problems)
+        return settings
+
+
+class _Reader:
+    """Reads typed values from an environment mapping, collecting problems."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+        self.problems: list[str] = []
+
+    def optional(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def required(self, name: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            self.problems.append(f"{name} is missing")
+            return ""
+        return value
+
+    def secret(self, name: str) -> str:
+        value = self.required(name)
+        if value and len(value) < MIN_SECRET_LENGTH:
+            self.problems.append(f"{name} is too short: use at least {MIN_SECRET_LENGTH} random characters")
+        return value
+
+    def listing(self, name: str) -> list[str]:
+        return [item.strip() for item in self.env.get(name, "").split(",") if item.strip()]
+
+    def integer(self, name: str, *, default: int, low: int, high: int) -> int:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be a whole number, not {raw!r}")
+            return default
+        if not low <= value <= high:
+            self.problems.append(f"{name} must be between {low} and {high}, not {value}")
+        return value
+
+    def number(self, name: str, *, default: float, low: float, high: float) -> float:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be a number, not {raw!r}")
+            return default
+        if not low <= value <= high:
+            self.problems.append(f"{name} must be between {low:g} and {high:g}, not {raw}")
+        return value
+
+    def choice(self, name: str, *, default: str, choices: tuple[str, ...]) -> str:
+        value = (self.optional(name) or default).lower()
+        if value not in choices:
+            self.problems.append(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+            return default
+        return value
+
+    def address(self, name: str, *, required: bool) -> str | None:
+        value = self.required(name) if required else self.optional(name)
+        if value and not is_plausible_address(value):
+            self.problems.append(f"{name} is not an email address: {value!r}")
+        return value
+
+    def address_list(self, name: str) -> list[str]:
+        values = self.listing(name)
+        for value in values:
+            if not is_plausible_address(value):
+                self.problems.append(f"{name} contains something that is not an email address: {value!r}")
+        return values
+
+    def base_url(self, name: str, *, require_https: bool) -> str:
+        value = self.required(name)
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            self.problems.append(f"{name} must be a plain URL such as https://mail.example.com, not {value!r}")
+        elif require_https and parts.scheme != "https":
+            self.problems.append(
+                f"{name} must start with https:// (mail clients ignore one-click unsubscribe links over http)"
+            )
+        return value.rstrip("/")
+
+    def database_url(self) -> str:
+        value = self.optional("DATABASE_URL")
+        if value is None:
+            hint = ""
+            if self.optional("SUPABASE_URL"):
+                hint = (
+                    " (SUPABASE_URL is the REST address, not a Postgres connection string: copy the URI from"
+                    " Supabase > Project > Connect, see README)"
+                )
+            self.problems.append("DATABASE_URL is missing" + hint)
+            return ""
+        if not re.match(r"^postgres(ql)?://", value) and "=" not in value:
+            self.problems.append("DATABASE_URL must be a Postgres connection string (postgresql://user:pass@host:port/db)")
+        return value
+
+
+_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+
+
+def is_plausible_address(value: str) -> bool:
+    """Accept `a@b.c` and `Name <a@b.c>`; real validation is SES's job."""
+    _, address = parseaddr(value)
+    return bool(address) and bool(_ADDRESS.match(address))

@@ -1,0 +1,97 @@
+"""Connections and migrations.
+
+The pool hands out connections that commit when their `with` block ends
+cleanly and roll back when it raises (psycopg_pool's behaviour), so every unit
+of work in `store` is exactly one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "sql"
+MIGRATION_NAME = re.compile(r"^(\d+)_[\w-]+\.sql$")
+# Any constant works; it only has to be the same for every process, so that
+# two `db upgrade` runs at once apply each file once.
+MIGRATION_LOCK_ID = 0x616D7A6E  # "amzn"
+POOL_CHECKOUT_SECONDS = 10.0
+
+
+def connect_kwargs() -> dict:
+    # prepare_threshold=None: never use server-side prepared statements.
+    # Supabase's transaction pooler (port 6543) hands each transaction to any
+    # server connection, where a statement prepared on another one does not
+    # exist. Our statements are few and cheap to plan, so we lose nothing by
+    # always running unprepared, and the same URL works with or without a pooler.
+    return {"row_factory": dict_row, "prepare_threshold": None}
+
+
+def create_pool(database_url: str, *, max_size: int = 10) -> ConnectionPool:
+    """Open a pool without waiting: the app starts even while the database is
+    away, and /healthz reports it."""
+    pool = ConnectionPool(
+        database_url,
+        min_size=1,
+        max_size=max_size,
+        kwargs=connect_kwargs(),
+        check=ConnectionPool.check_connection,
+        timeout=POOL_CHECKOUT_SECONDS,
+        open=False,
+        name="amazonsender",
+    )
+    pool.open(wait=False)
+    return pool
+
+
+def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
+    files = [path for path in directory.glob("*.sql") if MIGRATION_NAME.match(path.name)]
+    return sorted(files, key=lambda path: int(MIGRATION_NAME.match(path.name).group(1)))
+
+
+def upgrade(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply the numbered SQL files not applied yet, each in its own
+    transaction, and return their names. Safe to run twice, or twice at once."""
+    applied_now = []
+    with psycopg.connect(database_url, autocommit=True, prepare_threshold=None) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
+        try:
+            conn.execute(
+                """
+                CREATE TABLE IF NOT EXISTS schema_migrations (
+                    version    text PRIMARY KEY,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """
+            )
+            conn.execute("ALTER TABLE schema_migrations ENABLE ROW LEVEL SECURITY")
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for path in migration_files(directory):
+                if path.name in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(path.read_text())
+                    conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (path.name,))
+                log.info("applied migration %s", path.name)
+                applied_now.append(path.name)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
+    return applied_now
+
+
+def init_app(app, pool: ConnectionPool) -> None:
+    """The one place the database meets Flask."""
+    app.extensions["db_pool"] = pool
+
+
+def get_pool() -> ConnectionPool:
+    from flask import current_app
+
+    return current_app.extensions["db_pool"]

@@ -1,0 +1,140 @@
+"""Transports: Amazon SES (v2 API) and a local outbox with the same interface.
+
+A transport has one method, `send(email) -> message id`, and raises
+`SendError` with a `kind` that tells the sender what to do next:
+
+- 'recipient': this address failed for good; record it and go on;
+- 'account':   every send would fail (paused account, bad credentials, an
+               unverified sender); stop the mailout and keep the rest queued;
+- 'throttled': SES asked us to slow down; wait and send the same email again;
+- 'transient': a 5xx, timeout or broken connection; retry a few times.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
+from botocore.exceptions import NoCredentialsError, ReadTimeoutError
+
+from .message import OutgoingEmail, address_only
+
+log = logging.getLogger(__name__)
+
+RECIPIENT = "recipient"
+ACCOUNT = "account"
+THROTTLED = "throttled"
+TRANSIENT = "transient"
+
+ACCOUNT_ERROR_CODES = {
+    "AccountSuspendedException",
+    "SendingPausedException",
+    "MailFromDomainNotVerifiedException",
+    "ConfigurationSetDoesNotExistException",
+    "AccessDeniedException",
+    "AccessDenied",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidSignatureException",
+    "MissingAuthenticationTokenException",
+}
+THROTTLING_ERROR_CODES = {"TooManyRequestsException", "LimitExceededException", "Throttling", "ThrottlingException"}
+
+
+class SendError(Exception):
+    def __init__(self, message: str, *, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def classify_client_error(error: ClientError, from_address: str) -> SendError:
+    info = error.response.get("Error", {})
+    code = info.get("Code", "")
+    message = info.get("Message", "") or str(error)
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    text = f"{code}: {message}"
+    if code in THROTTLING_ERROR_CODES or status == 429 or "maximum sending rate exceeded" in message.lower():
+        return SendError(text, kind=THROTTLED)
+    if code in ACCOUNT_ERROR_CODES:
+        return SendError(text, kind=ACCOUNT)
+    if code == "MessageRejected" and "not verified" in message.lower() and from_address.lower() in message.lower():
+        # The sender identity is not verified: no email of this mailout can go.
+        return SendError(text, kind=ACCOUNT)
+    if status >= 500:
+        return SendError(text, kind=TRANSIENT)
+    return SendError(text, kind=RECIPIENT)
+
+
+class SesTransport:
+    def __init__(self, client, *, from_address: str, configuration_set: str | None = None):
+        self.client = client
+        self.from_address = from_address
+        self.configuration_set = configuration_set
+
+    @classmethod
+    def from_settings(cls, settings) -> SesTransport:
+        # No endpoint is given here, so boto3's standard AWS_ENDPOINT_URL and
+        # AWS_ENDPOINT_URL_SESV2 variables (LocalStack, moto server) apply.
+        config = Config(
+            connect_timeout=5,
+            read_timeout=20,
+            retries={"mode": "standard", "max_attempts": 3},
+            max_pool_connections=32,
+        )
+        client = boto3.session.Session().client("sesv2", region_name=settings.aws_region, config=config)
+        return cls(client, from_address=settings.ses_from_email, configuration_set=settings.ses_configuration_set)
+
+    def send(self, email: OutgoingEmail) -> str:
+        request = {
+            "FromEmailAddress": self.from_address,
+            "Destination": {"ToAddresses": [email.to_address]},
+            "Content": {"Raw": {"Data": email.raw}},
+            "EmailTags": [{"Name": name, "Value": value} for name, value in email.tags.items()],
+        }
+        if self.configuration_set:
+            request["ConfigurationSetName"] = self.configuration_set
+        try:
+            response = self.client.send_email(**request)
+        except ClientError as exc:
+            raise classify_client_error(exc, address_only(self.from_address)) from exc
+        except NoCredentialsError as exc:
+            raise SendError(f"no AWS credentials: {exc}", kind=ACCOUNT) from exc
+        except (BotoConnectionError, ReadTimeoutError) as exc:
+            raise SendError(f"connection to SES failed: {exc}", kind=TRANSIENT) from exc
+        except BotoCoreError as exc:
+            raise SendError(f"SES call failed: {exc}", kind=TRANSIENT) from exc
+        return response["MessageId"]
+
+
+class OutboxTransport:
+    """Writes each email as an .eml file instead of sending it (local use)."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def send(self, email: OutgoingEmail) -> str:
+        message_id = f"outbox-{uuid.uuid4()}"
+        path = self.directory / f"{message_id}.eml"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(email.raw)
+        tmp.rename(path)
+        return message_id
+
+
+def make_transport(settings):
+    if settings.use_outbox:
+        directory = Path(settings.outbox_dir).resolve()
+        log.warning(
+            "NO AWS CREDENTIALS: nothing is sent; every email is written as an .eml file to %s", directory
+        )
+        return OutboxTransport(directory)
+    return SesTransport.from_settings(settings)

@@ -1,0 +1,66 @@
+"""The unsubscribe link: GET shows a button, only POST acts.
+
+Mail scanners and link previewers fetch every URL in a message, so a GET that
+unsubscribed would unsubscribe people who never asked. The button posts to
+the same URL, and so does a mail client's RFC 8058 one-click request
+(`List-Unsubscribe=One-Click`), which must get a 200 and never a redirect.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, current_app, render_template, request
+
+from . import store
+from .db import get_pool
+from .tokens import BadToken, UnsubscribeTokens
+from .web import ApiError
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("unsubscribe", __name__)
+
+BAD_LINK = (
+    "This unsubscribe link is damaged or incomplete. Open the link from the email again, "
+    "or reply to the email and we will remove you by hand."
+)
+
+
+@bp.after_request
+def no_caching_no_referrer(response):
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
+
+
+@bp.get("/unsubscribe")
+def confirm():
+    token = request.args.get("token", "")
+    read_subscriber_id(token)
+    return render_template("unsubscribe.html", title="Unsubscribe from our newsletter", action=request.full_path)
+
+
+@bp.post("/unsubscribe")
+def unsubscribe():
+    token = request.args.get("token") or request.form.get("token", "")
+    subscriber_id = read_subscriber_id(token)
+    with get_pool().connection() as conn:
+        changed = store.unsubscribe(conn, subscriber_id)
+    if changed:
+        log.info("subscriber %s unsubscribed", subscriber_id)
+    return render_template(
+        "message.html",
+        title="You are unsubscribed",
+        message="You will not receive our newsletter any more. Sorry to see you go.",
+    )
+
+
+def read_subscriber_id(token: str):
+    settings = current_app.config["SETTINGS"]
+    tokens = UnsubscribeTokens(settings.unsubscribe_secret, settings.unsubscribe_old_secrets)
+    try:
+        return tokens.read(token)
+    except BadToken:
+        raise ApiError(400, BAD_LINK) from None

@@ -1,0 +1,62 @@
+"""What every blueprint shares: errors as JSON for the API and as a page for
+people, and never a stack trace or a 500 page for something a client sent."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from flask import jsonify, render_template, request
+from psycopg_pool import PoolTimeout
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+HTML_PREFIXES = ("/unsubscribe",)
+
+
+class ApiError(Exception):
+    """Raised by views; answered as `{"error": message}` with `status`."""
+
+    def __init__(self, status: int, message: str, **extra):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+def wants_html() -> bool:
+    return request.path.startswith(HTML_PREFIXES)
+
+
+def error_response(status: int, message: str, **extra):
+    if wants_html():
+        return render_template("message.html", title="Something went wrong", message=message), status
+    return jsonify(error=message, **extra), status
+
+
+def register_error_handlers(app) -> None:
+    @app.errorhandler(ApiError)
+    def handle_api_error(error: ApiError):
+        return error_response(error.status, error.message, **error.extra)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(error: HTTPException):
+        if isinstance(error, InternalServerError):
+            return handle_unexpected(error)
+        message = error.description or error.name
+        if error.code == 413:
+            message = f"the request body is larger than {app.config['MAX_CONTENT_LENGTH'] // 1024} KiB"
+        response = error_response(error.code or 400, message)
+        return response
+
+    @app.errorhandler(psycopg.OperationalError)
+    @app.errorhandler(PoolTimeout)
+    def handle_database_unavailable(error: Exception):
+        log.error("database unavailable on %s %s: %s", request.method, request.path, error)
+        return error_response(503, "the database is unavailable; try again in a minute")
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(error: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(500, "internal error; the service log has the details")

@@ -1,0 +1,32 @@
+"""gunicorn settings, read when gunicorn starts from the repository root."""
+
+import os
+import sys
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '3000')}"
+# Threaded workers: the worker's heartbeat to the master runs in its own loop,
+# so a request that sends a mailout synchronously (wait=true) or a send that
+# goes on after a 202 is never killed by the worker timeout.
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+timeout = 60
+graceful_timeout = 30
+accesslog = "-"
+# The path without the query string: unsubscribe tokens stay out of the log.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
+
+
+def on_starting(server):
+    """Check the settings once, in the master, before any worker starts, and
+    refuse to start with one clear message listing every problem."""
+    from dotenv import load_dotenv
+
+    from amazonsender.config import ConfigError, Settings
+
+    load_dotenv()
+    try:
+        Settings.from_env()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        sys.exit(1)

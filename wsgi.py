@@ -1,0 +1,8 @@
+"""`gunicorn wsgi:app` serves this."""
+
+from dotenv import load_dotenv
+
+from amazonsender import create_app
+
+load_dotenv()
+app = create_app()
