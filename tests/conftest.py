@@ -1,0 +1,247 @@
+"""Shared fixtures: a real Postgres, a fresh database per test cloned from a
+migrated template, moto for SES, and settings that need no environment.
+
+Postgres is found in this order: TEST_DATABASE_URL, the server on
+127.0.0.1:5432 (user postgres), else an embedded one from the pgserver wheel.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import boto3
+import psycopg
+import pytest
+from moto import mock_aws
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from amazonsender import create_app, db
+from amazonsender.config import Settings
+from amazonsender.ses import SesTransport
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+LOCAL_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+SHARED_SECRET = "test-shared-secret-0123456789"
+UNSUBSCRIBE_SECRET = "test-unsubscribe-secret-0123456789"
+FROM_ADDRESS = "Newsletter <news@example.test>"
+_database_numbers = itertools.count()
+
+
+@dataclass(frozen=True)
+class PgServer:
+    host: str
+    port: int
+    user: str
+    password: str | None
+
+    def url(self, dbname: str) -> str:
+        return make_conninfo(
+            host=self.host, port=self.port, user=self.user, password=self.password or None, dbname=dbname
+        )
+
+
+def _server_from_url(url: str) -> PgServer:
+    params = conninfo_to_dict(url)
+    return PgServer(
+        host=params.get("host") or "127.0.0.1",
+        port=int(params.get("port") or 5432),
+        user=params.get("user") or "postgres",
+        password=params.get("password"),
+    )
+
+
+def _reachable(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory) -> PgServer:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        return _server_from_url(url)
+    if _reachable(LOCAL_SERVER_URL):
+        return _server_from_url(LOCAL_SERVER_URL)
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    pg_server.embedded = server  # keep it alive for the session
+    return _server_from_url(server.get_uri())
+
+
+@pytest.fixture(scope="session")
+def template_database(pg_server) -> str:
+    """A database migrated once per test session, cloned for every test."""
+    name = f"amazonsender_template_{os.getpid()}"
+    janitor = DatabaseJanitor(
+        user=pg_server.user, host=pg_server.host, port=pg_server.port, password=pg_server.password, dbname=name
+    )
+    janitor.drop()
+    janitor.init()
+    db.upgrade(pg_server.url(name))
+    yield name
+    janitor.drop()
+
+
+@pytest.fixture
+def database_url(pg_server, template_database) -> str:
+    name = f"amazonsender_test_{os.getpid()}_{next(_database_numbers)}"
+    janitor = DatabaseJanitor(
+        user=pg_server.user,
+        host=pg_server.host,
+        port=pg_server.port,
+        password=pg_server.password,
+        dbname=name,
+        template_dbname=template_database,
+    )
+    janitor.drop()
+    janitor.init()
+    yield pg_server.url(name)
+    janitor.drop()
+
+
+@pytest.fixture
+def pool(database_url):
+    pool = db.create_pool(database_url, max_size=10)
+    pool.wait(timeout=10)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def conn(database_url):
+    """A separate autocommit connection for arranging and checking data."""
+    with psycopg.connect(database_url, autocommit=True, **db.connect_kwargs()) as connection:
+        yield connection
+
+
+@pytest.fixture
+def settings(database_url, tmp_path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        executor_shared_secret=SHARED_SECRET,
+        unsubscribe_secret=UNSUBSCRIBE_SECRET,
+        app_base_url="https://news.example.test",
+        aws_region="us-east-1",
+        ses_from_email=FROM_ADDRESS,
+        ses_reply_to="editor@example.test",
+        ses_configuration_set="newsletter",
+        # Fast by default; the pacing tests set their own rate.
+        rate_limit_per_sec=2000.0,
+        batch_size=5,
+        outbox_dir=str(tmp_path / "outbox"),
+    )
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    """Fake credentials, so that nothing could ever authenticate to AWS."""
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SESV2"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture
+def moto_ses(aws_env):
+    """moto's SES with our sending domain verified; yields the backend that
+    keeps every raw message sent."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    with mock_aws():
+        client = boto3.client("sesv2", region_name="us-east-1")
+        client.create_email_identity(EmailIdentity="example.test")
+        yield ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
+
+
+@pytest.fixture
+def ses_transport(moto_ses, settings) -> SesTransport:
+    return SesTransport.from_settings(settings)
+
+
+@dataclass
+class RecordingTransport:
+    """Records what it is asked to send, with the time of each call; can be
+    told to fail for some addresses."""
+
+    failures: dict = field(default_factory=dict)  # address -> SendError to raise
+    sent: list = field(default_factory=list)
+    times: list = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def send(self, email):
+        with self.lock:
+            self.times.append(time.monotonic())
+            error = self.failures.get(email.to_address)
+            if error is not None:
+                raise error
+            self.sent.append(email)
+            return f"recorded-{len(self.sent)}"
+
+    @property
+    def addresses(self) -> list[str]:
+        return [email.to_address for email in self.sent]
+
+
+@pytest.fixture
+def recording_transport() -> RecordingTransport:
+    return RecordingTransport()
+
+
+@pytest.fixture
+def app(settings, pool, ses_transport):
+    app = create_app(settings, pool=pool, transport=ses_transport)
+    app.config["TESTING"] = True
+    yield app
+    for thread in app.extensions.get("background_sends", []):
+        thread.join(timeout=30)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def add_subscribers(conn, emails, status="active", names=None) -> list:
+    names = names or {}
+    ids = []
+    for email in emails:
+        row = conn.execute(
+            "INSERT INTO subscribers (email, status, from_name) VALUES (%s, %s, %s) RETURNING id",
+            (email, status, names.get(email)),
+        ).fetchone()
+        ids.append(row["id"])
+    return ids
+
+
+def add_mailout(conn, status="ready", subject="Our news", body="<h1>Hello</h1><p>News.</p>"):
+    row = conn.execute(
+        "INSERT INTO mailouts (subject, body, status) VALUES (%s, %s, %s) RETURNING id",
+        (subject, body, status),
+    ).fetchone()
+    return row["id"]
+
+
+def ledger(conn, mailout_id) -> dict[str, str]:
+    rows = conn.execute("SELECT email, status FROM send_logs WHERE mailout_id = %s", (mailout_id,)).fetchall()
+    return {row["email"]: row["status"] for row in rows}
+
+
+def mailout_row(conn, mailout_id) -> dict:
+    return conn.execute("SELECT * FROM mailouts WHERE id = %s", (mailout_id,)).fetchone()
+
+
+def with_settings(settings: Settings, **changes) -> Settings:
+    return replace(settings, **changes)
