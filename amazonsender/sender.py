@@ -76,28 +76,33 @@ class Summary:
 
 
 class Pacer:
-    """Spaces sends at least 1/rate seconds apart.
+    """Lets one send through every 1/rate seconds, measured from the moment
+    the previous one was let through.
 
-    This is a token bucket that holds one token: it never lets a burst
+    This is a token bucket that holds a single token: it never lets a burst
     through, so no one-second window carries more than `rate` sends. ("A batch
-    of 50, then sleep" would put 50 emails into a fraction of a second and get
-    throttled by SES.) Thread-safe, so concurrent senders can share it.
+    of 50, then sleep" puts 50 emails into a fraction of a second and gets
+    throttled by SES.) Spacing from the actual release time, not from an ideal
+    schedule, matters: after an oversleep a schedule would let the next send
+    catch up early and squeeze rate + 1 sends into one second.
+
+    Thread-safe: concurrent senders queue on the lock, which is held while
+    sleeping because every waiter would have to wait for its slot anyway.
     """
 
     def __init__(self, rate_per_sec: float, *, clock: Callable[[], float] = time.monotonic, sleep=time.sleep):
         self.interval = 1.0 / rate_per_sec
         self.clock = clock
         self.sleep = sleep
-        self._next = 0.0
+        self._next = float("-inf")
         self._lock = threading.Lock()
 
     def wait(self) -> None:
         with self._lock:
-            now = self.clock()
-            slot = max(now, self._next)
-            self._next = slot + self.interval
-        if slot > now:
-            self.sleep(slot - now)
+            delay = self._next - self.clock()
+            if delay > 0:
+                self.sleep(delay)
+            self._next = self.clock() + self.interval
 
 
 def claim_mailout(pool: ConnectionPool, mailout_id: UUID) -> Claim:

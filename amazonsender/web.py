@@ -16,11 +16,12 @@ HTML_PREFIXES = ("/unsubscribe",)
 
 
 class ApiError(Exception):
-    """Raised by views; answered as `{"error": message}` with `status`."""
+    """Raised by views; answered as `{"error": message, **extra}` with the
+    HTTP status `code`."""
 
-    def __init__(self, status: int, message: str, **extra):
+    def __init__(self, code: int, message: str, **extra):
         super().__init__(message)
-        self.status = status
+        self.code = code
         self.message = message
         self.extra = extra
 
@@ -29,16 +30,16 @@ def wants_html() -> bool:
     return request.path.startswith(HTML_PREFIXES)
 
 
-def error_response(status: int, message: str, **extra):
+def error_response(code: int, message: str, extra: dict | None = None):
     if wants_html():
-        return render_template("message.html", title="Something went wrong", message=message), status
-    return jsonify(error=message, **extra), status
+        return render_template("message.html", title="Something went wrong", message=message), code
+    return jsonify(error=message, **(extra or {})), code
 
 
 def register_error_handlers(app) -> None:
     @app.errorhandler(ApiError)
     def handle_api_error(error: ApiError):
-        return error_response(error.status, error.message, **error.extra)
+        return error_response(error.code, error.message, error.extra)
 
     @app.errorhandler(HTTPException)
     def handle_http_exception(error: HTTPException):

@@ -1,0 +1,370 @@
+"""The sender: claim, snapshot, batches, pacing and outcomes, against a real
+Postgres with a recording transport (moto where SES itself matters)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import threading
+import time
+from uuid import uuid4
+
+import pytest
+
+from amazonsender import sender
+from amazonsender.ses import ACCOUNT, RECIPIENT, THROTTLED, TRANSIENT, SendError
+from tests.conftest import add_mailout, add_subscribers, ledger, mailout_row, with_settings
+
+
+def run(pool, transport, settings, mailout_id, **kwargs):
+    claim = sender.claim_mailout(pool, mailout_id)
+    return sender.send_claimed_mailout(pool, transport, settings, claim, **kwargs)
+
+
+def emails(n, domain="list.example"):
+    return [f"reader{i:03d}@{domain}" for i in range(n)]
+
+
+# --- the claim -------------------------------------------------------------
+
+
+def test_claim_moves_ready_to_sending_and_queues_active_subscribers(pool, conn):
+    add_subscribers(conn, emails(3))
+    add_subscribers(conn, ["gone@list.example"], status="unsubscribed")
+    add_subscribers(conn, ["bad@list.example"], status="bounced")
+    mailout_id = add_mailout(conn)
+
+    claim = sender.claim_mailout(pool, mailout_id)
+
+    assert claim.recipients == 3
+    row = mailout_row(conn, mailout_id)
+    assert row["status"] == "sending"
+    assert row["recipients"] == 3
+    assert row["started_at"] is not None
+    assert ledger(conn, mailout_id) == {address: "queued" for address in emails(3)}
+
+
+@pytest.mark.parametrize("status", ["draft", "sending", "sent", "failed", "paused"])
+def test_claim_refuses_a_mailout_that_is_not_ready(pool, conn, status):
+    add_subscribers(conn, emails(2))
+    mailout_id = add_mailout(conn, status=status)
+    with pytest.raises(sender.MailoutNotReady) as caught:
+        sender.claim_mailout(pool, mailout_id)
+    assert caught.value.status == status
+    assert mailout_row(conn, mailout_id)["status"] == status
+    assert ledger(conn, mailout_id) == {}
+
+
+def test_claim_of_unknown_mailout(pool):
+    with pytest.raises(sender.MailoutNotFound):
+        sender.claim_mailout(pool, uuid4())
+
+
+@pytest.mark.parametrize("subject, body", [("  ", "<p>x</p>"), ("Hi", " \n ")])
+def test_claim_refuses_an_empty_subject_or_body_and_changes_nothing(pool, conn, subject, body):
+    add_subscribers(conn, emails(1))
+    mailout_id = add_mailout(conn, subject=subject, body=body)
+    with pytest.raises(sender.MailoutInvalid):
+        sender.claim_mailout(pool, mailout_id)
+    assert mailout_row(conn, mailout_id)["status"] == "ready"
+    assert ledger(conn, mailout_id) == {}
+
+
+def test_simultaneous_claims_exactly_one_wins(pool, conn):
+    add_subscribers(conn, emails(20))
+    mailout_id = add_mailout(conn)
+    contenders = 8
+    barrier = threading.Barrier(contenders)
+    results = []
+
+    def contend():
+        barrier.wait()
+        try:
+            results.append(sender.claim_mailout(pool, mailout_id))
+        except sender.MailoutNotReady as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=contend) for _ in range(contenders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    winners = [r for r in results if isinstance(r, sender.Claim)]
+    losers = [r for r in results if isinstance(r, sender.MailoutNotReady)]
+    assert len(winners) == 1 and len(losers) == contenders - 1
+    assert all(loser.status == "sending" for loser in losers)
+    assert conn.execute("SELECT count(*) AS n FROM send_logs").fetchone()["n"] == 20
+
+
+def test_a_sent_mailout_set_back_to_ready_by_hand_sends_nobody_twice(pool, conn, settings, recording_transport):
+    add_subscribers(conn, emails(4))
+    mailout_id = add_mailout(conn)
+    run(pool, recording_transport, settings, mailout_id)
+    add_subscribers(conn, ["late@list.example"])
+    conn.execute("UPDATE mailouts SET status = 'ready' WHERE id = %s", (mailout_id,))
+
+    summary = run(pool, recording_transport, settings, mailout_id)
+
+    assert sorted(recording_transport.addresses) == sorted([*emails(4), "late@list.example"])
+    assert summary.status == "sent"
+
+
+# --- sending ---------------------------------------------------------------
+
+
+def test_every_active_subscriber_gets_exactly_one_email_in_batches(pool, conn, settings, recording_transport):
+    add_subscribers(conn, emails(23))
+    mailout_id = add_mailout(conn)
+
+    summary = run(pool, recording_transport, with_settings(settings, batch_size=5), mailout_id)
+
+    assert sorted(recording_transport.addresses) == emails(23)
+    assert summary.status == "sent" and summary.sent == 23 and summary.failed == 0
+    row = mailout_row(conn, mailout_id)
+    assert row["status"] == "sent" and row["sent_at"] is not None and row["error"] is None
+    rows = conn.execute("SELECT status, ses_message_id FROM send_logs WHERE mailout_id = %s", (mailout_id,))
+    rows = rows.fetchall()
+    assert {r["status"] for r in rows} == {"sent"}
+    assert len({r["ses_message_id"] for r in rows}) == 23
+
+
+def test_a_row_is_marked_sending_and_committed_before_its_email_leaves(pool, conn, settings):
+    add_subscribers(conn, emails(7))
+    mailout_id = add_mailout(conn)
+    seen = {}
+
+    class CheckingTransport:
+        def send(self, message):
+            # A separate connection sees only committed data.
+            row = conn.execute(
+                "SELECT status FROM send_logs WHERE mailout_id = %s AND email = %s",
+                (mailout_id, message.to_address),
+            ).fetchone()
+            seen[message.to_address] = row["status"]
+            return f"id-{message.to_address}"
+
+    run(pool, CheckingTransport(), with_settings(settings, batch_size=3), mailout_id)
+
+    assert seen == {address: "sending" for address in emails(7)}
+    assert set(ledger(conn, mailout_id).values()) == {"sent"}
+
+
+def test_recipients_who_left_after_the_claim_are_skipped(pool, conn, settings, recording_transport):
+    ids = add_subscribers(conn, emails(6))
+    mailout_id = add_mailout(conn)
+    claim = sender.claim_mailout(pool, mailout_id)
+    conn.execute("UPDATE subscribers SET status = 'unsubscribed' WHERE id = %s", (ids[1],))
+    conn.execute("UPDATE subscribers SET status = 'bounced' WHERE id = %s", (ids[2],))
+    conn.execute("DELETE FROM subscribers WHERE id = %s", (ids[3],))
+
+    summary = sender.send_claimed_mailout(pool, recording_transport, settings, claim)
+
+    assert sorted(recording_transport.addresses) == [emails(6)[i] for i in (0, 4, 5)]
+    assert summary.skipped == 3 and summary.sent == 3 and summary.status == "sent"
+    rows = conn.execute(
+        "SELECT email, error_message FROM send_logs WHERE mailout_id = %s AND status = 'skipped'",
+        (mailout_id,),
+    ).fetchall()
+    errors = {row["email"]: row["error_message"] for row in rows}
+    assert errors == {
+        emails(6)[1]: "subscriber is unsubscribed",
+        emails(6)[2]: "subscriber is bounced",
+        emails(6)[3]: "subscriber is deleted",
+    }
+
+
+def test_one_recipients_error_is_recorded_and_the_mailout_goes_on(pool, conn, settings, recording_transport):
+    add_subscribers(conn, emails(5))
+    recording_transport.failures[emails(5)[2]] = SendError("MessageRejected: bad address", kind=RECIPIENT)
+    mailout_id = add_mailout(conn)
+
+    summary = run(pool, recording_transport, with_settings(settings, batch_size=2), mailout_id)
+
+    assert summary.status == "sent" and summary.sent == 4 and summary.failed == 1
+    row = conn.execute(
+        "SELECT status, error_message FROM send_logs WHERE email = %s", (emails(5)[2],)
+    ).fetchone()
+    assert row["status"] == "failed" and "bad address" in row["error_message"]
+
+
+def test_an_account_wide_error_stops_the_run_and_keeps_the_rest_queued(pool, conn, settings, recording_transport):
+    add_subscribers(conn, emails(10))
+    mailout_id = add_mailout(conn)
+    claim = sender.claim_mailout(pool, mailout_id)
+    order = [
+        r["email"]
+        for r in conn.execute("SELECT email FROM send_logs WHERE mailout_id = %s ORDER BY id", (mailout_id,))
+    ]
+    # The 6th email (second batch of 4) hits a paused account.
+    recording_transport.failures[order[5]] = SendError("SendingPausedException: paused", kind=ACCOUNT)
+
+    summary = sender.send_claimed_mailout(pool, recording_transport, with_settings(settings, batch_size=4), claim)
+
+    assert recording_transport.addresses == order[:5]
+    assert summary.status == "failed" and "SendingPausedException" in summary.error
+    assert summary.sent == 5 and summary.queued == 5 and summary.failed == 0
+    row = mailout_row(conn, mailout_id)
+    assert row["status"] == "failed" and "SendingPausedException" in row["error"]
+    assert row["sent_at"] is None
+    states = ledger(conn, mailout_id)
+    assert [states[a] for a in order] == ["sent"] * 5 + ["queued"] * 5
+
+
+class FlakyTransport:
+    """Fails each address with the given errors first, then succeeds."""
+
+    def __init__(self, errors_by_address):
+        self.errors = {address: list(errors) for address, errors in errors_by_address.items()}
+        self.calls = []
+
+    def send(self, message):
+        self.calls.append(message.to_address)
+        pending = self.errors.get(message.to_address)
+        if pending:
+            raise pending.pop(0)
+        return f"id-{len(self.calls)}"
+
+
+def test_throttling_is_retried_with_backoff_and_never_recorded_as_a_failure(pool, conn, settings):
+    add_subscribers(conn, emails(3))
+    throttle = SendError("TooManyRequestsException: Maximum sending rate exceeded.", kind=THROTTLED)
+    transport = FlakyTransport({emails(3)[1]: [throttle, throttle]})
+    sleeps = []
+    mailout_id = add_mailout(conn)
+
+    summary = run(pool, transport, settings, mailout_id, sleep=sleeps.append)
+
+    assert summary.status == "sent" and summary.sent == 3 and summary.failed == 0
+    assert transport.calls.count(emails(3)[1]) == 3
+    backoffs = [s for s in sleeps if s >= sender.BACKOFF_BASE_SECONDS / 2]
+    assert len(backoffs) == 2 and backoffs[1] > backoffs[0] / 2
+
+
+def test_transient_errors_are_retried_then_recorded(pool, conn, settings):
+    add_subscribers(conn, emails(2))
+    boom = SendError("InternalFailure: 500", kind=TRANSIENT)
+    transport = FlakyTransport({emails(2)[0]: [boom] * 10, emails(2)[1]: [boom]})
+    mailout_id = add_mailout(conn)
+
+    summary = run(pool, transport, settings, mailout_id, sleep=lambda seconds: None)
+
+    assert transport.calls.count(emails(2)[0]) == sender.TRANSIENT_ATTEMPTS
+    assert ledger(conn, mailout_id) == {emails(2)[0]: "failed", emails(2)[1]: "sent"}
+    assert summary.status == "sent"
+
+
+def test_an_unexpected_crash_ends_failed_and_leaves_the_batch_in_doubt(pool, conn, settings):
+    add_subscribers(conn, emails(6))
+    mailout_id = add_mailout(conn)
+
+    class CrashingTransport:
+        calls = 0
+
+        def send(self, message):
+            self.calls += 1
+            if self.calls == 4:
+                raise RuntimeError("disk on fire")
+            return "ok"
+
+    summary = run(pool, CrashingTransport(), with_settings(settings, batch_size=3), mailout_id)
+
+    assert summary.status == "failed" and "disk on fire" in summary.error
+    states = sorted(ledger(conn, mailout_id).values())
+    # The first batch is recorded; the second was marked 'sending' and may or
+    # may not have left, so it is never sent again automatically.
+    assert states == ["sending"] * 3 + ["sent"] * 3
+    assert summary.in_doubt == 3
+
+
+# --- the message that leaves -------------------------------------------------
+
+
+def test_messages_through_moto_carry_name_footer_and_unsubscribe_headers(pool, conn, settings, ses_transport, moto_ses):
+    add_subscribers(conn, ["ann@list.example", "bob@list.example"], names={"ann@list.example": "Ann Example"})
+    mailout_id = add_mailout(conn, subject="Spring news", body="<html><body><p>Hello</p></body></html>")
+
+    run(pool, ses_transport, settings, mailout_id)
+
+    parsed = {
+        m.destinations["ToAddresses"][0] if isinstance(m.destinations, dict) else m.destinations[0]: (
+            email.message_from_bytes(
+                m.raw_data.encode() if isinstance(m.raw_data, str) else m.raw_data, policy=email.policy.default
+            )
+        )
+        for m in moto_ses.sent_messages
+    }
+    assert set(parsed) == {"ann@list.example", "bob@list.example"}
+    ann = parsed["ann@list.example"]
+    assert ann["To"] == "Ann Example <ann@list.example>"
+    assert parsed["bob@list.example"]["To"] == "bob@list.example"
+    assert ann["Subject"] == "Spring news"
+    assert ann["Reply-To"] == "editor@example.test"
+    assert ann["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    link = ann["List-Unsubscribe"]
+    assert link.startswith("<https://news.example.test/unsubscribe?token=") and link.endswith(">")
+    html_part = ann.get_body(("html",)).get_content()
+    text_part = ann.get_body(("plain",)).get_content()
+    assert link[1:-1] in html_part and link[1:-1] in text_part
+    assert html_part.index("Unsubscribe") < html_part.index("</body>")
+    # Each recipient has their own link.
+    assert parsed["bob@list.example"]["List-Unsubscribe"] != link
+
+
+# --- pacing ----------------------------------------------------------------
+
+
+def max_in_any_second(times: list[float]) -> int:
+    """The largest number of sends in any half-open one-second window."""
+    times = sorted(times)
+    best = start = 0
+    for end, moment in enumerate(times):
+        while moment - times[start] >= 1.0:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def test_pacing_never_exceeds_the_rate_in_any_second(pool, conn, settings, recording_transport):
+    rate = 20
+    add_subscribers(conn, emails(45))
+    mailout_id = add_mailout(conn)
+
+    started = time.monotonic()
+    run(pool, recording_transport, with_settings(settings, rate_limit_per_sec=rate, batch_size=7), mailout_id)
+    elapsed = time.monotonic() - started
+
+    assert len(recording_transport.times) == 45
+    assert max_in_any_second(recording_transport.times) <= rate
+    # Spaced evenly: 45 sends at 20/s need at least 44 intervals of 50 ms.
+    assert elapsed >= 44 / rate
+    gaps = [b - a for a, b in zip(recording_transport.times, recording_transport.times[1:])]
+    assert min(gaps) >= 0.9 / rate
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+        self.sleeps = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_pacer_spaces_sends_and_allows_no_burst_after_idle_time():
+    clock = FakeClock()
+    pacer = sender.Pacer(4, clock=clock, sleep=clock.sleep)
+    sends = []
+    for _ in range(5):
+        pacer.wait()
+        sends.append(clock.now)
+    assert sends == [100.0, 100.25, 100.5, 100.75, 101.0]
+    clock.now += 10  # idle: a bucket with capacity would now allow a burst
+    for _ in range(3):
+        pacer.wait()
+        sends.append(clock.now)
+    assert sends[5:] == [111.0, 111.25, 111.5]

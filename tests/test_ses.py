@@ -1,0 +1,117 @@
+"""The SES transport: the request it makes and how it reads SES's errors.
+
+botocore's Stubber checks our request against the real SES v2 model and
+feeds back responses and errors as SES would send them."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from amazonsender.message import OutgoingEmail
+from amazonsender.ses import ACCOUNT, RECIPIENT, THROTTLED, TRANSIENT, OutboxTransport, SendError, SesTransport
+
+EMAIL = OutgoingEmail(to_address="ann@list.example", raw=b"From: x\r\n\r\nhi", tags={"mailout_id": "m-1"})
+
+
+@pytest.fixture
+def stubbed(aws_env):
+    client = boto3.client("sesv2", region_name="us-east-1")
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
+def test_send_uses_raw_content_tags_and_configuration_set(stubbed):
+    client, stubber = stubbed
+    stubber.add_response(
+        "send_email",
+        {"MessageId": "0100018c-abc"},
+        {
+            "FromEmailAddress": "News <news@example.test>",
+            "Destination": {"ToAddresses": ["ann@list.example"]},
+            "Content": {"Raw": {"Data": EMAIL.raw}},
+            "EmailTags": [{"Name": "mailout_id", "Value": "m-1"}],
+            "ConfigurationSetName": "newsletter",
+        },
+    )
+    transport = SesTransport(client, from_address="News <news@example.test>", configuration_set="newsletter")
+    assert transport.send(EMAIL) == "0100018c-abc"
+
+
+def test_without_configuration_set_none_is_sent(stubbed):
+    client, stubber = stubbed
+    stubber.add_response(
+        "send_email",
+        {"MessageId": "m"},
+        {
+            "FromEmailAddress": "news@example.test",
+            "Destination": {"ToAddresses": ["ann@list.example"]},
+            "Content": {"Raw": {"Data": EMAIL.raw}},
+            "EmailTags": [{"Name": "mailout_id", "Value": "m-1"}],
+        },
+    )
+    assert SesTransport(client, from_address="news@example.test").send(EMAIL) == "m"
+
+
+@pytest.mark.parametrize(
+    "code, status, message, kind",
+    [
+        ("TooManyRequestsException", 429, "Too many requests", THROTTLED),
+        ("LimitExceededException", 400, "Limit exceeded", THROTTLED),
+        ("Throttling", 400, "Maximum sending rate exceeded.", THROTTLED),
+        ("SomethingElse", 429, "slow down", THROTTLED),
+        ("SendingPausedException", 400, "Sending is paused for this account", ACCOUNT),
+        ("AccountSuspendedException", 400, "suspended", ACCOUNT),
+        ("MailFromDomainNotVerifiedException", 400, "MAIL FROM not verified", ACCOUNT),
+        ("AccessDeniedException", 403, "not authorized to perform ses:SendEmail", ACCOUNT),
+        ("UnrecognizedClientException", 403, "The security token included in the request is invalid", ACCOUNT),
+        ("ExpiredTokenException", 403, "expired", ACCOUNT),
+        (
+            "MessageRejected",
+            400,
+            "Email address is not verified. The following identities failed the check in region"
+            " US-EAST-1: news@example.test",
+            ACCOUNT,
+        ),
+        (
+            "MessageRejected",
+            400,
+            "Email address is not verified. The following identities failed the check in region"
+            " US-EAST-1: ann@list.example",
+            RECIPIENT,
+        ),
+        ("BadRequestException", 400, "Missing final '@domain'", RECIPIENT),
+        ("MessageRejected", 400, "Illegal address", RECIPIENT),
+        ("InternalFailure", 500, "internal", TRANSIENT),
+        ("ServiceUnavailable", 503, "unavailable", TRANSIENT),
+    ],
+)
+def test_errors_are_classified(stubbed, code, status, message, kind):
+    client, stubber = stubbed
+    stubber.add_client_error("send_email", service_error_code=code, service_message=message, http_status_code=status)
+    transport = SesTransport(client, from_address="News <news@example.test>")
+    with pytest.raises(SendError) as caught:
+        transport.send(EMAIL)
+    assert caught.value.kind == kind
+    assert code in str(caught.value)
+
+
+def test_the_client_has_no_hard_coded_endpoint(aws_env, monkeypatch, settings):
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SESV2", "http://127.0.0.1:4566")
+    transport = SesTransport.from_settings(settings)
+    assert transport.client.meta.endpoint_url == "http://127.0.0.1:4566"
+    monkeypatch.delenv("AWS_ENDPOINT_URL_SESV2")
+    transport = SesTransport.from_settings(settings)
+    assert transport.client.meta.endpoint_url == "https://email.us-east-1.amazonaws.com"
+
+
+def test_outbox_writes_one_eml_per_email(tmp_path):
+    outbox = OutboxTransport(tmp_path / "outbox")
+    first = outbox.send(EMAIL)
+    second = outbox.send(EMAIL)
+    assert first != second
+    files = sorted(p.name for p in (tmp_path / "outbox").iterdir())
+    assert files == sorted([f"{first}.eml", f"{second}.eml"])
+    assert (tmp_path / "outbox" / f"{first}.eml").read_bytes() == EMAIL.raw
