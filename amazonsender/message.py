@@ -16,12 +16,16 @@ from email.policy import SMTP
 from email.utils import formataddr, formatdate, parseaddr
 from html.parser import HTMLParser
 
-# Bodies are encoded under the SMTP policy (quoted-printable lines of 76), but
-# headers are written with folding only past RFC 5322's hard limit of 998
-# characters: at the default 78 the email package would turn a long
-# List-Unsubscribe URL (which has no space to fold at) into an RFC 2047
-# encoded word, and mail clients would no longer recognise it.
-HEADER_POLICY = SMTP.clone(max_line_length=998)
+# The email package quoted-printable-encodes a body with lines as long as the
+# policy's max_line_length, and RFC 2045 allows at most 76.
+BODY_POLICY = SMTP.clone(max_line_length=76)
+# Headers are folded at 78 as usual, so a long non-ASCII Subject or name becomes
+# several short RFC 2047 encoded words (RFC 2047 forbids one encoded word
+# hundreds of characters long). The List-Unsubscribe URL has no space to fold
+# at, and the email package would turn it into an encoded word that mail
+# clients no longer recognise; so it is stored raw with `set_raw`, and
+# refold_source="none" writes raw values exactly as given.
+OUTPUT_POLICY = SMTP.clone(refold_source="none")
 
 FOOTER_HTML = (
     '<div style="margin-top:32px;padding-top:16px;border-top:1px solid #ddd;'
@@ -62,14 +66,17 @@ class MessageBuilder:
         self.reply_to = reply_to
 
     def build(self, *, to_email: str, to_name: str | None, unsubscribe_url: str) -> OutgoingEmail:
-        message = EmailMessage(policy=SMTP)
+        message = EmailMessage(policy=BODY_POLICY)
         message["From"] = self.from_address
         message["To"] = format_recipient(to_email, to_name)
         message["Subject"] = self.subject
         message["Date"] = formatdate(localtime=False, usegmt=True)
         if self.reply_to:
             message["Reply-To"] = self.reply_to
-        message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        if "\r" in unsubscribe_url or "\n" in unsubscribe_url:
+            # A raw header is written unchecked: never let it start a new header.
+            raise ValueError("the unsubscribe URL must be on one line")
+        message.set_raw("List-Unsubscribe", f"<{unsubscribe_url}>")
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         # Quoted-printable keeps every line 7-bit and short whatever the text.
         text = self.body_text + FOOTER_TEXT.format(url=unsubscribe_url)
@@ -78,7 +85,7 @@ class MessageBuilder:
         message.add_alternative(html_part, subtype="html", cte="quoted-printable")
         return OutgoingEmail(
             to_address=to_email,
-            raw=message.as_bytes(policy=HEADER_POLICY),
+            raw=message.as_bytes(policy=OUTPUT_POLICY),
             tags={"mailout_id": self.mailout_id},
         )
 
@@ -102,9 +109,11 @@ def address_only(value: str) -> str:
 
 def append_footer(body_html: str, unsubscribe_url: str) -> str:
     footer = FOOTER_HTML.format(url=html.escape(unsubscribe_url, quote=True))
-    match = re.search(r"</body\s*>", body_html, flags=re.IGNORECASE)
-    if match:
-        return body_html[: match.start()] + footer + body_html[match.start() :]
+    # The last </body>: an earlier one could sit in a comment or a code sample.
+    matches = list(re.finditer(r"</body\s*>", body_html, flags=re.IGNORECASE))
+    if matches:
+        where = matches[-1].start()
+        return body_html[:where] + footer + body_html[where:]
     return body_html + footer
 
 
@@ -112,7 +121,10 @@ BLOCK_TAGS = {
     "p", "div", "section", "article", "header", "footer", "table", "tr", "ul", "ol",
     "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "hr",
 }  # fmt: skip
-SKIPPED_TAGS = {"style", "script", "head", "title"}
+# Not "head": HTML lets </head> be left out, and skipping up to a missing end
+# tag would drop the whole body. What <head> holds is in these tags or has no text.
+SKIPPED_TAGS = {"style", "script", "title"}
+LIST_MARKER = "\n- "
 
 
 class _TextExtractor(HTMLParser):
@@ -124,7 +136,8 @@ class _TextExtractor(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.skip_depth = 0
-        self.links: list[str | None] = []
+        # For each open <a>: its href and where its text starts in parts.
+        self.links: list[tuple[str | None, int]] = []
 
     def handle_starttag(self, tag, attrs):
         if tag in SKIPPED_TAGS:
@@ -132,27 +145,36 @@ class _TextExtractor(HTMLParser):
         elif tag == "br":
             self.parts.append("\n")
         elif tag == "li":
-            self.parts.append("\n- ")
+            self.parts.append(LIST_MARKER)
         elif tag in BLOCK_TAGS:
-            self.parts.append("\n\n")
+            self.block_break()
         elif tag == "td":
             self.parts.append(" ")
         if tag == "a":
-            self.links.append(dict(attrs).get("href"))
+            self.links.append((dict(attrs).get("href"), len(self.parts)))
 
     def handle_endtag(self, tag):
         if tag in SKIPPED_TAGS:
             self.skip_depth = max(0, self.skip_depth - 1)
         elif tag in BLOCK_TAGS:
-            self.parts.append("\n\n")
+            self.block_break()
         elif tag == "a" and self.links:
-            href = self.links.pop()
-            if href and href.startswith(("http://", "https://", "mailto:")):
+            href, start = self.links.pop()
+            text = "".join(self.parts[start:]).strip()
+            shown = href.removeprefix("mailto:") if href else None
+            # A link whose text is already its address is not written twice.
+            if href and href.startswith(("http://", "https://", "mailto:")) and text not in (href, shown):
                 self.parts.append(f" ({href})")
 
     def handle_data(self, data):
         if not self.skip_depth:
             self.parts.append(re.sub(r"\s+", " ", data))
+
+    def block_break(self):
+        # `<li><p>item</p></li>` is one item: keep its text on the "- " line.
+        if self.parts and self.parts[-1] == LIST_MARKER:
+            return
+        self.parts.append("\n\n")
 
 
 def html_to_text(body_html: str) -> str:

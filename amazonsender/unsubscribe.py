@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, current_app, render_template, request, url_for
 
 from . import store
 from .db import get_pool
@@ -39,7 +39,11 @@ def no_caching_no_referrer(response):
 def confirm():
     token = request.args.get("token", "")
     read_subscriber_id(token)
-    return render_template("unsubscribe.html", title="Unsubscribe from our newsletter", action=request.full_path)
+    # The button posts back to this URL with the token. url_for keeps a path
+    # prefix the app may be mounted under (SCRIPT_NAME) and echoes no other
+    # query parameter into the page.
+    action = url_for("unsubscribe.unsubscribe", token=token)
+    return render_template("unsubscribe.html", title="Unsubscribe from our newsletter", action=action)
 
 
 @bp.post("/unsubscribe")
