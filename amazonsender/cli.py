@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -39,13 +40,19 @@ def db():
 
 @db.command("upgrade")
 def db_upgrade():
-    """Apply the numbered SQL files in sql/ that have not run yet."""
-    from . import configure_logging
+    """Apply the numbered SQL files in sql/ that have not run yet (needs only
+    DATABASE_URL)."""
     from .db import upgrade
 
-    settings = load_settings()
-    configure_logging(settings.log_level)
-    applied = upgrade(settings.database_url)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if os.environ.get("APP_ENV", "").lower() == "local":
+        from .local import ensure_database_url
+
+        ensure_database_url()
+    database_url = os.environ.get("DATABASE_URL", "").strip()
+    if not database_url:
+        raise click.ClickException("DATABASE_URL is missing: set it to the Postgres connection string")
+    applied = upgrade(database_url)
     click.echo(f"applied: {', '.join(applied)}" if applied else "database is up to date")
 
 

@@ -57,32 +57,34 @@ def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
 
 
 def upgrade(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply the numbered SQL files not applied yet, each in its own
-    transaction, and return their names. Safe to run twice, or twice at once."""
+    """Apply the numbered SQL files not applied yet and return their names.
+
+    Everything runs in one transaction under a transaction-level advisory
+    lock: two upgrades at once apply each file once, a failing file leaves
+    the schema as it was, and it works through Supabase's transaction pooler
+    (a session-level lock could be taken on one server connection and
+    released on another there).
+    """
     applied_now = []
-    with psycopg.connect(database_url, autocommit=True, prepare_threshold=None) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
-        try:
-            conn.execute(
-                """
-                CREATE TABLE IF NOT EXISTS schema_migrations (
-                    version    text PRIMARY KEY,
-                    applied_at timestamptz NOT NULL DEFAULT now()
-                )
-                """
+    with psycopg.connect(database_url, prepare_threshold=None) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_ID,))
+        conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version    text PRIMARY KEY,
+                applied_at timestamptz NOT NULL DEFAULT now()
             )
-            conn.execute("ALTER TABLE schema_migrations ENABLE ROW LEVEL SECURITY")
-            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-            for path in migration_files(directory):
-                if path.name in done:
-                    continue
-                with conn.transaction():
-                    conn.execute(path.read_text())
-                    conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (path.name,))
-                log.info("applied migration %s", path.name)
-                applied_now.append(path.name)
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
+            """
+        )
+        conn.execute("ALTER TABLE schema_migrations ENABLE ROW LEVEL SECURITY")
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        for path in migration_files(directory):
+            if path.name in done:
+                continue
+            conn.execute(path.read_text())
+            conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (path.name,))
+            log.info("applying migration %s", path.name)
+            applied_now.append(path.name)
     return applied_now
 
 

@@ -7,7 +7,9 @@ A transport has one method, `send(email) -> message id`, and raises
 - 'account':   every send would fail (paused account, bad credentials, an
                unverified sender); stop the mailout and keep the rest queued;
 - 'throttled': SES asked us to slow down; wait and send the same email again;
-- 'transient': a 5xx, timeout or broken connection; retry a few times.
+- 'transient': a 5xx or a connection that could not be made; retry a few times;
+- 'in_doubt':  the request went out but no answer came back (a read timeout):
+               SES may have accepted it, so it is never sent again.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ RECIPIENT = "recipient"
 ACCOUNT = "account"
 THROTTLED = "throttled"
 TRANSIENT = "transient"
+IN_DOUBT = "in_doubt"
 
 ACCOUNT_ERROR_CODES = {
     "AccountSuspendedException",
@@ -83,10 +86,13 @@ class SesTransport:
     def from_settings(cls, settings) -> SesTransport:
         # No endpoint is given here, so boto3's standard AWS_ENDPOINT_URL and
         # AWS_ENDPOINT_URL_SESV2 variables (LocalStack, moto server) apply.
+        # botocore's own retries are off: it would retry a read timeout, when
+        # SES may already have accepted the email. The sender's policy
+        # decides what is retried.
         config = Config(
             connect_timeout=5,
             read_timeout=20,
-            retries={"mode": "standard", "max_attempts": 3},
+            retries={"mode": "standard", "max_attempts": 1},
             max_pool_connections=32,
         )
         client = boto3.session.Session().client("sesv2", region_name=settings.aws_region, config=config)
@@ -107,7 +113,9 @@ class SesTransport:
             raise classify_client_error(exc, address_only(self.from_address)) from exc
         except NoCredentialsError as exc:
             raise SendError(f"no AWS credentials: {exc}", kind=ACCOUNT) from exc
-        except (BotoConnectionError, ReadTimeoutError) as exc:
+        except ReadTimeoutError as exc:
+            raise SendError(f"no answer from SES in time: {exc}", kind=IN_DOUBT) from exc
+        except BotoConnectionError as exc:
             raise SendError(f"connection to SES failed: {exc}", kind=TRANSIENT) from exc
         except BotoCoreError as exc:
             raise SendError(f"SES call failed: {exc}", kind=TRANSIENT) from exc
