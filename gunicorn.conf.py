@@ -15,6 +15,9 @@ graceful_timeout = 30
 accesslog = "-"
 # The path without the query string: unsubscribe tokens stay out of the log.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
+# gunicorn 27 opens a control socket in $HOME/.gunicorn by default, shared by
+# every gunicorn the user runs; we do not use gunicornc.
+control_socket_disable = True
 
 
 def on_starting(server):

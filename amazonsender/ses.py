@@ -92,7 +92,7 @@ class SesTransport:
         config = Config(
             connect_timeout=5,
             read_timeout=20,
-            retries={"mode": "standard", "max_attempts": 1},
+            retries={"mode": "standard", "total_max_attempts": 1},
             max_pool_connections=32,
         )
         client = boto3.session.Session().client("sesv2", region_name=settings.aws_region, config=config)

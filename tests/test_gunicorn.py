@@ -1,0 +1,299 @@
+"""The service as production runs it: a real `gunicorn wsgi:app` process
+(threaded workers, several processes), a real Postgres and the SES stand-in."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import ROOT, SHARED_SECRET, UNSUBSCRIBE_SECRET, add_mailout, add_subscribers
+from tests.ses_standin import SesStandIn
+
+FROM_ADDRESS = "Newsletter <news@example.test>"
+START_TIMEOUT = 20.0
+# Every setting production requires; the start-up check must name them all.
+REQUIRED_SETTINGS = (
+    "DATABASE_URL",
+    "EXECUTOR_SHARED_SECRET",
+    "UNSUBSCRIBE_SECRET",
+    "APP_BASE_URL",
+    "AWS_REGION",
+    "SES_FROM_EMAIL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+)
+
+
+def clean_env(home: Path, **values) -> dict[str, str]:
+    """Only what a process needs to run, so the developer's own settings
+    never leak in; PYTHON_DOTENV_DISABLED keeps a stray .env out too. HOME is
+    the test's own directory: no ~/.aws of the developer, and gunicorn's
+    control socket ($HOME/.gunicorn/gunicorn.ctl) is not shared between
+    servers."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
+    env["PYTHON_DOTENV_DISABLED"] = "1"
+    env.update(values)
+    return env
+
+
+def service_env(home: Path, database_url: str, ses: SesStandIn, **values) -> dict[str, str]:
+    return clean_env(
+        home,
+        APP_ENV="production",
+        DATABASE_URL=database_url,
+        EXECUTOR_SHARED_SECRET=SHARED_SECRET,
+        UNSUBSCRIBE_SECRET=UNSUBSCRIBE_SECRET,
+        APP_BASE_URL="https://news.example.test",
+        SES_FROM_EMAIL=FROM_ADDRESS,
+        RATE_LIMIT_PER_SEC="1000",
+        BATCH_SIZE="7",
+        **ses.client_env(),
+        **values,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """Kill gunicorn's master and workers (they share the session started
+    for them). No graceful stop: it is not under test, and gunicorn's gthread
+    worker can deadlock in its quit handler (seen about one stop in eight),
+    which would cost graceful_timeout."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+@contextmanager
+def run_gunicorn(env: dict, tmp_path: Path, ready_path: str = "/healthz", ready_status: int | None = 200):
+    """Start gunicorn from the repository root and wait until `ready_path`
+    answers `ready_status` (any status when None)."""
+    port = free_port()
+    log_path = tmp_path / f"gunicorn-{port}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "wsgi:app"],
+            cwd=ROOT,
+            env={**env, "PORT": str(port)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(proc, f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_until_serving(server, ready_path, ready_status)
+        yield server
+    finally:
+        stop_process_group(proc)
+
+
+def wait_until_serving(server: Server, path: str, status: int | None) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            pytest.fail(f"gunicorn exited with {server.proc.returncode}:\n{server.log()}")
+        try:
+            response = requests.get(server.url + path, timeout=5)
+            if status is None or response.status_code == status:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.05)
+    pytest.fail(f"gunicorn did not answer {path} with {status} in {START_TIMEOUT}s:\n{server.log()}")
+
+
+@pytest.fixture
+def ses():
+    with SesStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+def service(database_url, ses, tmp_path):
+    with run_gunicorn(service_env(tmp_path, database_url, ses), tmp_path) as server:
+        yield server
+
+
+def seed(conn, active=40):
+    """`active` subscribers who must get the mailout, and some who must not."""
+    emails = [f"Reader{i:02d}@Example.org" for i in range(active)]
+    add_subscribers(conn, emails)
+    add_subscribers(conn, ["gone@example.org"], status="unsubscribed")
+    add_subscribers(conn, ["bounced@example.org"], status="bounced")
+    return add_mailout(conn), emails
+
+
+def race(server: Server, mailout_id, n=30, **body) -> list[requests.Response]:
+    """POST /send-mailout for one mailout from `n` threads released at once."""
+    # Each worker's connection pool starts with one connection and grows only
+    # under load: without this, the claims would queue for a connection and
+    # barely overlap, and a claim that is not atomic could go unnoticed.
+    at_once(n, lambda: requests.get(server.url + "/healthz", timeout=10))
+
+    def post():
+        return requests.post(
+            f"{server.url}/send-mailout",
+            json={"mailout_id": str(mailout_id), "auth_token": SHARED_SECRET, **body},
+            timeout=30,
+        )
+
+    return at_once(n, post)
+
+
+def at_once(n: int, call):
+    """`call()` from `n` threads released together; their results."""
+    barrier = threading.Barrier(n)
+
+    def run(_):
+        barrier.wait()
+        return call()
+
+    with ThreadPoolExecutor(n) as threads:
+        return list(threads.map(run, range(n)))
+
+
+def split_winner(responses, winner_status):
+    counts = Counter(r.status_code for r in responses)
+    assert counts == {winner_status: 1, 409: len(responses) - 1}, [r.text for r in responses]
+    [winner] = [r for r in responses if r.status_code == winner_status]
+    for loser in responses:
+        if loser is not winner:
+            answer = loser.json()
+            assert answer["status"] in ("sending", "sent")
+            assert f"'{answer['status']}', not 'ready'" in answer["error"]
+    return winner.json()
+
+
+def wait_for_status(server: Server, mailout_id, status="sent", timeout=15.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = requests.get(
+            f"{server.url}/mailouts/{mailout_id}", headers={"Authorization": f"Bearer {SHARED_SECRET}"}, timeout=5
+        ).json()
+        if answer["status"] == status:
+            return answer
+        assert time.monotonic() < deadline, f"still {answer} after {timeout}s:\n{server.log()}"
+        time.sleep(0.05)
+
+
+def assert_sent_exactly_once(conn, ses: SesStandIn, mailout_id, emails):
+    addresses = [address for record in ses.sent for address in record.to_addresses]
+    assert sorted(addresses) == sorted(emails)  # everyone active, nobody else, nobody twice
+    assert all(record.status == 200 for record in ses.requests)  # no other call was made
+    assert {record.tags["mailout_id"] for record in ses.sent} == {str(mailout_id)}
+
+    rows = conn.execute(
+        "SELECT email, status, ses_message_id FROM send_logs WHERE mailout_id = %s", (mailout_id,)
+    ).fetchall()
+    assert {row["status"] for row in rows} == {"sent"}
+    assert {row["email"]: row["ses_message_id"] for row in rows} == {
+        record.to_addresses[0]: record.message_id for record in ses.sent
+    }
+
+
+def test_simultaneous_webhooks_send_once_in_the_background(service, conn, ses):
+    mailout_id, emails = seed(conn)
+
+    accepted = split_winner(race(service, mailout_id), 202)
+
+    assert accepted["mailout_id"] == str(mailout_id)
+    assert accepted["recipients"] == len(emails)
+    final = wait_for_status(service, mailout_id)
+    assert final["counts"] == {"sent": len(emails)}
+    assert final["recipients"] == len(emails)
+    assert final["sent_at"] is not None
+    assert_sent_exactly_once(conn, ses, mailout_id, emails)
+
+
+def test_simultaneous_webhooks_with_wait_answer_the_summary(service, conn, ses):
+    mailout_id, emails = seed(conn)
+
+    summary = split_winner(race(service, mailout_id, wait=True), 200)
+
+    # The answer came when the mailout was done: no polling needed.
+    assert summary["mailout_id"] == str(mailout_id)
+    assert summary["status"] == "sent"
+    assert (summary["recipients"], summary["sent"], summary["failed"]) == (len(emails), len(emails), 0)
+    assert (summary["queued"], summary["in_doubt"], summary["error"]) == (0, 0, None)
+    assert conn.execute("SELECT status FROM mailouts WHERE id = %s", (mailout_id,)).fetchone()["status"] == "sent"
+    assert_sent_exactly_once(conn, ses, mailout_id, emails)
+
+
+def test_production_refuses_to_start_without_settings(tmp_path):
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "wsgi:app"],
+        cwd=ROOT,
+        env=clean_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=15)
+    finally:
+        stop_process_group(proc)
+
+    assert proc.returncode != 0
+    assert time.monotonic() - started < 10
+    assert stderr.count("cannot start") == 1, stderr  # one message, not one per worker
+    message = stderr[stderr.index("cannot start") :]
+    missing = [name for name in REQUIRED_SETTINGS if name not in message]
+    assert missing == [], stderr
+    assert "Booting worker" not in stdout + stderr  # refused before any worker ran
+
+
+SECRETS = (SHARED_SECRET, UNSUBSCRIBE_SECRET, "standin-secret-key")
+
+
+def test_healthz_is_503_when_the_database_is_unreachable(ses, tmp_path):
+    database_url = "postgresql://postgres:db-password-123@127.0.0.1:1/x"
+    env = service_env(tmp_path, database_url, ses)
+    # "/" needs no database: it only tells that gunicorn is serving.
+    with run_gunicorn(env, tmp_path, ready_path="/", ready_status=None) as server:
+        response = requests.get(server.url + "/healthz", timeout=10)
+
+    assert response.status_code == 503
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.json()["status"] != "ok"
+    for secret in (*SECRETS, "db-password-123", database_url):
+        assert secret not in response.text
+
+
+def test_healthz_is_200_when_the_database_answers(service, database_url):
+    response = requests.get(service.url + "/healthz", timeout=10)
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+    for secret in (*SECRETS, database_url):
+        assert secret not in response.text
