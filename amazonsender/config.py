@@ -61,6 +61,13 @@ class Settings:
     use_outbox: bool = False
     outbox_dir: str = "outbox"
     db_pool_size: int = 10
+    # SNS topics whose SES events we trust; empty means /ses-events trusts none.
+    sns_topic_arns: tuple[str, ...] = ()
+    # The reputation guard: pause a mailout whose bounce or complaint rate
+    # passes these, once guard_min_sent emails have gone out.
+    max_bounce_rate: float = 0.04
+    max_complaint_rate: float = 0.001
+    guard_min_sent: int = 200
 
     @property
     def is_local(self) -> bool:
@@ -112,6 +119,10 @@ class Settings:
             use_outbox=use_outbox,
             outbox_dir=reader.optional("OUTBOX_DIR") or "outbox",
             db_pool_size=reader.integer("DB_POOL_SIZE", default=10, low=2, high=200),
+            sns_topic_arns=tuple(reader.topic_arns("SNS_TOPIC_ARNS")),
+            max_bounce_rate=reader.number("MAX_BOUNCE_RATE", default=0.04, low=0.0, high=1.0),
+            max_complaint_rate=reader.number("MAX_COMPLAINT_RATE", default=0.001, low=0.0, high=1.0),
+            guard_min_sent=reader.integer("GUARD_MIN_SENT", default=200, low=1, high=10_000_000),
         )
         if reader.problems:
             raise ConfigError(reader.problems)
@@ -191,6 +202,13 @@ class _Reader:
                 self.problems.append(f"{name} contains something that is not an email address: {value!r}")
         return values
 
+    def topic_arns(self, name: str) -> list[str]:
+        values = self.listing(name)
+        for value in values:
+            if not _TOPIC_ARN.match(value):
+                self.problems.append(f"{name} must list SNS topic ARNs (arn:aws:sns:REGION:ACCOUNT:NAME), not {value!r}")
+        return values
+
     def base_url(self, name: str, *, require_https: bool) -> str:
         value = self.required(name)
         if not value:
@@ -220,6 +238,7 @@ class _Reader:
         return value
 
 
+_TOPIC_ARN = re.compile(r"^arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}$")
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
 
 

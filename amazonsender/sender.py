@@ -25,7 +25,7 @@ from psycopg_pool import ConnectionPool
 
 from . import store
 from .message import MessageBuilder
-from .ses import ACCOUNT, RECIPIENT, THROTTLED, TRANSIENT, SendError
+from .ses import ACCOUNT, IN_DOUBT, RECIPIENT, THROTTLED, TRANSIENT, SendError
 from .tokens import UnsubscribeTokens
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,8 @@ class _Run:
         mailout_id = self.claim.mailout_id
         error = None
         try:
+            with self.pool.connection() as conn:
+                sent_so_far = store.count_sent(conn, mailout_id)
             while True:
                 with self.pool.connection() as conn:
                     recipients, skipped = store.take_batch(conn, mailout_id, self.settings.batch_size)
@@ -172,13 +174,21 @@ class _Run:
                 outcomes, error = self.send_batch(recipients)
                 with self.pool.connection() as conn:
                     store.record_outcomes(conn, mailout_id, outcomes)
+                    reputation = store.reputation(conn, mailout_id)
                 sent = sum(1 for o in outcomes if o.status == "sent")
                 failed = sum(1 for o in outcomes if o.status == "failed")
+                sent_so_far += sent
                 log.info(
                     "mailout %s batch: sent %d, failed %d, skipped %d", mailout_id, sent, failed, skipped
                 )
                 if error:
                     break
+                problem = reputation["more_queued"] and reputation_problem(sent_so_far, reputation, self.settings)
+                if problem:
+                    log.error("mailout %s paused by the reputation guard: %s", mailout_id, problem)
+                    with self.pool.connection() as conn:
+                        store.finish_mailout(conn, mailout_id, "paused", f"reputation guard: {problem}")
+                    return self.summary(problem)
             with self.pool.connection() as conn:
                 store.finish_mailout(conn, mailout_id, "failed" if error else "sent", error)
         except Exception as exc:  # noqa: BLE001 - the run must end in a recorded state
@@ -206,6 +216,9 @@ class _Run:
             except SendError as exc:
                 if exc.kind == RECIPIENT or exc.kind == TRANSIENT:
                     outcomes.append(store.Outcome(recipient.log_id, "failed", error=str(exc)))
+                    continue
+                if exc.kind == IN_DOUBT:
+                    outcomes.append(store.Outcome(recipient.log_id, "unknown", error=str(exc)))
                     continue
                 # SES refused the call itself, so this recipient was not sent:
                 # back to the queue with everyone after them.
@@ -255,6 +268,30 @@ class _Run:
             error=error,
             seconds=round(time.monotonic() - self.started, 3),
         )
+
+
+def reputation_problem(sent: int, reputation: dict, settings) -> str | None:
+    """Why the mailout must pause, or None.
+
+    SES puts an account under review at a 5% bounce or 0.1% complaint rate
+    and may pause it at 10% / 0.5%; stopping one mailout early protects every
+    later one. Below guard_min_sent the rates say too little to act on.
+    """
+    if sent < settings.guard_min_sent:
+        return None
+    bounce_rate = reputation["bounces"] / sent
+    complaint_rate = reputation["complaints"] / sent
+    if bounce_rate > settings.max_bounce_rate:
+        return (
+            f"bounce rate {bounce_rate:.2%} ({reputation['bounces']} of {sent} sent)"
+            f" is above MAX_BOUNCE_RATE {settings.max_bounce_rate:.2%}"
+        )
+    if complaint_rate > settings.max_complaint_rate:
+        return (
+            f"complaint rate {complaint_rate:.2%} ({reputation['complaints']} of {sent} sent)"
+            f" is above MAX_COMPLAINT_RATE {settings.max_complaint_rate:.2%}"
+        )
+    return None
 
 
 def backoff_seconds(attempt: int) -> float:

@@ -25,7 +25,9 @@ class Outcome:
     """What happened to one ledger row after its batch."""
 
     log_id: UUID
-    status: str  # 'sent', 'failed' or 'queued' (not attempted, back in the queue)
+    # 'sent', 'failed', 'unknown' (SES may or may not have it) or 'queued'
+    # (not attempted, back in the queue).
+    status: str
     ses_message_id: str | None = None
     error: str | None = None
 
@@ -70,9 +72,14 @@ def snapshot_recipients(conn: Connection, mailout_id: UUID) -> int:
         """,
         {"mailout_id": mailout_id},
     )
-    recipients = cur.rowcount
-    conn.execute("UPDATE mailouts SET recipients = %s WHERE id = %s", (recipients, mailout_id))
-    return recipients
+    queued = cur.rowcount
+    # Added to what was there: a mailout set back to 'ready' by hand keeps
+    # counting the recipients of its earlier run.
+    row = conn.execute(
+        "UPDATE mailouts SET recipients = coalesce(recipients, 0) + %s WHERE id = %s RETURNING recipients",
+        (queued, mailout_id),
+    ).fetchone()
+    return row["recipients"]
 
 
 def take_batch(conn: Connection, mailout_id: UUID, size: int) -> tuple[list[Recipient], int]:
@@ -139,11 +146,21 @@ def record_outcomes(conn: Connection, mailout_id: UUID, outcomes: list[Outcome])
                 [o.error for o in outcomes],
             ),
         )
+        # An event can arrive before its batch is recorded (identity
+        # notifications carry no mailout tag, only the SES message id):
+        # link such early events now, so the reputation guard counts them.
+        message_ids = [o.ses_message_id for o in outcomes if o.ses_message_id]
+        if message_ids:
+            conn.execute(
+                "UPDATE ses_events SET mailout_id = %s WHERE mailout_id IS NULL AND ses_message_id = ANY(%s)",
+                (mailout_id, message_ids),
+            )
     conn.execute("UPDATE mailouts SET heartbeat_at = now() WHERE id = %s", (mailout_id,))
 
 
 def finish_mailout(conn: Connection, mailout_id: UUID, status: str, error: str | None = None) -> bool:
-    """Leave 'sending' for 'sent' (with sent_at) or 'failed' (with the error)."""
+    """Leave 'sending' for 'sent' (with sent_at), or for 'failed' or 'paused'
+    with the reason in `error`."""
     cur = conn.execute(
         """
         UPDATE mailouts
@@ -184,3 +201,112 @@ def unsubscribe(conn: Connection, subscriber_id: UUID) -> bool:
         (subscriber_id,),
     )
     return cur.rowcount == 1
+
+
+# --- SES events (bounces, complaints, deliveries) ---------------------------
+
+
+def record_event(conn: Connection, event: dict) -> bool:
+    """Store a processed SNS message; False when its MessageId was seen before."""
+    cur = conn.execute(
+        """
+        INSERT INTO ses_events
+               (sns_message_id, sns_type, event_type, addresses, ses_message_id, mailout_id, bounce_type, payload)
+        VALUES (%(sns_message_id)s, %(sns_type)s, %(event_type)s, %(addresses)s, %(ses_message_id)s,
+                (SELECT id FROM mailouts WHERE id = %(mailout_id)s), %(bounce_type)s, %(payload)s)
+        ON CONFLICT ON CONSTRAINT ses_events_sns_message_id_key DO NOTHING
+        """,
+        event,
+    )
+    return cur.rowcount == 1
+
+
+def mailout_of_message(conn: Connection, ses_message_id: str) -> UUID | None:
+    row = conn.execute(
+        "SELECT mailout_id FROM send_logs WHERE ses_message_id = %s LIMIT 1", (ses_message_id,)
+    ).fetchone()
+    return row["mailout_id"] if row else None
+
+
+def suppress(conn: Connection, addresses: list[str], status: str, reason: str, bounce_type=None, bounce_subtype=None):
+    """Move active subscribers to a final status. Never touches anyone who is
+    not active: an event never reactivates or re-labels anybody."""
+    conn.execute(
+        """
+        UPDATE subscribers
+           SET status = %(status)s, status_reason = %(reason)s, status_updated_at = now(),
+               bounce_type = coalesce(%(bounce_type)s, bounce_type),
+               bounce_subtype = coalesce(%(bounce_subtype)s, bounce_subtype)
+         WHERE lower(email) = ANY(%(addresses)s) AND status = 'active'
+        """,
+        {
+            "status": status,
+            "reason": reason,
+            "bounce_type": bounce_type,
+            "bounce_subtype": bounce_subtype,
+            "addresses": [a.lower() for a in addresses],
+        },
+    )
+
+
+def count_soft_bounce(conn: Connection, addresses: list[str], limit: int, bounce_type: str, bounce_subtype: str):
+    """Add one transient bounce; the `limit`-th in a row suppresses the address."""
+    conn.execute(
+        """
+        UPDATE subscribers
+           SET soft_bounces = soft_bounces + 1,
+               status = CASE WHEN soft_bounces + 1 >= %(limit)s THEN 'bounced' ELSE status END,
+               status_reason = CASE WHEN soft_bounces + 1 >= %(limit)s THEN %(reason)s ELSE status_reason END,
+               status_updated_at = CASE WHEN soft_bounces + 1 >= %(limit)s THEN now() ELSE status_updated_at END,
+               bounce_type = CASE WHEN soft_bounces + 1 >= %(limit)s THEN %(bounce_type)s ELSE bounce_type END,
+               bounce_subtype = CASE WHEN soft_bounces + 1 >= %(limit)s THEN %(bounce_subtype)s ELSE bounce_subtype END
+         WHERE lower(email) = ANY(%(addresses)s) AND status = 'active'
+        """,
+        {
+            "limit": limit,
+            "reason": f"{limit} transient bounces in a row",
+            "addresses": [a.lower() for a in addresses],
+            "bounce_type": bounce_type,
+            "bounce_subtype": bounce_subtype,
+        },
+    )
+
+
+def record_delivery(conn: Connection, addresses: list[str], ses_message_id: str | None) -> None:
+    lowered = [a.lower() for a in addresses]
+    conn.execute(
+        "UPDATE subscribers SET soft_bounces = 0 WHERE lower(email) = ANY(%s) AND soft_bounces <> 0", (lowered,)
+    )
+    if ses_message_id:
+        conn.execute(
+            """
+            UPDATE send_logs SET status = 'delivered', updated_at = now()
+             WHERE ses_message_id = %s AND lower(email) = ANY(%s) AND status = 'sent'
+            """,
+            (ses_message_id, lowered),
+        )
+
+
+def reputation(conn: Connection, mailout_id: UUID) -> dict:
+    """What the guard compares for one mailout: addresses that bounced for
+    good or complained, and whether any recipient is still queued. (The
+    sender keeps its own count of emails sent, so the big ledger is not
+    counted after every batch.)"""
+    return conn.execute(
+        """
+        SELECT
+          (SELECT coalesce(sum(cardinality(addresses)), 0) FROM ses_events
+            WHERE mailout_id = %(id)s AND event_type = 'Bounce' AND bounce_type = 'Permanent') AS bounces,
+          (SELECT coalesce(sum(cardinality(addresses)), 0) FROM ses_events
+            WHERE mailout_id = %(id)s AND event_type = 'Complaint') AS complaints,
+          EXISTS (SELECT 1 FROM send_logs WHERE mailout_id = %(id)s AND status = 'queued') AS more_queued
+        """,
+        {"id": mailout_id},
+    ).fetchone()
+
+
+def count_sent(conn: Connection, mailout_id: UUID) -> int:
+    return conn.execute(
+        "SELECT count(*) AS n FROM send_logs WHERE mailout_id = %s AND status IN ('sent', 'delivered')",
+        (mailout_id,),
+    ).fetchone()["n"]

@@ -245,3 +245,37 @@ def mailout_row(conn, mailout_id) -> dict:
 
 def with_settings(settings: Settings, **changes) -> Settings:
     return replace(settings, **changes)
+
+
+# --- SNS: a key and certificate made here, and an app that trusts our topic --
+
+
+@pytest.fixture(scope="session")
+def sns_key_and_certificate():
+    from tests.sns_signing import make_key_and_certificate
+
+    return make_key_and_certificate()
+
+
+@pytest.fixture
+def sns_signer(sns_key_and_certificate):
+    from tests.sns_signing import SnsSigner
+
+    return SnsSigner(*sns_key_and_certificate)
+
+
+@pytest.fixture
+def sns_app(settings, pool, recording_transport, sns_signer):
+    from tests.sns_signing import TOPIC_ARN
+
+    return create_app(
+        with_settings(settings, sns_topic_arns=(TOPIC_ARN,)),
+        pool=pool,
+        transport=recording_transport,
+        fetch_url=sns_signer.fetch,
+    )
+
+
+@pytest.fixture
+def sns_client(sns_app):
+    return sns_app.test_client()

@@ -1,0 +1,165 @@
+"""The reputation guard pauses a mailout mid-send when its bounces or
+complaints pass the limits; and SES events of odd shapes never break parsing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from amazonsender import events, sender
+from tests.conftest import add_mailout, add_subscribers, ledger, mailout_row, with_settings
+from tests.sns_signing import ses_sample
+
+
+class BouncingTransport:
+    """Sends, and after the sends numbered in `victims` (1 = the first email
+    sent) makes SES's bounce or complaint event arrive at once, through the
+    same code /ses-events uses."""
+
+    def __init__(self, pool, sample, victims):
+        self.pool = pool
+        self.sample = sample
+        self.victims = set(victims)
+        self.sent = []
+
+    def send(self, email):
+        self.sent.append(email.to_address)
+        message_id = f"ses-{len(self.sent)}"
+        if len(self.sent) in self.victims:
+            message = ses_sample(
+                self.sample,
+                address=email.to_address,
+                ses_message_id=message_id,
+                mailout_id=email.tags["mailout_id"],
+            )
+            with self.pool.connection() as conn:
+                events.process_notification(
+                    conn, {"Type": "Notification", "MessageId": f"sns-{message_id}", "Message": message}
+                )
+        return message_id
+
+
+def addresses(n):
+    return [f"r{i:04d}@list.example" for i in range(n)]
+
+
+def run(pool, transport, settings, mailout_id):
+    claim = sender.claim_mailout(pool, mailout_id)
+    return sender.send_claimed_mailout(pool, transport, settings, claim)
+
+
+def test_too_many_bounces_pause_the_mailout_and_keep_the_rest_queued(pool, conn, settings):
+    everyone = addresses(400)
+    add_subscribers(conn, everyone)
+    mailout_id = add_mailout(conn)
+    # Every 10th recipient bounces: 10%, far above 4%.
+    transport = BouncingTransport(pool, "bounce_permanent_event", range(10, 401, 10))
+    settings = with_settings(settings, batch_size=50, guard_min_sent=200, max_bounce_rate=0.04)
+
+    summary = run(pool, transport, settings, mailout_id)
+
+    # The guard waits until 200 were sent, then stops after that batch.
+    assert len(transport.sent) == 200
+    assert summary.status == "paused"
+    assert summary.queued == 200 and summary.sent == 200
+    row = mailout_row(conn, mailout_id)
+    assert row["status"] == "paused"
+    assert "bounce rate" in row["error"] and "MAX_BOUNCE_RATE" in row["error"]
+    assert sorted(ledger(conn, mailout_id).values()).count("queued") == 200
+
+
+def test_complaints_pause_the_mailout(pool, conn, settings):
+    everyone = addresses(300)
+    add_subscribers(conn, everyone)
+    mailout_id = add_mailout(conn)
+    transport = BouncingTransport(pool, "complaint_event", [5])
+    settings = with_settings(settings, batch_size=100, guard_min_sent=200, max_complaint_rate=0.001)
+
+    summary = run(pool, transport, settings, mailout_id)
+
+    # 1 complaint in 200 sent is 0.5%, above 0.1%.
+    assert summary.status == "paused" and len(transport.sent) == 200
+    assert "complaint rate" in mailout_row(conn, mailout_id)["error"]
+
+
+def test_a_pause_is_logged_and_untagged_early_events_count(pool, conn, settings, caplog):
+    everyone = addresses(40)
+    add_subscribers(conn, everyone)
+    mailout_id = add_mailout(conn)
+    transport = BouncingTransport(pool, "bounce_permanent_notification", range(1, 11))
+    with caplog.at_level("ERROR"):
+        run(pool, transport, with_settings(settings, batch_size=20, guard_min_sent=20), mailout_id)
+    assert any("reputation guard" in r.getMessage() for r in caplog.records)
+    # These notifications carry no mailout tag and arrived before their batch
+    # was recorded: they were linked by SES message id afterwards.
+    linked = conn.execute("SELECT DISTINCT mailout_id FROM ses_events").fetchall()
+    assert [row["mailout_id"] for row in linked] == [mailout_id]
+
+
+def test_a_last_batch_over_the_limit_ends_sent_not_paused(pool, conn, settings):
+    everyone = addresses(250)
+    add_subscribers(conn, everyone)
+    mailout_id = add_mailout(conn)
+    # The complaint comes with the very last batch: nothing is left to protect.
+    transport = BouncingTransport(pool, "complaint_event", [250])
+    summary = run(pool, transport, with_settings(settings, batch_size=50, guard_min_sent=200), mailout_id)
+    assert summary.status == "sent" and len(transport.sent) == 250
+
+
+def test_bounces_below_the_minimum_sent_do_not_pause(pool, conn, settings):
+    everyone = addresses(100)
+    add_subscribers(conn, everyone)
+    mailout_id = add_mailout(conn)
+    transport = BouncingTransport(pool, "bounce_permanent_event", range(1, 101, 2))
+    summary = run(pool, transport, with_settings(settings, batch_size=25, guard_min_sent=200), mailout_id)
+    assert summary.status == "sent" and len(transport.sent) == 100
+
+
+def test_rates_under_the_limits_do_not_pause(pool, conn, settings):
+    everyone = addresses(300)
+    add_subscribers(conn, everyone)
+    mailout_id = add_mailout(conn)
+    # 6 in 300 = 2% bounces; transient bounces do not count at all.
+    transport = BouncingTransport(pool, "bounce_permanent_event", range(50, 301, 50))
+    summary = run(pool, transport, with_settings(settings, batch_size=50, guard_min_sent=200), mailout_id)
+    assert summary.status == "sent" and len(transport.sent) == 300
+
+
+def test_transient_bounces_do_not_count_towards_the_bounce_rate(pool, conn, settings):
+    everyone = addresses(250)
+    add_subscribers(conn, everyone)
+    mailout_id = add_mailout(conn)
+    transport = BouncingTransport(pool, "bounce_transient_notification", range(5, 251, 5))
+    summary = run(pool, transport, with_settings(settings, batch_size=50, guard_min_sent=200), mailout_id)
+    assert summary.status == "sent"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "",
+        "[]",
+        "null",
+        json.dumps({"notificationType": 5}),
+        json.dumps({"notificationType": "Bounce"}),
+        json.dumps({"notificationType": "Bounce", "bounce": []}),
+        json.dumps({"notificationType": "Bounce", "bounce": {"bouncedRecipients": "x@y"}}),
+        json.dumps({"notificationType": "Bounce", "bounce": {"bouncedRecipients": [None, 5, {"emailAddress": 7}]}}),
+        json.dumps({"eventType": "Delivery", "mail": {"tags": {"mailout_id": "not-a-list"}}}),
+        json.dumps({"eventType": "Send", "mail": {"tags": {"mailout_id": ["nope"]}, "destination": [1]}}),
+        json.dumps({"eventType": "Complaint", "complaint": {"complainedRecipients": [{"emailAddress": "no-at"}]}}),
+    ],
+)
+def test_odd_ses_payloads_parse_without_errors(message):
+    event = events.parse_ses_event(message)
+    assert event.addresses == []
+    assert event.mailout_id is None
+
+
+def test_bounce_address_with_a_display_name_is_reduced_to_the_address():
+    message = json.dumps(
+        {"notificationType": "Bounce", "bounce": {"bounceType": "Permanent",
+                                                  "bouncedRecipients": [{"emailAddress": "Ann <ann@x.org>"}]}}
+    )
+    assert events.parse_ses_event(message).addresses == ["ann@x.org"]

@@ -1,0 +1,292 @@
+"""POST /ses-events end to end: signed SNS envelopes in, subscriber statuses
+and the events table out, against a real Postgres."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from amazonsender import create_app
+from tests.conftest import add_mailout, add_subscribers, with_settings
+from tests.sns_signing import CERT_URL, OTHER_TOPIC_ARN, SUBSCRIBE_URL, TOPIC_ARN, ses_sample
+
+ANN = "ann@list.example"
+
+
+def post(client, envelope, content_type="text/plain; charset=UTF-8"):
+    # SNS posts JSON as text/plain.
+    return client.post("/ses-events", data=json.dumps(envelope), headers={"Content-Type": content_type})
+
+
+def subscriber(conn, email=ANN) -> dict:
+    return conn.execute("SELECT * FROM subscribers WHERE email = %s", (email,)).fetchone()
+
+
+def events_table(conn) -> list[dict]:
+    return conn.execute("SELECT * FROM ses_events ORDER BY received_at").fetchall()
+
+
+def deliver(client, signer, sample, version="1", message_id=None, **values):
+    values.setdefault("address", ANN)
+    values.setdefault("ses_message_id", "0100-ses-id")
+    values.setdefault("mailout_id", "00000000-0000-0000-0000-000000000000")
+    envelope = signer.envelope(ses_sample(sample, **values), version=version, message_id=message_id)
+    return post(client, envelope)
+
+
+@pytest.fixture
+def sent_mailout(conn):
+    """A mailout whose ledger says it went to Ann with SES id 0100-ses-id."""
+    (ann_id,) = add_subscribers(conn, [ANN])
+    mailout_id = add_mailout(conn, status="sent")
+    conn.execute(
+        "INSERT INTO send_logs (mailout_id, subscriber_id, email, status, ses_message_id)"
+        " VALUES (%s, %s, %s, 'sent', '0100-ses-id')",
+        (mailout_id, ann_id, ANN),
+    )
+    return mailout_id
+
+
+# --- bounces -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sample", ["bounce_permanent_notification", "bounce_permanent_event"])
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_a_permanent_bounce_suppresses_the_address(sns_client, sns_signer, conn, sent_mailout, sample, version):
+    response = deliver(sns_client, sns_signer, sample, version=version, mailout_id=sent_mailout)
+
+    assert response.status_code == 200 and response.json["status"] == "processed"
+    row = subscriber(conn)
+    assert row["status"] == "bounced"
+    assert row["bounce_type"] == "Permanent"
+    assert row["bounce_subtype"] in ("General", "NoEmail")
+    assert row["status_updated_at"] is not None
+    (event,) = events_table(conn)
+    assert event["event_type"] == "Bounce" and event["addresses"] == [ANN]
+    assert event["ses_message_id"] == "0100-ses-id"
+    # Linked by the tag (event publishing) or by the SES id in send_logs.
+    assert event["mailout_id"] == sent_mailout
+    assert event["payload"]["bounce"]["bounceType"] == "Permanent"
+
+
+def test_a_bounce_for_an_address_in_another_case_is_matched(sns_client, sns_signer, conn, sent_mailout):
+    deliver(sns_client, sns_signer, "bounce_permanent_notification", address="ANN@List.Example")
+    assert subscriber(conn)["status"] == "bounced"
+
+
+@pytest.mark.parametrize(
+    "history, final_status, soft_bounces",
+    [
+        (["transient"], "active", 1),
+        (["transient", "transient"], "active", 2),
+        (["transient", "transient", "transient"], "bounced", 3),
+        (["transient", "undetermined", "transient"], "bounced", 3),
+        (["transient", "transient", "delivery", "transient", "transient"], "active", 2),
+        (["transient", "delivery", "transient", "transient", "transient"], "bounced", 3),
+    ],
+)
+def test_three_soft_bounces_in_a_row_suppress_and_a_delivery_resets(
+    sns_client, sns_signer, conn, sent_mailout, history, final_status, soft_bounces
+):
+    samples = {
+        "transient": "bounce_transient_notification",
+        "undetermined": "bounce_undetermined_event",
+        "delivery": "delivery_notification",
+    }
+    for step in history:
+        assert deliver(sns_client, sns_signer, samples[step]).status_code == 200
+    row = subscriber(conn)
+    assert row["status"] == final_status
+    assert row["soft_bounces"] == soft_bounces
+    if final_status == "bounced":
+        assert row["status_reason"] == "3 transient bounces in a row"
+
+
+# --- complaints, deliveries and the rest --------------------------------------------
+
+
+@pytest.mark.parametrize("sample", ["complaint_notification", "complaint_event"])
+def test_a_complaint_means_never_again(sns_client, sns_signer, conn, sent_mailout, sample):
+    deliver(sns_client, sns_signer, sample, mailout_id=sent_mailout)
+    row = subscriber(conn)
+    assert row["status"] == "complained"
+    assert row["status_reason"] == "complaint: abuse"
+    assert row["status_updated_at"] is not None
+
+
+@pytest.mark.parametrize("sample", ["delivery_notification", "delivery_event"])
+def test_a_delivery_marks_the_ledger_row_delivered(sns_client, sns_signer, conn, sent_mailout, sample):
+    deliver(sns_client, sns_signer, sample, mailout_id=sent_mailout)
+    row = conn.execute("SELECT status FROM send_logs WHERE mailout_id = %s", (sent_mailout,)).fetchone()
+    assert row["status"] == "delivered"
+    assert subscriber(conn)["status"] == "active"
+
+
+def test_a_delivery_with_another_ses_id_changes_no_ledger_row(sns_client, sns_signer, conn, sent_mailout):
+    deliver(sns_client, sns_signer, "delivery_notification", ses_message_id="0100-other")
+    row = conn.execute("SELECT status FROM send_logs WHERE mailout_id = %s", (sent_mailout,)).fetchone()
+    assert row["status"] == "sent"
+
+
+@pytest.mark.parametrize("sample, event_type", [
+    ("send_event", "Send"),
+    ("reject_event", "Reject"),
+    ("delivery_delay_event", "DeliveryDelay"),
+])
+def test_other_events_are_recorded_and_change_nothing(sns_client, sns_signer, conn, sent_mailout, sample, event_type):
+    before = subscriber(conn)
+    response = deliver(sns_client, sns_signer, sample, mailout_id=sent_mailout)
+    assert response.status_code == 200
+    assert subscriber(conn) == before
+    (event,) = events_table(conn)
+    assert event["event_type"] == event_type and event["mailout_id"] == sent_mailout
+    assert event["addresses"] == [ANN]
+
+
+def test_events_for_unknown_addresses_are_recorded_and_change_nothing(sns_client, sns_signer, conn, sent_mailout):
+    before = conn.execute("SELECT * FROM subscribers ORDER BY id").fetchall()
+    for sample in ("bounce_permanent_notification", "complaint_notification", "delivery_notification"):
+        response = deliver(sns_client, sns_signer, sample, address="stranger@else.example", ses_message_id="x")
+        assert response.status_code == 200
+    assert conn.execute("SELECT * FROM subscribers ORDER BY id").fetchall() == before
+    assert len(events_table(conn)) == 3
+
+
+@pytest.mark.parametrize("status", ["unsubscribed", "bounced", "complained"])
+@pytest.mark.parametrize(
+    "sample", ["bounce_permanent_notification", "complaint_notification", "delivery_notification",
+               "bounce_transient_notification"]
+)
+def test_an_event_never_reactivates_or_relabels_anybody(sns_client, sns_signer, conn, status, sample):
+    add_subscribers(conn, [ANN], status=status)
+    before = subscriber(conn)
+    deliver(sns_client, sns_signer, sample)
+    after = subscriber(conn)
+    assert after["status"] == status
+    assert after["status_updated_at"] == before["status_updated_at"]
+
+
+def test_a_non_ses_notification_is_recorded_as_unknown(sns_client, sns_signer, conn):
+    response = post(sns_client, sns_signer.envelope("hello from the console", subject="test"))
+    assert response.status_code == 200
+    (event,) = events_table(conn)
+    assert event["event_type"] == "Unknown"
+
+
+# --- at least once: duplicates ------------------------------------------------------
+
+
+def test_a_repeated_message_is_answered_200_and_changes_nothing(sns_client, sns_signer, conn, sent_mailout):
+    envelope = sns_signer.envelope(ses_sample("bounce_transient_notification", address=ANN, ses_message_id="s"))
+    assert post(sns_client, envelope).json["status"] == "processed"
+    again = post(sns_client, envelope)
+    assert again.status_code == 200 and again.json["status"] == "duplicate"
+    assert subscriber(conn)["soft_bounces"] == 1
+    assert len(events_table(conn)) == 1
+
+
+# --- subscription confirmations -----------------------------------------------------------
+
+
+def test_a_subscription_confirmation_is_confirmed_and_logged(sns_client, sns_signer, conn, caplog):
+    envelope = sns_signer.envelope("You have chosen to subscribe", kind="SubscriptionConfirmation", version="2")
+    with caplog.at_level("INFO"):
+        response = post(sns_client, envelope)
+    assert response.status_code == 200
+    assert sns_signer.fetched == [CERT_URL, SUBSCRIBE_URL]
+    assert any("confirmed the SNS subscription" in r.getMessage() for r in caplog.records)
+    (event,) = events_table(conn)
+    assert event["sns_type"] == "SubscriptionConfirmation"
+    assert "Token" not in event["payload"]
+
+
+def test_a_confirmation_that_cannot_be_fetched_is_503(sns_client, sns_signer, conn):
+    envelope = sns_signer.envelope("subscribe", kind="SubscriptionConfirmation")
+    sns_signer.fetch(CERT_URL)  # warm nothing: the verifier caches its own fetches
+    sns_signer.fetched.clear()
+
+    def fail_subscribe(url, original=sns_signer.fetch):
+        if url == SUBSCRIBE_URL:
+            from amazonsender.sns import CertificateUnavailable
+
+            raise CertificateUnavailable("timeout")
+        return original(url)
+
+    sns_client.application.extensions["sns_fetch"] = fail_subscribe
+    response = post(sns_client, envelope)
+    assert response.status_code == 503
+    assert events_table(conn) == []
+
+
+def test_an_unsubscribe_confirmation_is_recorded(sns_client, sns_signer, conn):
+    response = post(sns_client, sns_signer.envelope("unsubscribed", kind="UnsubscribeConfirmation"))
+    assert response.status_code == 200
+    assert sns_signer.fetched == [CERT_URL]  # nothing is confirmed
+    assert events_table(conn)[0]["sns_type"] == "UnsubscribeConfirmation"
+
+
+# --- refusals -------------------------------------------------------------------------------
+
+
+def test_a_bad_signature_is_400_and_changes_nothing(sns_client, sns_signer, conn, sent_mailout):
+    envelope = sns_signer.envelope(ses_sample("bounce_permanent_notification", address=ANN, ses_message_id="s"))
+    envelope["Message"] = envelope["Message"].replace("Permanent", "Transient")
+    response = post(sns_client, envelope)
+    assert response.status_code == 400 and "signature" in response.json["error"]
+    assert subscriber(conn)["status"] == "active" and events_table(conn) == []
+
+
+def test_a_bad_certificate_url_is_400_without_a_fetch(sns_client, sns_signer, conn):
+    envelope = sns_signer.envelope("x", cert_url="https://sns.us-east-1.amazonaws.com.evil.org/c.pem")
+    response = post(sns_client, envelope)
+    assert response.status_code == 400
+    assert sns_signer.fetched == []
+
+
+def test_a_foreign_topic_is_403(sns_client, sns_signer, conn, sent_mailout):
+    envelope = sns_signer.envelope(
+        ses_sample("complaint_notification", address=ANN, ses_message_id="s"), topic=OTHER_TOPIC_ARN
+    )
+    response = post(sns_client, envelope)
+    assert response.status_code == 403
+    assert subscriber(conn)["status"] == "active" and events_table(conn) == []
+
+
+def test_an_unreachable_certificate_is_503_so_sns_retries(sns_client, sns_signer, conn):
+    sns_signer.fail_fetch = True
+    response = post(sns_client, sns_signer.envelope("x"))
+    assert response.status_code == 503
+    assert events_table(conn) == []
+
+
+def test_without_sns_topic_arns_nothing_is_processed(settings, pool, recording_transport, sns_signer, conn, caplog):
+    app = create_app(with_settings(settings, sns_topic_arns=()), pool=pool, transport=recording_transport,
+                     fetch_url=sns_signer.fetch)
+    add_subscribers(conn, [ANN])
+    envelope = sns_signer.envelope(ses_sample("complaint_notification", address=ANN, ses_message_id="s"))
+    response = post(app.test_client(), envelope)
+    assert response.status_code == 403 and "SNS_TOPIC_ARNS" in response.json["error"]
+    assert any("SNS_TOPIC_ARNS is not set" in r.getMessage() for r in caplog.records)
+    assert subscriber(conn)["status"] == "active" and events_table(conn) == []
+    assert sns_signer.fetched == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"not json", b"[]", b"42", b"null", b'{"Type": "Notification"}', b"\xff\xfe", b'{"Type": []}'],
+)
+def test_garbage_is_400_never_500(sns_client, raw):
+    response = sns_client.post("/ses-events", data=raw, headers={"Content-Type": "text/plain"})
+    assert response.status_code == 400
+    assert "error" in response.json
+
+
+def test_a_tagged_event_for_an_unknown_mailout_is_still_recorded(sns_client, sns_signer, conn):
+    add_subscribers(conn, [ANN])
+    response = deliver(
+        sns_client, sns_signer, "bounce_permanent_event", mailout_id="6f0c1a43-0000-4000-8000-000000000000"
+    )
+    assert response.status_code == 200
+    assert events_table(conn)[0]["mailout_id"] is None
+    assert subscriber(conn)["status"] == "bounced"
