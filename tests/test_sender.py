@@ -12,7 +12,7 @@ from uuid import uuid4
 import pytest
 
 from amazonsender import sender
-from amazonsender.ses import ACCOUNT, RECIPIENT, THROTTLED, TRANSIENT, SendError
+from amazonsender.ses import ACCOUNT, IN_DOUBT, RECIPIENT, THROTTLED, TRANSIENT, SendError
 from tests.conftest import add_mailout, add_subscribers, ledger, mailout_row, with_settings
 
 
@@ -252,6 +252,19 @@ def test_transient_errors_are_retried_then_recorded(pool, conn, settings):
     assert transport.calls.count(emails(2)[0]) == sender.TRANSIENT_ATTEMPTS
     assert ledger(conn, mailout_id) == {emails(2)[0]: "failed", emails(2)[1]: "sent"}
     assert summary.status == "sent"
+
+
+def test_an_email_in_doubt_is_recorded_unknown_and_never_sent_again(pool, conn, settings):
+    add_subscribers(conn, emails(3))
+    timeout = SendError("no answer from SES in time: Read timeout", kind=IN_DOUBT)
+    transport = FlakyTransport({emails(3)[1]: [timeout]})
+    mailout_id = add_mailout(conn)
+
+    summary = run(pool, transport, settings, mailout_id, sleep=lambda seconds: None)
+
+    assert transport.calls.count(emails(3)[1]) == 1
+    assert ledger(conn, mailout_id)[emails(3)[1]] == "unknown"
+    assert summary.status == "sent" and summary.in_doubt == 1 and summary.sent == 2
 
 
 def test_an_unexpected_crash_ends_failed_and_leaves_the_batch_in_doubt(pool, conn, settings):

@@ -161,3 +161,27 @@ def test_keep_alive_requests_are_fast_and_latency_is_added(ses):
     started = time.monotonic()
     send(client)
     assert time.monotonic() - started >= 0.2
+
+
+def test_a_read_timeout_is_in_doubt_and_not_retried(ses):
+    """SES may have accepted an email whose answer never came: the transport
+    reports it as in doubt, and nothing sends it a second time."""
+    from amazonsender.ses import IN_DOUBT
+
+    client = boto3.client(
+        "sesv2",
+        endpoint_url=ses.url,
+        region_name="us-east-1",
+        aws_access_key_id="fake",
+        aws_secret_access_key="fake",
+        config=Config(read_timeout=0.2, retries={"mode": "standard", "total_max_attempts": 1}),
+    )
+    ses.latency = 0.5
+    transport = SesTransport(client, from_address="news@example.test")
+    from amazonsender.message import OutgoingEmail
+
+    with pytest.raises(SendError) as caught:
+        transport.send(OutgoingEmail(to_address="ann@x.org", raw=RAW, tags={}))
+    assert caught.value.kind == IN_DOUBT
+    time.sleep(0.5)
+    assert len(ses.sent) == 1
