@@ -33,3 +33,39 @@ def on_starting(server):
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         sys.exit(1)
+
+
+# How long a stopping worker waits for its background sends to record their
+# batch and pause (the email in flight finishes first); below
+# graceful_timeout, after which the master kills the worker.
+BACKGROUND_STOP_SECONDS = 25
+
+
+def post_worker_init(worker):
+    """On SIGTERM (a deploy, `docker stop`), tell every mailout this worker is
+    sending to pause after the email in flight, then let gunicorn begin its
+    own graceful shutdown."""
+    import signal
+
+    from amazonsender.sender import request_stop
+
+    gunicorn_handler = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):
+        request_stop("SIGTERM")
+        if callable(gunicorn_handler):
+            gunicorn_handler(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def worker_exit(server, worker):
+    """Sends started by a webhook run in threads of their own, which would die
+    with the process: wait for them to record their last batch."""
+    import time
+
+    app = getattr(worker, "wsgi", None)
+    threads = getattr(app, "extensions", {}).get("background_sends", [])
+    deadline = time.monotonic() + BACKGROUND_STOP_SECONDS
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -33,16 +33,21 @@ def send_mailout():
     wait = payload.get("wait") is True or request.args.get("wait", "").lower() in TRUE_WORDS
 
     pool = get_pool()
+    transport = current_app.extensions["transport"]
     try:
-        claim = sender.claim_mailout(pool, mailout_id)
+        rate = sender.check_mailout_can_start(pool, transport, settings, mailout_id)
+        claim = sender.claim_mailout(pool, mailout_id, rate_per_sec=rate)
     except sender.MailoutNotFound:
         raise ApiError(404, f"no mailout with id {mailout_id}") from None
     except sender.MailoutNotReady as exc:
         raise ApiError(409, f"mailout {mailout_id} is '{exc.status}', not 'ready'", status=exc.status) from None
     except sender.MailoutInvalid as exc:
         raise ApiError(422, str(exc)) from None
+    except sender.AccountCannotSend as exc:
+        raise ApiError(409, str(exc), status="ready") from None
+    except sender.SesUnavailable as exc:
+        raise ApiError(503, str(exc)) from None
 
-    transport = current_app.extensions["transport"]
     if wait:
         summary = sender.send_claimed_mailout(pool, transport, settings, claim)
         return jsonify(summary.to_dict()), 200

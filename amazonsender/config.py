@@ -68,6 +68,14 @@ class Settings:
     max_bounce_rate: float = 0.04
     max_complaint_rate: float = 0.001
     guard_min_sent: int = 200
+    # Failures in a row (per recipient) after which a run stops as 'failed'
+    # instead of walking the whole list.
+    max_consecutive_failures: int = 25
+    # A 'sending' mailout whose heartbeat is older than this has lost its
+    # runner and may be resumed without --force.
+    heartbeat_stale_seconds: int = 120
+    # How long a run keeps retrying a lost database connection before it stops.
+    db_retry_seconds: int = 60
 
     @property
     def is_local(self) -> bool:
@@ -123,6 +131,9 @@ class Settings:
             max_bounce_rate=reader.number("MAX_BOUNCE_RATE", default=0.04, low=0.0, high=1.0),
             max_complaint_rate=reader.number("MAX_COMPLAINT_RATE", default=0.001, low=0.0, high=1.0),
             guard_min_sent=reader.integer("GUARD_MIN_SENT", default=200, low=1, high=10_000_000),
+            max_consecutive_failures=reader.integer("MAX_CONSECUTIVE_FAILURES", default=25, low=1, high=1_000_000),
+            heartbeat_stale_seconds=reader.integer("HEARTBEAT_STALE_SECONDS", default=120, low=5, high=86_400),
+            db_retry_seconds=reader.integer("DB_RETRY_SECONDS", default=60, low=0, high=3_600),
         )
         if reader.problems:
             raise ConfigError(reader.problems)

@@ -1,14 +1,16 @@
 """Claims a mailout and sends it: no Flask in here.
 
-The webhook, the command line and the tests all call `claim_mailout` and then
-`send_claimed_mailout` with a connection pool and a transport.
+The webhook, the command line and the tests all call `claim_mailout` (or
+`resume_mailout`) and then `send_claimed_mailout` with a connection pool and
+a transport.
 
 Exactly once, in three steps:
 1. the claim moves the mailout `ready -> sending` with a conditional UPDATE and,
    in the same transaction, queues one ledger row per active subscriber;
 2. before a batch is sent its rows are marked 'sending' and committed;
 3. after SES answers, each row gets its outcome (message id or error).
-A recipient is therefore never sent twice: a row only goes out from 'queued'.
+A recipient is therefore never sent twice: a row only goes out from 'queued',
+and a row found 'sending' after a crash is in doubt and never sent again.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from uuid import UUID
 
-from psycopg_pool import ConnectionPool
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import store
 from .message import MessageBuilder
@@ -34,6 +38,20 @@ TRANSIENT_ATTEMPTS = 3
 THROTTLE_ATTEMPTS = 8
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 30.0
+# After SES throttles us, send at a fraction of the pace for a while.
+THROTTLE_SLOWDOWN_SECONDS = 60.0
+THROTTLE_MAX_SLOWDOWN = 8
+
+# Set by SIGTERM (gunicorn's worker hook, the command line): every run in this
+# process finishes the email in flight, records its batch, puts the rest back
+# in the queue and ends the mailout 'paused', ready to resume.
+stop_requested = threading.Event()
+
+
+def request_stop(reason: str) -> None:
+    if not stop_requested.is_set():
+        log.warning("stop requested (%s): running mailouts will pause after the email in flight", reason)
+    stop_requested.set()
 
 
 class MailoutNotFound(Exception):
@@ -50,12 +68,46 @@ class MailoutInvalid(Exception):
     """The mailout cannot be sent as it is (an empty subject or body)."""
 
 
+class MailoutNotResumable(Exception):
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class RunnerAlive(Exception):
+    """A 'sending' mailout whose runner wrote a heartbeat recently."""
+
+    def __init__(self, age_seconds: float):
+        super().__init__(
+            f"the mailout is being sent by a live run (last heartbeat {age_seconds:.0f} s ago);"
+            " use --force only if you are sure that run is gone"
+        )
+        self.age_seconds = age_seconds
+
+
+class AccountCannotSend(Exception):
+    """SES says this account cannot send the mailout now (disabled, or over quota)."""
+
+
+class SesUnavailable(Exception):
+    """SES could not be asked about the account now (try again later)."""
+
+
+class DatabaseUnavailable(Exception):
+    pass
+
+
 @dataclass(frozen=True)
 class Claim:
     mailout_id: UUID
     subject: str
     body: str
     recipients: int
+    runner_id: UUID
+    # Rows a dead run left 'sending', now 'unknown' (resume only).
+    in_doubt_marked: int = 0
+    # The pace for this run; None means RATE_LIMIT_PER_SEC.
+    rate_per_sec: float | None = None
 
 
 @dataclass
@@ -86,6 +138,9 @@ class Pacer:
     schedule, matters: after an oversleep a schedule would let the next send
     catch up early and squeeze rate + 1 sends into one second.
 
+    After `slow_down()` (SES throttled us) the interval is doubled, up to
+    THROTTLE_MAX_SLOWDOWN times, for THROTTLE_SLOWDOWN_SECONDS.
+
     Thread-safe: concurrent senders queue on the lock, which is held while
     sleeping because every waiter would have to wait for its slot anyway.
     """
@@ -95,6 +150,8 @@ class Pacer:
         self.clock = clock
         self.sleep = sleep
         self._next = float("-inf")
+        self._slowdown = 1
+        self._slow_until = float("-inf")
         self._lock = threading.Lock()
 
     def wait(self) -> None:
@@ -102,12 +159,68 @@ class Pacer:
             delay = self._next - self.clock()
             if delay > 0:
                 self.sleep(delay)
-            self._next = self.clock() + self.interval
+            now = self.clock()
+            if now >= self._slow_until:
+                self._slowdown = 1
+            self._next = now + self.interval * self._slowdown
+
+    def slow_down(self) -> None:
+        with self._lock:
+            self._slowdown = min(THROTTLE_MAX_SLOWDOWN, self._slowdown * 2)
+            self._slow_until = self.clock() + THROTTLE_SLOWDOWN_SECONDS
+
+    @property
+    def current_rate(self) -> float:
+        return 1.0 / (self.interval * self._slowdown)
 
 
-def claim_mailout(pool: ConnectionPool, mailout_id: UUID) -> Claim:
+def pace_for(transport, recipients: int, settings) -> float:
+    """Ask SES for the account before a claim: refuse when sending is
+    disabled or the recipients exceed what is left of the 24-hour quota, and
+    pace at the lower of RATE_LIMIT_PER_SEC and the account's MaxSendRate.
+    A transport without an account (the local outbox) has no quota."""
+    account_limits = getattr(transport, "account_limits", None)
+    try:
+        limits = account_limits() if account_limits else None
+    except SendError as exc:
+        if exc.kind == ACCOUNT:
+            raise AccountCannotSend(f"SES refuses this account: {exc}") from exc
+        raise SesUnavailable(f"could not ask SES for the account's limits: {exc}") from exc
+    if limits is None:
+        return settings.rate_limit_per_sec
+    if not limits.sending_enabled:
+        raise AccountCannotSend("sending is disabled for this SES account (SendingEnabled is false)")
+    if limits.max_24_hour_send >= 0:
+        left = max(0, int(limits.max_24_hour_send - limits.sent_last_24_hours))
+        if recipients > left:
+            raise AccountCannotSend(
+                f"{recipients} recipients exceed what is left of the SES 24-hour quota: {left} of"
+                f" {int(limits.max_24_hour_send)} ({recipients - left} too many); try again later or"
+                " ask AWS for a higher quota"
+            )
+    if limits.max_send_rate > 0:
+        return min(settings.rate_limit_per_sec, limits.max_send_rate)
+    return settings.rate_limit_per_sec
+
+
+def check_mailout_can_start(pool: ConnectionPool, transport, settings, mailout_id: UUID) -> float:
+    """What a webhook or `mailout send` checks before the claim: the mailout
+    exists, is 'ready' and has content, and SES can take its recipients.
+    Returns the pace. The claim itself re-checks the status atomically."""
+    with pool.connection() as conn:
+        mailout = store.get_mailout(conn, mailout_id)
+        if mailout is None:
+            raise MailoutNotFound(str(mailout_id))
+        if mailout["status"] != "ready":
+            raise MailoutNotReady(mailout["status"])
+        recipients = store.count_active_subscribers(conn)
+    return pace_for(transport, recipients, settings)
+
+
+def claim_mailout(pool: ConnectionPool, mailout_id: UUID, *, rate_per_sec: float | None = None) -> Claim:
     """Move the mailout from 'ready' to 'sending' and queue its recipients,
     in one transaction. Raises MailoutNotFound, MailoutNotReady or MailoutInvalid."""
+    runner_id = uuid.uuid4()
     with pool.connection() as conn:
         mailout = store.get_mailout(conn, mailout_id)
         if mailout is None:
@@ -118,13 +231,45 @@ def claim_mailout(pool: ConnectionPool, mailout_id: UUID) -> Claim:
             raise MailoutInvalid("the mailout's subject is empty")
         if not mailout["body"].strip():
             raise MailoutInvalid("the mailout's body is empty")
-        if not store.claim_mailout(conn, mailout_id):
+        if not store.claim_mailout(conn, mailout_id, runner_id):
             # Someone else claimed it between our read and our UPDATE.
             current = store.get_mailout(conn, mailout_id)
             raise MailoutNotReady(current["status"] if current else "deleted")
         recipients = store.snapshot_recipients(conn, mailout_id)
     log.info("mailout %s claimed: %d recipients queued", mailout_id, recipients)
-    return Claim(mailout_id, mailout["subject"], mailout["body"], recipients)
+    return Claim(mailout_id, mailout["subject"], mailout["body"], recipients, runner_id, rate_per_sec=rate_per_sec)
+
+
+def resume_mailout(pool: ConnectionPool, mailout_id: UUID, settings, *, force: bool = False) -> Claim:
+    """Take over a mailout whose run ended early ('failed', 'paused', or
+    'sending' with a stale heartbeat) and mark the rows its last run left
+    'sending' as 'unknown'. Raises MailoutNotFound, MailoutNotResumable or
+    RunnerAlive."""
+    runner_id = uuid.uuid4()
+    with pool.connection() as conn:
+        mailout = store.get_mailout(conn, mailout_id)
+        if mailout is None:
+            raise MailoutNotFound(str(mailout_id))
+        status = mailout["status"]
+        if status not in ("sending", "failed", "paused"):
+            hints = {
+                "ready": "it has not started: use `mailout send`",
+                "sent": "it is finished",
+                "draft": "it is a draft",
+            }
+            raise MailoutNotResumable(status, f"mailout is '{status}': {hints.get(status, 'nothing to resume')}")
+        if not store.claim_for_resume(conn, mailout_id, runner_id, settings.heartbeat_stale_seconds, force):
+            current = store.get_mailout(conn, mailout_id)
+            if current and current["status"] == "sending":
+                raise RunnerAlive(float(current["heartbeat_age_seconds"] or 0))
+            raise MailoutNotResumable(current["status"] if current else "deleted", "another resume took it first")
+        in_doubt = store.mark_in_doubt(conn, mailout_id)
+    if in_doubt:
+        log.warning("mailout %s: %d emails were in flight when the last run died; marked unknown", mailout_id, in_doubt)
+    log.info("mailout %s resumed (was '%s')", mailout_id, status)
+    return Claim(
+        mailout_id, mailout["subject"], mailout["body"], mailout["recipients"] or 0, runner_id, in_doubt_marked=in_doubt
+    )
 
 
 def send_claimed_mailout(
@@ -135,21 +280,35 @@ def send_claimed_mailout(
     *,
     sleep: Callable[[float], None] = time.sleep,
     pacer: Pacer | None = None,
+    stop: threading.Event = stop_requested,
+    progress: Callable[[dict], None] | None = None,
 ) -> Summary:
     """Send every queued row of a claimed mailout, batch by batch, and end the
-    mailout 'sent' or (when every send would fail) 'failed'."""
-    run = _Run(pool, transport, settings, claim, sleep=sleep, pacer=pacer)
+    mailout 'sent', 'failed' (every send would fail) or 'paused' (stopped on
+    purpose, or by the reputation guard): always in a resumable state."""
+    run = _Run(pool, transport, settings, claim, sleep=sleep, pacer=pacer, stop=stop, progress=progress)
     return run.execute()
 
 
+@dataclass(frozen=True)
+class _Halt:
+    """Why a run stops before the list is done, and the state it leaves."""
+
+    status: str
+    reason: str
+
+
 class _Run:
-    def __init__(self, pool, transport, settings, claim: Claim, *, sleep, pacer):
+    def __init__(self, pool, transport, settings, claim: Claim, *, sleep, pacer, stop, progress):
         self.pool = pool
         self.transport = transport
         self.settings = settings
         self.claim = claim
         self.sleep = sleep
-        self.pacer = pacer or Pacer(settings.rate_limit_per_sec, sleep=sleep)
+        self.stop = stop
+        self.progress = progress
+        rate = claim.rate_per_sec or settings.rate_limit_per_sec
+        self.pacer = pacer or Pacer(rate, sleep=sleep)
         self.tokens = UnsubscribeTokens(settings.unsubscribe_secret, settings.unsubscribe_old_secrets)
         self.builder = MessageBuilder(
             mailout_id=str(claim.mailout_id),
@@ -159,74 +318,132 @@ class _Run:
             reply_to=settings.ses_reply_to,
         )
         self.started = time.monotonic()
+        self.consecutive_failures = 0
+        self.counts = {"sent": 0, "failed": 0, "skipped": 0, "unknown": 0}
+
+    # -- the loop ---------------------------------------------------------
 
     def execute(self) -> Summary:
         mailout_id = self.claim.mailout_id
-        error = None
         try:
-            with self.pool.connection() as conn:
-                sent_so_far = store.count_sent(conn, mailout_id)
+            sent_so_far = self.db(lambda conn: store.count_sent(conn, mailout_id))
             while True:
-                with self.pool.connection() as conn:
-                    recipients, skipped = store.take_batch(conn, mailout_id, self.settings.batch_size)
+                if self.stop.is_set():
+                    return self.halt(_Halt("paused", "interrupted: the process was asked to stop (SIGTERM)"))
+                batch = self.db(self.take_batch)
+                if batch is None:
+                    log.warning("mailout %s: another run owns it now; this run stops", mailout_id)
+                    return self.summary("another run took the mailout over")
+                recipients, skipped = batch
                 if not recipients and not skipped:
                     break
-                outcomes, error = self.send_batch(recipients)
-                with self.pool.connection() as conn:
-                    store.record_outcomes(conn, mailout_id, outcomes)
-                    reputation = store.reputation(conn, mailout_id)
-                sent = sum(1 for o in outcomes if o.status == "sent")
-                failed = sum(1 for o in outcomes if o.status == "failed")
-                sent_so_far += sent
-                log.info(
-                    "mailout %s batch: sent %d, failed %d, skipped %d", mailout_id, sent, failed, skipped
-                )
-                if error:
-                    break
+                outcomes, halt = self.send_batch(recipients)
+                reputation = self.db(lambda conn: self.record_batch(conn, outcomes))
+                sent_so_far += sum(1 for o in outcomes if o.status == "sent")
+                self.count(outcomes, skipped)
+                if halt:
+                    return self.halt(halt)
                 problem = reputation["more_queued"] and reputation_problem(sent_so_far, reputation, self.settings)
                 if problem:
-                    log.error("mailout %s paused by the reputation guard: %s", mailout_id, problem)
-                    with self.pool.connection() as conn:
-                        store.finish_mailout(conn, mailout_id, "paused", f"reputation guard: {problem}")
-                    return self.summary(problem)
-            with self.pool.connection() as conn:
-                store.finish_mailout(conn, mailout_id, "failed" if error else "sent", error)
+                    return self.halt(_Halt("paused", f"reputation guard: {problem}"))
+            self.db(lambda conn: store.finish_mailout(conn, mailout_id, self.claim.runner_id, "sent"))
+            log.info("mailout %s sent: %s", mailout_id, self.counts)
+            return self.summary(None)
+        except DatabaseUnavailable as exc:
+            # Nothing more can be recorded. Every email that left has a
+            # 'sending' row at least, so a resume will mark those unknown
+            # and never send them twice; the log keeps their SES ids.
+            log.error("mailout %s stopped: the database stayed unreachable: %s", mailout_id, exc)
+            return self.summary(f"database unreachable: {exc}", from_database=False)
         except Exception as exc:  # noqa: BLE001 - the run must end in a recorded state
-            error = f"{type(exc).__name__}: {exc}"
             log.exception("mailout %s stopped by an unexpected error", mailout_id)
-            try:
-                with self.pool.connection() as conn:
-                    store.finish_mailout(conn, mailout_id, "failed", error)
-            except Exception:  # noqa: BLE001
-                log.exception("mailout %s: could not record the failure", mailout_id)
-        return self.summary(error)
+            return self.halt(_Halt("failed", f"{type(exc).__name__}: {exc}"))
 
-    def send_batch(self, recipients: list[store.Recipient]) -> tuple[list[store.Outcome], str | None]:
-        """Send each recipient's email; stop at an account-wide error and put
-        the recipients not yet attempted back in the queue."""
+    def take_batch(self, conn):
+        if not store.heartbeat(conn, self.claim.mailout_id, self.claim.runner_id):
+            return None
+        return store.take_batch(conn, self.claim.mailout_id, self.settings.batch_size)
+
+    def record_batch(self, conn, outcomes: list[store.Outcome]) -> dict:
+        store.record_outcomes(conn, self.claim.mailout_id, outcomes)
+        store.heartbeat(conn, self.claim.mailout_id, self.claim.runner_id)
+        return store.reputation(conn, self.claim.mailout_id)
+
+    def count(self, outcomes: list[store.Outcome], skipped: int) -> None:
+        for outcome in outcomes:
+            if outcome.status in self.counts:
+                self.counts[outcome.status] += 1
+        self.counts["skipped"] += skipped
+        log.info(
+            "mailout %s batch done: %s so far this run (pace %.2f/s)",
+            self.claim.mailout_id,
+            ", ".join(f"{name} {n}" for name, n in self.counts.items()),
+            self.pacer.current_rate,
+        )
+        if self.progress:
+            self.progress(dict(self.counts))
+
+    def halt(self, halt: _Halt) -> Summary:
+        mailout_id = self.claim.mailout_id
+        reason = halt.reason
+        if halt.status == "paused" or halt.status == "failed":
+            reason = f"{halt.reason}; resume with: python -m amazonsender mailout resume {mailout_id}"
+        log.error("mailout %s stopped as '%s': %s", mailout_id, halt.status, reason)
+        try:
+            self.db(lambda conn: store.finish_mailout(conn, mailout_id, self.claim.runner_id, halt.status, reason))
+        except DatabaseUnavailable:
+            log.error("mailout %s: could not record the stop; it stays 'sending' until resumed", mailout_id)
+            return self.summary(halt.reason, from_database=False)
+        return self.summary(halt.reason)
+
+    # -- one batch ----------------------------------------------------------
+
+    def send_batch(self, recipients: list[store.Recipient]) -> tuple[list[store.Outcome], _Halt | None]:
+        """Send each recipient's email. On a reason to stop, put the
+        recipients not yet attempted back in the queue and say why."""
         outcomes = []
         for index, recipient in enumerate(recipients):
-            email = self.builder.build(
-                to_email=recipient.email,
-                to_name=recipient.name,
-                unsubscribe_url=self.unsubscribe_url(recipient.subscriber_id),
-            )
-            try:
-                message_id = self.send_with_retries(email)
-            except SendError as exc:
-                if exc.kind == RECIPIENT or exc.kind == TRANSIENT:
-                    outcomes.append(store.Outcome(recipient.log_id, "failed", error=str(exc)))
-                    continue
-                if exc.kind == IN_DOUBT:
-                    outcomes.append(store.Outcome(recipient.log_id, "unknown", error=str(exc)))
-                    continue
-                # SES refused the call itself, so this recipient was not sent:
-                # back to the queue with everyone after them.
-                log.error("mailout %s stopped: %s", self.claim.mailout_id, exc)
+            halt = None
+            if self.stop.is_set():
+                halt = _Halt("paused", "interrupted: the process was asked to stop (SIGTERM)")
+            elif self.consecutive_failures >= self.settings.max_consecutive_failures:
+                halt = _Halt(
+                    "failed",
+                    f"{self.consecutive_failures} failures in a row (MAX_CONSECUTIVE_FAILURES); last: "
+                    f"{outcomes[-1].error if outcomes else 'see send_logs'}",
+                )
+            if halt:
                 outcomes.extend(store.Outcome(r.log_id, "queued") for r in recipients[index:])
-                return outcomes, str(exc)
-            outcomes.append(store.Outcome(recipient.log_id, "sent", ses_message_id=message_id))
+                return outcomes, halt
+            outcome, halt = self.send_one(recipient)
+            if halt:
+                outcomes.extend(store.Outcome(r.log_id, "queued") for r in recipients[index:])
+                return outcomes, halt
+            outcomes.append(outcome)
         return outcomes, None
+
+    def send_one(self, recipient: store.Recipient) -> tuple[store.Outcome | None, _Halt | None]:
+        email = self.builder.build(
+            to_email=recipient.email,
+            to_name=recipient.name,
+            unsubscribe_url=self.unsubscribe_url(recipient.subscriber_id),
+        )
+        try:
+            message_id = self.send_with_retries(email)
+        except SendError as exc:
+            if exc.kind in (RECIPIENT, TRANSIENT):
+                self.consecutive_failures += 1
+                return store.Outcome(recipient.log_id, "failed", error=str(exc)), None
+            if exc.kind == IN_DOUBT:
+                return store.Outcome(recipient.log_id, "unknown", error=str(exc)), None
+            if exc.kind == THROTTLED:
+                # Never a failure: this recipient goes back to the queue.
+                return None, _Halt("paused", f"SES kept throttling after {THROTTLE_ATTEMPTS} waits: {exc}")
+            # Account-wide: SES refused the call itself, so this recipient
+            # was not sent and goes back to the queue with the rest.
+            return None, _Halt("failed", str(exc))
+        self.consecutive_failures = 0
+        return store.Outcome(recipient.log_id, "sent", ses_message_id=message_id), None
 
     def send_with_retries(self, email) -> str:
         throttled = transient = 0
@@ -237,28 +454,60 @@ class _Run:
             except SendError as exc:
                 if exc.kind == THROTTLED and throttled < THROTTLE_ATTEMPTS:
                     throttled += 1
-                    log.warning("SES throttled us (%s); waiting before the same email again", exc)
+                    self.pacer.slow_down()
+                    log.warning(
+                        "SES throttled us (%s); pace now %.2f/s, waiting before the same email again",
+                        exc,
+                        self.pacer.current_rate,
+                    )
                     self.sleep(backoff_seconds(throttled))
                 elif exc.kind == TRANSIENT and transient < TRANSIENT_ATTEMPTS - 1:
                     transient += 1
                     self.sleep(backoff_seconds(transient))
-                elif exc.kind == THROTTLED:
-                    # Never record throttling as a failure: stop, keep it queued.
-                    raise SendError(f"SES kept throttling: {exc}", kind=ACCOUNT) from exc
                 else:
                     raise
 
     def unsubscribe_url(self, subscriber_id) -> str:
         return f"{self.settings.app_base_url}/unsubscribe?token={self.tokens.make(subscriber_id)}"
 
-    def summary(self, error: str | None) -> Summary:
+    # -- the database, patiently ----------------------------------------------
+
+    def db(self, work):
+        """Run `work(conn)` in one transaction, retrying a lost connection with
+        backoff for up to DB_RETRY_SECONDS. Every piece of work given here is
+        safe to repeat."""
+        deadline = time.monotonic() + self.settings.db_retry_seconds
+        attempt = 0
+        while True:
+            try:
+                with self.pool.connection() as conn:
+                    return work(conn)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                attempt += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
+                log.warning("database unreachable (%s); retrying", str(exc).strip()[:200])
+                self.sleep(min(backoff_seconds(attempt), left))
+
+    def summary(self, error: str | None, *, from_database: bool = True) -> Summary:
         mailout_id = self.claim.mailout_id
-        with self.pool.connection() as conn:
-            counts = store.count_by_status(conn, mailout_id)
-            mailout = store.get_mailout(conn, mailout_id)
+        counts, status = {}, "unknown"
+        if from_database:
+            try:
+                with self.pool.connection() as conn:
+                    counts = store.count_by_status(conn, mailout_id)
+                    mailout = store.get_mailout(conn, mailout_id)
+                status = mailout["status"] if mailout else "deleted"
+            except (psycopg.OperationalError, PoolTimeout):
+                from_database = False
+        if not from_database:
+            # This run's own counts; the ledger has the rest.
+            counts = {"sent": self.counts["sent"], "failed": self.counts["failed"],
+                      "skipped": self.counts["skipped"], "unknown": self.counts["unknown"]}
         return Summary(
             mailout_id=str(mailout_id),
-            status=mailout["status"] if mailout else "deleted",
+            status=status,
             recipients=self.claim.recipients,
             sent=counts.get("sent", 0) + counts.get("delivered", 0),
             failed=counts.get("failed", 0),
@@ -295,6 +544,7 @@ def reputation_problem(sent: int, reputation: dict, settings) -> str | None:
 
 
 def backoff_seconds(attempt: int) -> float:
-    """Exponential backoff with full jitter."""
+    """Exponential backoff with jitter: between half and all of
+    BACKOFF_BASE_SECONDS * 2^(attempt-1), capped at BACKOFF_MAX_SECONDS."""
     ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
     return random.uniform(ceiling / 2, ceiling)

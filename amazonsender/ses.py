@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -50,6 +51,14 @@ ACCOUNT_ERROR_CODES = {
     "MissingAuthenticationTokenException",
 }
 THROTTLING_ERROR_CODES = {"TooManyRequestsException", "LimitExceededException", "Throttling", "ThrottlingException"}
+
+
+@dataclass(frozen=True)
+class AccountLimits:
+    sending_enabled: bool
+    max_24_hour_send: float  # negative: unlimited
+    sent_last_24_hours: float
+    max_send_rate: float
 
 
 class SendError(Exception):
@@ -120,6 +129,30 @@ class SesTransport:
         except BotoCoreError as exc:
             raise SendError(f"SES call failed: {exc}", kind=TRANSIENT) from exc
         return response["MessageId"]
+
+
+    def account_limits(self):
+        """The account's quota and rate (SES v2 GetAccount), or None when the
+        IAM policy does not allow ses:GetAccount (then nothing is checked)."""
+        try:
+            account = self.client.get_account()
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("AccessDenied", "AccessDeniedException"):
+                log.warning("ses:GetAccount is not allowed for these credentials: quota and rate are not checked")
+                return None
+            raise classify_client_error(exc, address_only(self.from_address)) from exc
+        except NoCredentialsError as exc:
+            raise SendError(f"no AWS credentials: {exc}", kind=ACCOUNT) from exc
+        except BotoCoreError as exc:
+            raise SendError(f"SES call failed: {exc}", kind=TRANSIENT) from exc
+        quota = account.get("SendQuota", {})
+        return AccountLimits(
+            sending_enabled=bool(account.get("SendingEnabled", True)),
+            max_24_hour_send=float(quota.get("Max24HourSend", -1)),
+            sent_last_24_hours=float(quota.get("SentLast24Hours", 0)),
+            max_send_rate=float(quota.get("MaxSendRate", 0)),
+        )
 
 
 class OutboxTransport:

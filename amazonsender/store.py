@@ -34,25 +34,77 @@ class Outcome:
 
 def get_mailout(conn: Connection, mailout_id: UUID) -> dict | None:
     return conn.execute(
-        "SELECT id, subject, body, status, created_at, sent_at, started_at, recipients, heartbeat_at, error"
-        " FROM mailouts WHERE id = %s",
+        """
+        SELECT id, subject, body, status, created_at, sent_at, started_at, recipients, heartbeat_at, error,
+               runner_id, extract(epoch FROM now() - heartbeat_at) AS heartbeat_age_seconds
+          FROM mailouts WHERE id = %s
+        """,
         (mailout_id,),
     ).fetchone()
 
 
-def claim_mailout(conn: Connection, mailout_id: UUID) -> bool:
+def claim_mailout(conn: Connection, mailout_id: UUID, runner_id: UUID) -> bool:
     """The specification's atomic transition. Two claims of one mailout at once:
     the second UPDATE waits on the first one's row lock, then re-checks
     `status = 'ready'`, finds 'sending' and matches nothing."""
     cur = conn.execute(
         """
         UPDATE mailouts
-           SET status = 'sending', started_at = now(), heartbeat_at = now(), error = NULL
+           SET status = 'sending', started_at = now(), heartbeat_at = now(), error = NULL, runner_id = %s
          WHERE id = %s AND status = 'ready'
+        """,
+        (runner_id, mailout_id),
+    )
+    return cur.rowcount == 1
+
+
+def claim_for_resume(conn: Connection, mailout_id: UUID, runner_id: UUID, stale_seconds: int, force: bool) -> bool:
+    """Take over a mailout whose run ended early: 'failed' or 'paused', or
+    'sending' with a heartbeat older than `stale_seconds` (its runner is
+    gone), or any 'sending' one with `force`. Conditional like the first
+    claim, so two resumes at once cannot both win."""
+    cur = conn.execute(
+        """
+        UPDATE mailouts
+           SET status = 'sending', heartbeat_at = now(), error = NULL, runner_id = %(runner)s,
+               started_at = coalesce(started_at, now())
+         WHERE id = %(id)s
+           AND (status IN ('failed', 'paused')
+                OR (status = 'sending'
+                    AND (%(force)s OR heartbeat_at IS NULL
+                         OR heartbeat_at < now() - make_interval(secs => %(stale)s))))
+        """,
+        {"id": mailout_id, "runner": runner_id, "force": force, "stale": stale_seconds},
+    )
+    return cur.rowcount == 1
+
+
+def mark_in_doubt(conn: Connection, mailout_id: UUID) -> int:
+    """Rows left 'sending' by a run that died: SES may or may not have their
+    email, so they become 'unknown' and are never sent again."""
+    cur = conn.execute(
+        """
+        UPDATE send_logs
+           SET status = 'unknown', updated_at = now(),
+               error_message = 'in doubt: the run stopped while this email was being sent'
+         WHERE mailout_id = %s AND status = 'sending'
         """,
         (mailout_id,),
     )
+    return cur.rowcount
+
+
+def heartbeat(conn: Connection, mailout_id: UUID, runner_id: UUID) -> bool:
+    """Record a sign of life; False when this run no longer owns the mailout."""
+    cur = conn.execute(
+        "UPDATE mailouts SET heartbeat_at = now() WHERE id = %s AND runner_id = %s AND status = 'sending'",
+        (mailout_id, runner_id),
+    )
     return cur.rowcount == 1
+
+
+def count_active_subscribers(conn: Connection) -> int:
+    return conn.execute("SELECT count(*) AS n FROM subscribers WHERE status = 'active'").fetchone()["n"]
 
 
 def snapshot_recipients(conn: Connection, mailout_id: UUID) -> int:
@@ -126,7 +178,7 @@ def take_batch(conn: Connection, mailout_id: UUID, size: int) -> tuple[list[Reci
 
 
 def record_outcomes(conn: Connection, mailout_id: UUID, outcomes: list[Outcome]) -> None:
-    """Write a whole batch's outcomes in one statement and refresh the heartbeat."""
+    """Write a whole batch's outcomes in one statement."""
     if outcomes:
         conn.execute(
             """
@@ -155,12 +207,13 @@ def record_outcomes(conn: Connection, mailout_id: UUID, outcomes: list[Outcome])
                 "UPDATE ses_events SET mailout_id = %s WHERE mailout_id IS NULL AND ses_message_id = ANY(%s)",
                 (mailout_id, message_ids),
             )
-    conn.execute("UPDATE mailouts SET heartbeat_at = now() WHERE id = %s", (mailout_id,))
 
 
-def finish_mailout(conn: Connection, mailout_id: UUID, status: str, error: str | None = None) -> bool:
+def finish_mailout(
+    conn: Connection, mailout_id: UUID, runner_id: UUID, status: str, error: str | None = None
+) -> bool:
     """Leave 'sending' for 'sent' (with sent_at), or for 'failed' or 'paused'
-    with the reason in `error`."""
+    with the reason in `error`; only the run that owns the mailout can."""
     cur = conn.execute(
         """
         UPDATE mailouts
@@ -168,9 +221,9 @@ def finish_mailout(conn: Connection, mailout_id: UUID, status: str, error: str |
                sent_at = CASE WHEN %(status)s = 'sent' THEN now() ELSE sent_at END,
                error = %(error)s,
                heartbeat_at = now()
-         WHERE id = %(id)s AND status = 'sending'
+         WHERE id = %(id)s AND status = 'sending' AND runner_id = %(runner)s
         """,
-        {"id": mailout_id, "status": status, "error": error},
+        {"id": mailout_id, "runner": runner_id, "status": status, "error": error},
     )
     return cur.rowcount == 1
 
