@@ -175,13 +175,18 @@ def running(settings: Settings):
     from .ses import make_transport
 
     configure_logging(settings.log_level)
+    previous = {}
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda signum, frame: sender.request_stop(signal.Signals(signum).name))
+        previous[signum] = signal.signal(
+            signum, lambda signum, frame: sender.request_stop(signal.Signals(signum).name)
+        )
     pool = create_pool(settings.database_url, max_size=2)
     try:
         yield settings, pool, make_transport(settings)
     finally:
         pool.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def print_progress(counts: dict) -> None:
