@@ -8,6 +8,7 @@ import logging
 from flask import Flask
 
 from .config import Settings
+from .logs import configure_logging
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -17,7 +18,7 @@ def create_app(settings: Settings | None = None, *, pool=None, transport=None, f
     `fetch_url` (how SNS certificates and subscription URLs are fetched); in
     production they come from the environment."""
     settings = settings or Settings.from_env()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
     from . import api, db, ses, ses_events, sns, unsubscribe, web
 
@@ -35,6 +36,7 @@ def create_app(settings: Settings | None = None, *, pool=None, transport=None, f
             "SNS_TOPIC_ARNS is not set: /ses-events will refuse every message, so bounces and"
             " complaints are not processed"
         )
+    web.register_request_ids(app)
     web.register_error_handlers(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(unsubscribe.bp)
@@ -42,8 +44,3 @@ def create_app(settings: Settings | None = None, *, pool=None, transport=None, f
     return app
 
 
-def configure_logging(level: str) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root.setLevel(level.upper())

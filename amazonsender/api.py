@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import hmac
 import json
 import logging
@@ -207,11 +208,20 @@ def start_in_background(app, pool, transport, settings, claim: sender.Claim) -> 
     def run():
         try:
             summary = sender.send_claimed_mailout(pool, transport, settings, claim)
-            log.info("mailout %s finished: %s", claim.mailout_id, summary.to_dict())
+            log.info(
+                "mailout %s finished: %s",
+                claim.mailout_id,
+                summary.status,
+                extra={"event": "finished", "mailout_id": str(claim.mailout_id), "counts": summary.to_dict()},
+            )
         except Exception:  # noqa: BLE001 - a thread's error must reach the log
             log.exception("mailout %s: background send crashed", claim.mailout_id)
 
-    thread = threading.Thread(target=run, name=f"mailout-{claim.mailout_id}", daemon=True)
+    # A copy of the request's context carries its request id into the logs.
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run, args=(run,), name=f"mailout-{claim.mailout_id}", daemon=True
+    )
     running = [t for t in app.extensions.get("background_sends", []) if t.is_alive()]
     app.extensions["background_sends"] = [*running, thread]
     thread.start()

@@ -174,7 +174,7 @@ def running(settings: Settings):
     from . import configure_logging, sender
     from .ses import make_transport
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     previous = {}
     for signum in (signal.SIGTERM, signal.SIGINT):
         previous[signum] = signal.signal(

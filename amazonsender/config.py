@@ -54,6 +54,7 @@ class Settings:
     batch_size: int = 50
     port: int = 3000
     log_level: str = "info"
+    log_format: str = "json"
     test_emails: tuple[str, ...] = ()
     notion_mailout_property: str = "mailout_id"
     # True when no AWS credentials are configured in local mode: emails are
@@ -122,6 +123,8 @@ class Settings:
             batch_size=reader.integer("BATCH_SIZE", default=50, low=1, high=5_000),
             port=port,
             log_level=reader.choice("LOG_LEVEL", default="info", choices=LOG_LEVELS),
+            # JSON lines in production; plain text by default under `make run`.
+            log_format=reader.choice("LOG_FORMAT", default="text" if local else "json", choices=("json", "text")),
             test_emails=tuple(reader.address_list("TEST_EMAILS")),
             notion_mailout_property=reader.optional("NOTION_MAILOUT_PROPERTY") or "mailout_id",
             use_outbox=use_outbox,

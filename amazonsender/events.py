@@ -44,6 +44,7 @@ class SesEvent:
     bounce_type: str | None = None
     bounce_subtype: str | None = None
     complaint_type: str | None = None
+    feedback_id: str | None = None
     payload: dict | str | None = None
 
 
@@ -71,9 +72,11 @@ def parse_ses_event(text: str) -> SesEvent:
         bounce = _dict(body.get("bounce"))
         event.bounce_type = _text(bounce.get("bounceType")) or "Undetermined"
         event.bounce_subtype = _text(bounce.get("bounceSubType"))
+        event.feedback_id = _text(bounce.get("feedbackId"))
     elif event_type == "Complaint":
         complaint = _dict(body.get("complaint"))
         event.complaint_type = _text(complaint.get("complaintFeedbackType"))
+        event.feedback_id = _text(complaint.get("feedbackId"))
     return event
 
 
@@ -83,6 +86,9 @@ def process_notification(conn: Connection, sns_message: dict) -> bool:
     event = parse_ses_event(sns_message["Message"])
     if event.mailout_id is None and event.ses_message_id:
         event.mailout_id = store.mailout_of_message(conn, event.ses_message_id)
+    # The same bounce published through both identity notifications and a
+    # configuration set arrives as two SNS messages with one feedbackId.
+    repeat = bool(event.feedback_id) and store.feedback_seen(conn, event.event_type, event.feedback_id)
     is_new = store.record_event(
         conn,
         {
@@ -93,12 +99,16 @@ def process_notification(conn: Connection, sns_message: dict) -> bool:
             "ses_message_id": event.ses_message_id,
             "mailout_id": event.mailout_id,
             "bounce_type": event.bounce_type,
+            "feedback_id": event.feedback_id,
             "payload": Jsonb(event.payload),
         },
     )
     if not is_new:
         return False
-    apply_event(conn, event)
+    if repeat:
+        log.info("SES %s %s was already applied (published twice); recorded only", event.event_type, event.feedback_id)
+    else:
+        apply_event(conn, event)
     return True
 
 
@@ -115,6 +125,7 @@ def record_confirmation(conn: Connection, sns_message: dict) -> bool:
             "ses_message_id": None,
             "mailout_id": None,
             "bounce_type": None,
+            "feedback_id": None,
             "payload": Jsonb(payload),
         },
     )

@@ -236,7 +236,12 @@ def claim_mailout(pool: ConnectionPool, mailout_id: UUID, *, rate_per_sec: float
             current = store.get_mailout(conn, mailout_id)
             raise MailoutNotReady(current["status"] if current else "deleted")
         recipients = store.snapshot_recipients(conn, mailout_id)
-    log.info("mailout %s claimed: %d recipients queued", mailout_id, recipients)
+    log.info(
+        "mailout %s claimed: %d recipients queued",
+        mailout_id,
+        recipients,
+        extra={"event": "claimed", "mailout_id": str(mailout_id), "counts": {"recipients": recipients}},
+    )
     return Claim(mailout_id, mailout["subject"], mailout["body"], recipients, runner_id, rate_per_sec=rate_per_sec)
 
 
@@ -264,9 +269,13 @@ def resume_mailout(pool: ConnectionPool, mailout_id: UUID, settings, *, force: b
                 raise RunnerAlive(float(current["heartbeat_age_seconds"] or 0))
             raise MailoutNotResumable(current["status"] if current else "deleted", "another resume took it first")
         in_doubt = store.mark_in_doubt(conn, mailout_id)
-    if in_doubt:
-        log.warning("mailout %s: %d emails were in flight when the last run died; marked unknown", mailout_id, in_doubt)
-    log.info("mailout %s resumed (was '%s')", mailout_id, status)
+    log.info(
+        "mailout %s resumed (was '%s'); %d emails in flight when the last run stopped are marked unknown",
+        mailout_id,
+        status,
+        in_doubt,
+        extra={"event": "resumed", "mailout_id": str(mailout_id), "counts": {"unknown": in_doubt}},
+    )
     return Claim(
         mailout_id, mailout["subject"], mailout["body"], mailout["recipients"] or 0, runner_id, in_doubt_marked=in_doubt
     )
@@ -347,7 +356,11 @@ class _Run:
                 if problem:
                     return self.halt(_Halt("paused", f"reputation guard: {problem}"))
             self.db(lambda conn: store.finish_mailout(conn, mailout_id, self.claim.runner_id, "sent"))
-            log.info("mailout %s sent: %s", mailout_id, self.counts)
+            log.info(
+                "mailout %s sent",
+                mailout_id,
+                extra={"event": "sent", "mailout_id": str(mailout_id), "counts": dict(self.counts)},
+            )
             return self.summary(None)
         except DatabaseUnavailable as exc:
             # Nothing more can be recorded. Every email that left has a
@@ -379,6 +392,12 @@ class _Run:
             self.claim.mailout_id,
             ", ".join(f"{name} {n}" for name, n in self.counts.items()),
             self.pacer.current_rate,
+            extra={
+                "event": "batch",
+                "mailout_id": str(self.claim.mailout_id),
+                "counts": dict(self.counts),
+                "rate": round(self.pacer.current_rate, 3),
+            },
         )
         if self.progress:
             self.progress(dict(self.counts))
@@ -388,7 +407,13 @@ class _Run:
         reason = halt.reason
         if halt.status == "paused" or halt.status == "failed":
             reason = f"{halt.reason}; resume with: python -m amazonsender mailout resume {mailout_id}"
-        log.error("mailout %s stopped as '%s': %s", mailout_id, halt.status, reason)
+        log.error(
+            "mailout %s stopped as '%s': %s",
+            mailout_id,
+            halt.status,
+            reason,
+            extra={"event": "stopped", "mailout_id": str(mailout_id), "status": halt.status, "counts": dict(self.counts)},
+        )
         try:
             self.db(lambda conn: store.finish_mailout(conn, mailout_id, self.claim.runner_id, halt.status, reason))
         except DatabaseUnavailable:

@@ -23,7 +23,13 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
-from botocore.exceptions import NoCredentialsError, ReadTimeoutError
+from botocore.exceptions import (
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
 
 from .message import OutgoingEmail, address_only
 
@@ -122,8 +128,12 @@ class SesTransport:
             raise classify_client_error(exc, address_only(self.from_address)) from exc
         except NoCredentialsError as exc:
             raise SendError(f"no AWS credentials: {exc}", kind=ACCOUNT) from exc
-        except ReadTimeoutError as exc:
-            raise SendError(f"no answer from SES in time: {exc}", kind=IN_DOUBT) from exc
+        except (ConnectTimeoutError, EndpointConnectionError) as exc:
+            # The request never reached SES: safe to send again.
+            raise SendError(f"could not connect to SES: {exc}", kind=TRANSIENT) from exc
+        except (ReadTimeoutError, HTTPClientError) as exc:
+            # The request went out and no answer came back: SES may have it.
+            raise SendError(f"no answer from SES: {exc}", kind=IN_DOUBT) from exc
         except BotoConnectionError as exc:
             raise SendError(f"connection to SES failed: {exc}", kind=TRANSIENT) from exc
         except BotoCoreError as exc:

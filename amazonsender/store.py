@@ -207,6 +207,16 @@ def record_outcomes(conn: Connection, mailout_id: UUID, outcomes: list[Outcome])
                 "UPDATE ses_events SET mailout_id = %s WHERE mailout_id IS NULL AND ses_message_id = ANY(%s)",
                 (mailout_id, message_ids),
             )
+            # Likewise a Delivery that came first: apply it now.
+            conn.execute(
+                """
+                UPDATE send_logs l SET status = 'delivered', updated_at = now()
+                  FROM ses_events e
+                 WHERE e.event_type = 'Delivery' AND e.ses_message_id = l.ses_message_id
+                   AND l.ses_message_id = ANY(%s) AND l.status = 'sent'
+                """,
+                (message_ids,),
+            )
 
 
 def finish_mailout(
@@ -264,14 +274,25 @@ def record_event(conn: Connection, event: dict) -> bool:
     cur = conn.execute(
         """
         INSERT INTO ses_events
-               (sns_message_id, sns_type, event_type, addresses, ses_message_id, mailout_id, bounce_type, payload)
+               (sns_message_id, sns_type, event_type, addresses, ses_message_id, mailout_id, bounce_type,
+                feedback_id, payload)
         VALUES (%(sns_message_id)s, %(sns_type)s, %(event_type)s, %(addresses)s, %(ses_message_id)s,
-                (SELECT id FROM mailouts WHERE id = %(mailout_id)s), %(bounce_type)s, %(payload)s)
+                (SELECT id FROM mailouts WHERE id = %(mailout_id)s), %(bounce_type)s, %(feedback_id)s,
+                %(payload)s)
         ON CONFLICT ON CONSTRAINT ses_events_sns_message_id_key DO NOTHING
         """,
         event,
     )
     return cur.rowcount == 1
+
+
+def feedback_seen(conn: Connection, event_type: str, feedback_id: str) -> bool:
+    """True when SES's bounce or complaint with this feedbackId was already
+    recorded (published through a second channel)."""
+    row = conn.execute(
+        "SELECT 1 FROM ses_events WHERE event_type = %s AND feedback_id = %s LIMIT 1", (event_type, feedback_id)
+    ).fetchone()
+    return row is not None
 
 
 def mailout_of_message(conn: Connection, ses_message_id: str) -> UUID | None:
@@ -348,9 +369,9 @@ def reputation(conn: Connection, mailout_id: UUID) -> dict:
     return conn.execute(
         """
         SELECT
-          (SELECT coalesce(sum(cardinality(addresses)), 0) FROM ses_events
+          (SELECT count(DISTINCT lower(address)) FROM ses_events, unnest(addresses) AS address
             WHERE mailout_id = %(id)s AND event_type = 'Bounce' AND bounce_type = 'Permanent') AS bounces,
-          (SELECT coalesce(sum(cardinality(addresses)), 0) FROM ses_events
+          (SELECT count(DISTINCT lower(address)) FROM ses_events, unnest(addresses) AS address
             WHERE mailout_id = %(id)s AND event_type = 'Complaint') AS complaints,
           EXISTS (SELECT 1 FROM send_logs WHERE mailout_id = %(id)s AND status = 'queued') AS more_queued
         """,

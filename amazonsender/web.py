@@ -8,6 +8,8 @@ import logging
 import psycopg
 from flask import jsonify, render_template, request
 from psycopg_pool import PoolTimeout
+
+from . import logs
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
@@ -34,6 +36,22 @@ def error_response(code: int, message: str, extra: dict | None = None):
     if wants_html():
         return render_template("message.html", title="Something went wrong", message=message), code
     return jsonify(error=message, **(extra or {})), code
+
+
+def register_request_ids(app) -> None:
+    """Every request gets an id (the caller's X-Request-Id when sane), in
+    every log line it causes and in the X-Request-Id response header."""
+
+    @app.before_request
+    def assign_request_id():
+        logs.request_id_var.set(logs.new_request_id(request.headers.get("X-Request-Id")))
+
+    @app.after_request
+    def echo_request_id(response):
+        request_id = logs.request_id_var.get()
+        if request_id:
+            response.headers["X-Request-Id"] = request_id
+        return response
 
 
 def register_error_handlers(app) -> None:

@@ -49,8 +49,11 @@ def sns_timestamp(moment: datetime.datetime | None = None) -> str:
 
 
 def ses_sample(name: str, **values) -> str:
-    """A sample SES event from tests/data/ses with {{placeholders}} filled."""
+    """A sample SES event from tests/data/ses with {{placeholders}} filled
+    (address, ses_message_id, mailout_id, and feedback_id, new each time)."""
     text = (SES_SAMPLES / f"{name}.json").read_text()
+    # Every bounce or complaint SES reports has its own feedbackId.
+    values.setdefault("feedback_id", f"0100{uuid.uuid4().hex}-000000")
     for key, value in values.items():
         text = text.replace("{{" + key + "}}", str(value))
     return json.dumps(json.loads(text))

@@ -163,3 +163,59 @@ def test_bounce_address_with_a_display_name_is_reduced_to_the_address():
                                                   "bouncedRecipients": [{"emailAddress": "Ann <ann@x.org>"}]}}
     )
     assert events.parse_ses_event(message).addresses == ["ann@x.org"]
+
+
+class EarlyDeliveryTransport:
+    """SES's Delivery event for each email arrives before its batch is recorded."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.count = 0
+
+    def send(self, email):
+        self.count += 1
+        message_id = f"ses-{self.count}"
+        message = ses_sample("delivery_notification", address=email.to_address, ses_message_id=message_id)
+        with self.pool.connection() as conn:
+            events.process_notification(conn, {"Type": "Notification", "MessageId": f"sns-{message_id}",
+                                               "Message": message})
+        return message_id
+
+
+def test_a_delivery_that_arrives_before_its_batch_is_recorded_still_counts(pool, conn, settings):
+    add_subscribers(conn, addresses(12))
+    mailout_id = add_mailout(conn)
+    summary = run(pool, EarlyDeliveryTransport(pool), with_settings(settings, batch_size=5), mailout_id)
+    assert summary.status == "sent"
+    assert set(ledger(conn, mailout_id).values()) == {"delivered"}
+
+
+def test_one_bounce_published_through_two_channels_is_applied_once(pool, conn):
+    """Identity notifications and a configuration set both publish the same
+    bounce: two SNS messages, one SES feedbackId."""
+    add_subscribers(conn, ["ann@list.example"])
+    message = ses_sample("bounce_transient_notification", address="ann@list.example", ses_message_id="m1")
+    tagged = json.loads(message)
+    tagged["eventType"] = tagged.pop("notificationType")
+    for sns_id, body in (("sns-a", message), ("sns-b", json.dumps(tagged))):
+        with pool.connection() as c:
+            assert events.process_notification(c, {"Type": "Notification", "MessageId": sns_id, "Message": body})
+    row = conn.execute("SELECT soft_bounces FROM subscribers").fetchone()
+    assert row["soft_bounces"] == 1
+    assert conn.execute("SELECT count(*) AS n FROM ses_events").fetchone()["n"] == 2
+
+
+def test_the_guard_counts_each_bounced_address_once(pool, conn, settings):
+    from amazonsender import store
+
+    add_subscribers(conn, ["ann@list.example"])
+    mailout_id = add_mailout(conn)
+    for n in range(3):
+        message = ses_sample("bounce_permanent_event", address="ANN@list.example" if n else "ann@list.example",
+                             ses_message_id=f"m{n}", mailout_id=mailout_id)
+        body = json.loads(message)
+        body["bounce"]["feedbackId"] = f"feedback-{n}"
+        with pool.connection() as c:
+            events.process_notification(c, {"Type": "Notification", "MessageId": f"sns-{n}",
+                                            "Message": json.dumps(body)})
+    assert store.reputation(conn, mailout_id)["bounces"] == 1

@@ -10,7 +10,18 @@ import pytest
 from botocore.stub import Stubber
 
 from amazonsender.message import OutgoingEmail
-from amazonsender.ses import ACCOUNT, RECIPIENT, THROTTLED, TRANSIENT, OutboxTransport, SendError, SesTransport
+from botocore.exceptions import ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+
+from amazonsender.ses import (
+    ACCOUNT,
+    IN_DOUBT,
+    RECIPIENT,
+    THROTTLED,
+    TRANSIENT,
+    OutboxTransport,
+    SendError,
+    SesTransport,
+)
 
 EMAIL = OutgoingEmail(to_address="ann@list.example", raw=b"From: x\r\n\r\nhi", tags={"mailout_id": "m-1"})
 
@@ -115,3 +126,26 @@ def test_outbox_writes_one_eml_per_email(tmp_path):
     files = sorted(p.name for p in (tmp_path / "outbox").iterdir())
     assert files == sorted([f"{first}.eml", f"{second}.eml"])
     assert (tmp_path / "outbox" / f"{first}.eml").read_bytes() == EMAIL.raw
+
+
+@pytest.mark.parametrize(
+    "error, kind",
+    [
+        (lambda: EndpointConnectionError(endpoint_url="https://email.us-east-1.amazonaws.com"), TRANSIENT),
+        (lambda: ConnectTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"), TRANSIENT),
+        (lambda: ReadTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"), IN_DOUBT),
+        (lambda: ConnectionClosedError(endpoint_url="https://email.us-east-1.amazonaws.com"), IN_DOUBT),
+    ],
+)
+def test_network_errors_before_and_after_the_request_left(aws_env, error, kind):
+    """Not connecting is safe to retry; losing the answer is not (SES may
+    have the email), so it is 'in doubt' and never sent again."""
+    client = boto3.client("sesv2", region_name="us-east-1")
+
+    def fail(**kwargs):
+        raise error()
+
+    client.meta.events.register("before-send.sesv2.SendEmail", fail)
+    with pytest.raises(SendError) as caught:
+        SesTransport(client, from_address="news@example.test").send(EMAIL)
+    assert caught.value.kind == kind
