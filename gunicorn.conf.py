@@ -2,6 +2,7 @@
 
 import os
 import sys
+import tempfile
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '3000')}"
 # Threaded workers: the worker's heartbeat to the master runs in its own loop,
@@ -18,6 +19,18 @@ access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 # gunicorn 27 opens a control socket in $HOME/.gunicorn by default, shared by
 # every gunicorn the user runs; we do not use gunicornc.
 control_socket_disable = True
+
+
+# Metrics from all workers: prometheus_client writes each process's values to
+# files in this directory (fresh for every start), and /metrics adds them up.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="amazonsender-metrics-")
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def on_starting(server):

@@ -9,9 +9,10 @@ import logging
 import threading
 from uuid import UUID
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
-from . import sender, store
+from . import metrics, sender, store
+from .config import is_plausible_address
 from .db import get_pool
 from .web import ApiError
 
@@ -21,6 +22,7 @@ bp = Blueprint("api", __name__)
 
 HEALTH_CHECK_SECONDS = 2.0
 TRUE_WORDS = ("1", "true", "yes")
+MAX_TEST_RECIPIENTS = 20
 
 
 @bp.post("/send-mailout")
@@ -31,6 +33,8 @@ def send_mailout():
     if parse_error:
         raise ApiError(400, parse_error)
     mailout_id = extract_mailout_id(payload, settings.notion_mailout_property)
+    if payload.get("test") is True or request.args.get("test", "").lower() in TRUE_WORDS:
+        return test_send(settings, mailout_id, payload.get("to"))
     wait = payload.get("wait") is True or request.args.get("wait", "").lower() in TRUE_WORDS
 
     pool = get_pool()
@@ -66,6 +70,30 @@ def send_mailout():
     )
 
 
+def test_send(settings, mailout_id: UUID, to):
+    """`"test": true`: the mailout to TEST_EMAILS (or the body's "to" list),
+    subject prefixed [TEST]; its state and ledger stay as they are."""
+    if to is None:
+        addresses = list(settings.test_emails)
+    elif isinstance(to, list) and all(isinstance(a, str) for a in to):
+        addresses = [a.strip() for a in to if a.strip()]
+    else:
+        raise ApiError(400, '"to" must be a list of email addresses')
+    bad = [a for a in addresses if not is_plausible_address(a)]
+    if bad:
+        raise ApiError(400, f'not an email address in "to": {bad[0][:80]!r}')
+    if not addresses:
+        raise ApiError(400, 'no test recipients: set TEST_EMAILS or send "to": [addresses]')
+    if len(addresses) > MAX_TEST_RECIPIENTS:
+        raise ApiError(400, f"a test send goes to at most {MAX_TEST_RECIPIENTS} addresses")
+    transport = current_app.extensions["transport"]
+    try:
+        results = sender.send_test(get_pool(), transport, settings, mailout_id, addresses)
+    except sender.MailoutNotFound:
+        raise ApiError(404, f"no mailout with id {mailout_id}") from None
+    return jsonify(mailout_id=str(mailout_id), test=True, results=results), 200
+
+
 @bp.get("/mailouts/<mailout_id>")
 def mailout_status(mailout_id: str):
     settings = current_app.config["SETTINGS"]
@@ -76,17 +104,45 @@ def mailout_status(mailout_id: str):
         if mailout is None:
             raise ApiError(404, f"no mailout with id {mailout_uuid}")
         counts = store.count_by_status(conn, mailout_uuid)
+        progress = store.progress(conn, mailout_uuid)
+    rate = progress["sent_last_minute"] / 60.0
+    queued = counts.get("queued", 0) + counts.get("sending", 0)
+    sent = counts.get("sent", 0) + counts.get("delivered", 0)
+    age = mailout["heartbeat_age_seconds"]
     return jsonify(
         mailout_id=str(mailout_uuid),
         status=mailout["status"],
         subject=mailout["subject"],
         recipients=mailout["recipients"],
         counts=counts,
+        sent=sent,
+        remaining=queued,
+        bounces=progress["bounces"],
+        complaints=progress["complaints"],
+        bounce_rate=round(progress["bounces"] / sent, 4) if sent else None,
+        complaint_rate=round(progress["complaints"] / sent, 4) if sent else None,
+        # Emails per second over the last minute, and the time left at that pace.
+        rate_per_sec=round(rate, 2),
+        eta_seconds=round(queued / rate) if rate and mailout["status"] == "sending" else None,
         started_at=iso(mailout["started_at"]),
         sent_at=iso(mailout["sent_at"]),
         heartbeat_at=iso(mailout["heartbeat_at"]),
+        heartbeat_age_seconds=round(float(age), 1) if age is not None else None,
         error=mailout["error"],
     )
+
+
+@bp.after_app_request
+def count_webhook_answers(response):
+    if request.path == "/send-mailout" and request.method == "POST":
+        metrics.WEBHOOKS.labels(str(response.status_code)).inc()
+    return response
+
+
+@bp.get("/metrics")
+def prometheus_metrics():
+    body, content_type = metrics.exposition()
+    return Response(body, content_type=content_type)
 
 
 @bp.get("/healthz")

@@ -80,9 +80,10 @@ def parse_ses_event(text: str) -> SesEvent:
     return event
 
 
-def process_notification(conn: Connection, sns_message: dict) -> bool:
+def process_notification(conn: Connection, sns_message: dict) -> tuple[bool, str]:
     """Record the event and apply it, in the caller's transaction. Returns
-    False, and changes nothing, when this SNS MessageId was processed before."""
+    (is_new, SES event type); is_new is False, and nothing changed, when this
+    SNS MessageId was processed before."""
     event = parse_ses_event(sns_message["Message"])
     if event.mailout_id is None and event.ses_message_id:
         event.mailout_id = store.mailout_of_message(conn, event.ses_message_id)
@@ -104,12 +105,12 @@ def process_notification(conn: Connection, sns_message: dict) -> bool:
         },
     )
     if not is_new:
-        return False
+        return False, event.event_type
     if repeat:
         log.info("SES %s %s was already applied (published twice); recorded only", event.event_type, event.feedback_id)
     else:
         apply_event(conn, event)
-    return True
+    return True, event.event_type
 
 
 def record_confirmation(conn: Connection, sns_message: dict) -> bool:

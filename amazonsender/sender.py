@@ -27,7 +27,7 @@ from uuid import UUID
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from . import store
+from . import metrics, store
 from .message import MessageBuilder
 from .ses import ACCOUNT, IN_DOUBT, RECIPIENT, THROTTLED, TRANSIENT, SendError
 from .tokens import UnsubscribeTokens
@@ -386,7 +386,10 @@ class _Run:
         for outcome in outcomes:
             if outcome.status in self.counts:
                 self.counts[outcome.status] += 1
+                metrics.EMAILS.labels(outcome.status).inc()
         self.counts["skipped"] += skipped
+        if skipped:
+            metrics.EMAILS.labels("skipped").inc(skipped)
         log.info(
             "mailout %s batch done: %s so far this run (pace %.2f/s)",
             self.claim.mailout_id,
@@ -542,6 +545,52 @@ class _Run:
             error=error,
             seconds=round(time.monotonic() - self.started, 3),
         )
+
+
+TEST_SUBJECT_PREFIX = "[TEST] "
+
+
+def send_test(pool: ConnectionPool, transport, settings, mailout_id: UUID, addresses: list[str]) -> list[dict]:
+    """Send the mailout to a few test addresses, subject prefixed [TEST],
+    through the same message builder and transport, without touching the
+    mailout's state or its ledger. Repeatable, whatever the status."""
+    with pool.connection() as conn:
+        mailout = store.get_mailout(conn, mailout_id)
+        if mailout is None:
+            raise MailoutNotFound(str(mailout_id))
+        subscribers = store.subscribers_by_email(conn, addresses)
+    builder = MessageBuilder(
+        mailout_id=str(mailout_id),
+        subject=TEST_SUBJECT_PREFIX + mailout["subject"],
+        body_html=mailout["body"],
+        from_address=settings.ses_from_email,
+        reply_to=settings.ses_reply_to,
+    )
+    tokens = UnsubscribeTokens(settings.unsubscribe_secret, settings.unsubscribe_old_secrets)
+    pacer = Pacer(settings.rate_limit_per_sec)
+    results = []
+    for address in addresses:
+        subscriber = subscribers.get(address.lower())
+        # A test address that is not on the list gets a link that works and
+        # changes nothing (no subscriber has the nil id).
+        subscriber_id = subscriber["id"] if subscriber else UUID(int=0)
+        email = builder.build(
+            to_email=address,
+            to_name=subscriber["from_name"] if subscriber else None,
+            unsubscribe_url=f"{settings.app_base_url}/unsubscribe?token={tokens.make(subscriber_id)}",
+        )
+        pacer.wait()
+        try:
+            results.append({"to": address, "status": "sent", "ses_message_id": transport.send(email)})
+        except SendError as exc:
+            results.append({"to": address, "status": "failed", "error": str(exc)})
+    log.info(
+        "mailout %s test-sent to %d addresses",
+        mailout_id,
+        len(addresses),
+        extra={"event": "test_send", "mailout_id": str(mailout_id)},
+    )
+    return results
 
 
 def reputation_problem(sent: int, reputation: dict, settings) -> str | None:

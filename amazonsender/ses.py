@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from . import metrics
 from .message import OutgoingEmail, address_only
 
 log = logging.getLogger(__name__)
@@ -122,8 +124,11 @@ class SesTransport:
         }
         if self.configuration_set:
             request["ConfigurationSetName"] = self.configuration_set
+        started = time.perf_counter()
+        outcome = "error"
         try:
             response = self.client.send_email(**request)
+            outcome = "ok"
         except ClientError as exc:
             raise classify_client_error(exc, address_only(self.from_address)) from exc
         except NoCredentialsError as exc:
@@ -138,6 +143,8 @@ class SesTransport:
             raise SendError(f"connection to SES failed: {exc}", kind=TRANSIENT) from exc
         except BotoCoreError as exc:
             raise SendError(f"SES call failed: {exc}", kind=TRANSIENT) from exc
+        finally:
+            metrics.SES_LATENCY.labels("SendEmail", outcome).observe(time.perf_counter() - started)
         return response["MessageId"]
 
 

@@ -13,7 +13,7 @@ import logging
 
 from flask import Blueprint, current_app, jsonify, request
 
-from . import events
+from . import events, metrics
 from .db import get_pool
 from .sns import (
     NOTIFICATION,
@@ -44,9 +44,11 @@ def receive():
     try:
         verifier.verify(message)
     except InvalidMessage as exc:
+        metrics.SNS_MESSAGES.labels("unverified", "refused").inc()
         log.warning("SNS message refused: %s", exc)
         raise ApiError(400, f"invalid SNS message: {exc}") from None
     except TopicNotAllowed as exc:
+        metrics.SNS_MESSAGES.labels("unverified", "refused").inc()
         log.warning("SNS message refused: topic %s is not in SNS_TOPIC_ARNS", exc)
         raise ApiError(403, "this topic is not allowed") from None
     except CertificateUnavailable as exc:
@@ -64,9 +66,10 @@ def receive():
 
     with get_pool().connection() as conn:
         if kind == NOTIFICATION:
-            is_new = events.process_notification(conn, message)
+            is_new, event_type = events.process_notification(conn, message)
         else:
-            is_new = events.record_confirmation(conn, message)
+            is_new, event_type = events.record_confirmation(conn, message), kind
+    metrics.SNS_MESSAGES.labels(event_type, "processed" if is_new else "duplicate").inc()
     if kind != NOTIFICATION and kind != SUBSCRIPTION_CONFIRMATION:
         log.warning("SNS subscription to %s was removed (UnsubscribeConfirmation)", message["TopicArn"])
     return jsonify(status="processed" if is_new else "duplicate"), 200

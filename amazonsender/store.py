@@ -246,6 +246,32 @@ def count_by_status(conn: Connection, mailout_id: UUID) -> dict[str, int]:
     return {row["status"]: row["n"] for row in rows}
 
 
+def subscribers_by_email(conn: Connection, addresses: list[str]) -> dict[str, dict]:
+    rows = conn.execute(
+        "SELECT id, email, from_name, status FROM subscribers WHERE lower(email) = ANY(%s)",
+        ([a.lower() for a in addresses],),
+    ).fetchall()
+    return {row["email"].lower(): row for row in rows}
+
+
+def progress(conn: Connection, mailout_id: UUID) -> dict:
+    """For a person watching a send: the pace over the last minute, and
+    bounces and complaints so far."""
+    return conn.execute(
+        """
+        SELECT
+          (SELECT count(*) FROM send_logs
+            WHERE mailout_id = %(id)s AND status IN ('sent', 'delivered')
+              AND updated_at > now() - interval '60 seconds') AS sent_last_minute,
+          (SELECT count(DISTINCT lower(address)) FROM ses_events, unnest(addresses) AS address
+            WHERE mailout_id = %(id)s AND event_type = 'Bounce' AND bounce_type = 'Permanent') AS bounces,
+          (SELECT count(DISTINCT lower(address)) FROM ses_events, unnest(addresses) AS address
+            WHERE mailout_id = %(id)s AND event_type = 'Complaint') AS complaints
+        """,
+        {"id": mailout_id},
+    ).fetchone()
+
+
 def get_subscriber(conn: Connection, subscriber_id: UUID) -> dict | None:
     return conn.execute(
         "SELECT id, email, status, status_updated_at FROM subscribers WHERE id = %s",

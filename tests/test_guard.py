@@ -199,7 +199,7 @@ def test_one_bounce_published_through_two_channels_is_applied_once(pool, conn):
     tagged["eventType"] = tagged.pop("notificationType")
     for sns_id, body in (("sns-a", message), ("sns-b", json.dumps(tagged))):
         with pool.connection() as c:
-            assert events.process_notification(c, {"Type": "Notification", "MessageId": sns_id, "Message": body})
+            assert events.process_notification(c, {"Type": "Notification", "MessageId": sns_id, "Message": body})[0]
     row = conn.execute("SELECT soft_bounces FROM subscribers").fetchone()
     assert row["soft_bounces"] == 1
     assert conn.execute("SELECT count(*) AS n FROM ses_events").fetchone()["n"] == 2
