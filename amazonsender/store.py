@@ -410,3 +410,28 @@ def count_sent(conn: Connection, mailout_id: UUID) -> int:
         "SELECT count(*) AS n FROM send_logs WHERE mailout_id = %s AND status IN ('sent', 'delivered')",
         (mailout_id,),
     ).fetchone()["n"]
+
+
+# --- the operator's tools ---------------------------------------------------
+
+
+def create_mailout(conn: Connection, subject: str, body: str, status: str) -> UUID:
+    return conn.execute(
+        "INSERT INTO mailouts (subject, body, status) VALUES (%s, %s, %s) RETURNING id", (subject, body, status)
+    ).fetchone()["id"]
+
+
+def mark_ready(conn: Connection, mailout_id: UUID) -> bool:
+    """draft -> ready, and nothing else."""
+    cur = conn.execute("UPDATE mailouts SET status = 'ready' WHERE id = %s AND status = 'draft'", (mailout_id,))
+    return cur.rowcount == 1
+
+
+def list_mailouts(conn: Connection, limit: int) -> list[dict]:
+    return conn.execute(
+        """
+        SELECT id, status, subject, recipients, created_at, sent_at
+          FROM mailouts ORDER BY created_at DESC LIMIT %s
+        """,
+        (limit,),
+    ).fetchall()

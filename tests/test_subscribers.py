@@ -1,0 +1,106 @@
+"""CSV import and export of subscribers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import pytest
+
+from amazonsender import subscribers
+from tests.conftest import add_subscribers
+
+
+def run_import(pool, text: str):
+    return subscribers.import_csv(pool, io.StringIO(text))
+
+
+def statuses(conn) -> dict[str, str]:
+    return {r["email"]: r["status"] for r in conn.execute("SELECT email, status FROM subscribers")}
+
+
+def test_import_adds_new_addresses_as_active_with_names(pool, conn):
+    report = run_import(pool, "email,name\nann@Example.ORG,Ann\nbob@example.org,\n")
+    assert report.to_dict() == {"added": 2, "already_there": 0, "suppressed": 0, "duplicates_in_file": 0,
+                                "invalid": 0}
+    rows = {r["email"]: r for r in conn.execute("SELECT email, from_name, status FROM subscribers")}
+    # The domain is lower-cased; the local part keeps its case.
+    assert set(rows) == {"ann@example.org", "bob@example.org"}
+    assert rows["ann@example.org"]["from_name"] == "Ann" and rows["bob@example.org"]["from_name"] is None
+    assert {r["status"] for r in rows.values()} == {"active"}
+
+
+def test_import_never_reactivates_and_counts_what_was_there(pool, conn):
+    add_subscribers(conn, ["gone@example.org"], status="unsubscribed")
+    add_subscribers(conn, ["bad@example.org"], status="bounced")
+    add_subscribers(conn, ["angry@example.org"], status="complained")
+    add_subscribers(conn, ["here@example.org"])
+    report = run_import(
+        pool,
+        "email\nGONE@example.org\nbad@EXAMPLE.org\nangry@example.org\nhere@example.org\nnew@example.org\n",
+    )
+    assert (report.added, report.already_there, report.suppressed) == (1, 1, 3)
+    assert statuses(conn) == {
+        "gone@example.org": "unsubscribed",
+        "bad@example.org": "bounced",
+        "angry@example.org": "complained",
+        "here@example.org": "active",
+        "new@example.org": "active",
+    }
+
+
+def test_bad_rows_are_reported_with_line_numbers(pool, conn):
+    text = "email,name\nok@example.org,A\nnot-an-address,B\n,C\nx@@example.org,D\nok@EXAMPLE.org,dup\n"
+    report = run_import(pool, text)
+    assert [(line, value) for line, value, _ in report.invalid] == [
+        (3, "not-an-address"),
+        (4, ""),
+        (5, "x@@example.org"),
+    ]
+    assert all(reason for _, _, reason in report.invalid)
+    assert report.added == 1 and report.duplicates_in_file == 1
+    assert statuses(conn) == {"ok@example.org": "active"}
+
+
+@pytest.mark.parametrize("text", ["name\nAnn\n", "", "mail,name\nx@y.org,Z\n"])
+def test_a_file_without_an_email_column_is_refused(pool, conn, text):
+    with pytest.raises(subscribers.ImportFileError, match="email"):
+        run_import(pool, text)
+    assert statuses(conn) == {}
+
+
+def test_header_names_are_case_insensitive(pool, conn):
+    run_import(pool, "Email,Name\nann@example.org,Ann\n")
+    assert statuses(conn) == {"ann@example.org": "active"}
+
+
+def test_a_big_file_imports_in_batches(pool, conn):
+    rows = "\n".join(f"reader{i}@example.org,Reader {i}" for i in range(20_000))
+    seen = []
+    started = time.monotonic()
+    report = subscribers.import_csv(pool, io.StringIO("email,name\n" + rows + "\n"), progress=seen.append)
+    elapsed = time.monotonic() - started
+    assert report.added == 20_000
+    assert sum(seen) == 20_000 and len(seen) == 20_000 // subscribers.IMPORT_BATCH_ROWS
+    assert conn.execute("SELECT count(*) AS n FROM subscribers").fetchone()["n"] == 20_000
+    print(f"imported 20,000 rows in {elapsed:.2f} s")
+
+
+def test_export_writes_csv_optionally_filtered(pool, conn):
+    add_subscribers(conn, ["a@example.org", "b@example.org"], names={"a@example.org": "Ann, Jr."})
+    add_subscribers(conn, ["c@example.org"], status="bounced")
+    out = io.StringIO()
+    assert subscribers.export_csv(pool, out) == 3
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [r["email"] for r in rows] == ["a@example.org", "b@example.org", "c@example.org"]
+    assert rows[0]["name"] == "Ann, Jr." and rows[2]["status"] == "bounced"
+    out = io.StringIO()
+    assert subscribers.export_csv(pool, out, status="bounced") == 1
+    assert "c@example.org" in out.getvalue() and "a@example.org" not in out.getvalue()
+
+
+def test_count_by_status(pool, conn):
+    add_subscribers(conn, ["a@example.org", "b@example.org"])
+    add_subscribers(conn, ["c@example.org"], status="unsubscribed")
+    assert subscribers.count_by_status(pool) == {"active": 2, "unsubscribed": 1}
