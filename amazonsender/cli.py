@@ -20,6 +20,10 @@ from .config import ConfigError, Settings
 from .db import create_pool
 
 
+PROGRESS_BAR_ROWS = 5000
+MAX_LISTED_INVALID = 50
+
+
 def load_settings() -> Settings:
     if os.environ.get("APP_ENV", "").lower() == "local":
         from .local import ensure_database_url
@@ -49,15 +53,30 @@ def db_upgrade():
     from .db import upgrade
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    applied = upgrade(database_url())
+    click.echo(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+
+
+def database_url() -> str:
+    """DATABASE_URL (the embedded Postgres under APP_ENV=local): commands
+    that only read or write the list need nothing else configured."""
     if os.environ.get("APP_ENV", "").lower() == "local":
         from .local import ensure_database_url
 
         ensure_database_url()
-    database_url = os.environ.get("DATABASE_URL", "").strip()
-    if not database_url:
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if not url:
         raise click.ClickException("DATABASE_URL is missing: set it to the Postgres connection string")
-    applied = upgrade(database_url)
-    click.echo(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+    return url
+
+
+@contextmanager
+def database_pool():
+    pool = create_pool(database_url(), max_size=2)
+    try:
+        yield pool
+    finally:
+        pool.close()
 
 
 @main.group()
@@ -153,11 +172,18 @@ def next_step(mailout: dict, counts: dict, settings) -> str:
     if status == "ready":
         return f"trigger the webhook or run: python -m amazonsender mailout send {mailout['id']}"
     if status == "sent":
+        # 'sending' rows in a finished mailout are in doubt too (as in the
+        # run's summary): SES may or may not have them.
+        in_doubt = counts.get("unknown", 0) + counts.get("sending", 0)
         return "nothing: it is finished" + (
-            f" ({counts['unknown']} in doubt: SES may or may not have sent them)" if counts.get("unknown") else ""
+            f" ({in_doubt} in doubt: SES may or may not have sent them)" if in_doubt else ""
         )
     if status == "sending":
-        age = float(mailout["heartbeat_age_seconds"] or 0)
+        if mailout["heartbeat_age_seconds"] is None:
+            # No run ever wrote a heartbeat (set to 'sending' by hand): resume
+            # takes it without --force, so there is nothing to wait for.
+            return f"no run has written a heartbeat: {resume}"
+        age = float(mailout["heartbeat_age_seconds"])
         if age < settings.heartbeat_stale_seconds:
             return "wait: a run is sending it now"
         return f"its run looks gone (no heartbeat for {age:.0f} s): {resume}"
@@ -197,6 +223,139 @@ def finish_with(summary) -> None:
     click.echo(json.dumps(summary.to_dict(), indent=2))
     if summary.status != "sent":
         sys.exit(1)
+
+
+@mailout.command("create")
+@click.option("--subject", required=True, help="The email's subject.")
+@click.option("--html", "html_file", type=click.File("r", encoding="utf-8"), help="The body, as an HTML file.")
+@click.option("--markdown", "markdown_file", type=click.File("r", encoding="utf-8"), help="The body, as Markdown.")
+@click.option("--ready", is_flag=True, help="Create it 'ready' to send instead of 'draft'.")
+def mailout_create(subject: str, html_file, markdown_file, ready: bool):
+    """Create a mailout from an HTML or Markdown file; prints its id."""
+    if bool(html_file) == bool(markdown_file):
+        raise click.UsageError("give exactly one of --html FILE or --markdown FILE")
+    if not subject.strip():
+        raise click.UsageError("--subject must not be empty")
+    if html_file:
+        body = html_file.read()
+    else:
+        import markdown
+
+        body = markdown.markdown(markdown_file.read(), extensions=["extra", "sane_lists"])
+    if not body.strip():
+        raise click.UsageError("the body file is empty")
+    with database_pool() as pool, pool.connection() as conn:
+        mailout_id = store.create_mailout(conn, subject.strip(), body, "ready" if ready else "draft")
+    click.echo(mailout_id)
+
+
+@mailout.command("ready")
+@click.argument("mailout_id", type=click.UUID)
+def mailout_ready(mailout_id: UUID):
+    """Mark a draft 'ready', so the webhook or `mailout send` can send it."""
+    with database_pool() as pool, pool.connection() as conn:
+        if not store.mark_ready(conn, mailout_id):
+            mailout = store.get_mailout(conn, mailout_id)
+            if mailout is None:
+                raise click.ClickException(f"no mailout with id {mailout_id}")
+            raise click.ClickException(f"mailout {mailout_id} is '{mailout['status']}', not 'draft'")
+    click.echo(f"mailout {mailout_id} is ready")
+
+
+@mailout.command("list")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+def mailout_list(limit: int):
+    """The newest mailouts with their state."""
+    with database_pool() as pool, pool.connection() as conn:
+        rows = store.list_mailouts(conn, limit)
+    for row in rows:
+        recipients = "-" if row["recipients"] is None else row["recipients"]
+        click.echo(f"{row['id']}  {row['status']:<8}  {recipients!s:>8}  {row['created_at']:%Y-%m-%d %H:%M}  "
+                   f"{row['subject']}")
+
+
+@mailout.command("test")
+@click.argument("mailout_id", type=click.UUID)
+@click.option("--to", "addresses", multiple=True, help="A test address (repeatable); default TEST_EMAILS.")
+def mailout_test(mailout_id: UUID, addresses: tuple[str, ...]):
+    """Send the mailout to test addresses, subject prefixed [TEST], without
+    changing its state. Repeatable."""
+    from . import sender
+    from .config import is_plausible_address
+
+    settings = load_settings()
+    recipients = list(addresses) or list(settings.test_emails)
+    if not recipients:
+        raise click.UsageError("no test recipients: set TEST_EMAILS or pass --to ADDRESS")
+    bad = [a for a in recipients if not is_plausible_address(a)]
+    if bad:
+        raise click.UsageError(f"not an email address: {bad[0]!r}")
+    with running(settings) as (settings, pool, transport):
+        try:
+            results = sender.send_test(pool, transport, settings, mailout_id, recipients)
+        except sender.MailoutNotFound:
+            raise click.ClickException(f"no mailout with id {mailout_id}") from None
+    for result in results:
+        click.echo(f"{result['status']:<6} {result['to']}  {result.get('ses_message_id') or result.get('error')}")
+    if any(result["status"] != "sent" for result in results):
+        sys.exit(1)
+
+
+@main.group("subscribers")
+def subscribers_group():
+    """The list: import, export, count."""
+
+
+@subscribers_group.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False))
+def subscribers_import(csv_file: str):
+    """Add the addresses of a CSV file (columns `email`, optional `name`) as
+    active subscribers. Never reactivates an unsubscribed, bounced or
+    complained address."""
+    from . import subscribers
+
+    with open(csv_file, encoding="utf-8-sig", newline="") as file:
+        rows = max(0, sum(1 for _ in file) - 1)
+    with database_pool() as pool, open(csv_file, encoding="utf-8-sig", newline="") as file:
+        try:
+            if rows >= PROGRESS_BAR_ROWS:
+                with click.progressbar(length=rows, label="importing", file=sys.stderr) as bar:
+                    report = subscribers.import_csv(pool, file, progress=bar.update)
+            else:
+                report = subscribers.import_csv(pool, file)
+        except subscribers.ImportFileError as exc:
+            raise click.ClickException(str(exc)) from None
+    for line, value, reason in report.invalid[:MAX_LISTED_INVALID]:
+        click.echo(f"line {line}: {value!r}: {reason}", err=True)
+    if len(report.invalid) > MAX_LISTED_INVALID:
+        click.echo(f"... and {len(report.invalid) - MAX_LISTED_INVALID} more invalid rows", err=True)
+    click.echo(
+        f"added {report.added}, already there {report.already_there}, suppressed {report.suppressed}"
+        f" (unsubscribed, bounced or complained: left as they are), invalid {len(report.invalid)},"
+        f" duplicates in the file {report.duplicates_in_file}"
+    )
+
+
+@subscribers_group.command("export")
+@click.option("--status", type=click.Choice(["active", "unsubscribed", "bounced", "complained"]))
+def subscribers_export(status: str | None):
+    """Write subscribers as CSV to standard output."""
+    from . import subscribers
+
+    with database_pool() as pool:
+        subscribers.export_csv(pool, sys.stdout, status)
+
+
+@subscribers_group.command("count")
+def subscribers_count():
+    """Subscribers per status."""
+    from . import subscribers
+
+    with database_pool() as pool:
+        counts = subscribers.count_by_status(pool)
+    for status, n in counts.items():
+        click.echo(f"{status:<13} {n}")
+    click.echo(f"{'total':<13} {sum(counts.values())}")
 
 
 @main.command("dev")
