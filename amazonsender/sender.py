@@ -46,10 +46,13 @@ THROTTLE_MAX_SLOWDOWN = 8
 # process finishes the email in flight, records its batch, puts the rest back
 # in the queue and ends the mailout 'paused', ready to resume.
 stop_requested = threading.Event()
+stop_reason = "the process was asked to stop"
 
 
 def request_stop(reason: str) -> None:
+    global stop_reason
     if not stop_requested.is_set():
+        stop_reason = f"the process was asked to stop ({reason})"
         log.warning("stop requested (%s): running mailouts will pause after the email in flight", reason)
     stop_requested.set()
 
@@ -327,6 +330,8 @@ class _Run:
             reply_to=settings.ses_reply_to,
         )
         self.started = time.monotonic()
+        self.last_heartbeat = self.started
+        self.lost = False
         self.consecutive_failures = 0
         self.counts = {"sent": 0, "failed": 0, "skipped": 0, "unknown": 0}
 
@@ -338,11 +343,13 @@ class _Run:
             sent_so_far = self.db(lambda conn: store.count_sent(conn, mailout_id))
             while True:
                 if self.stop.is_set():
-                    return self.halt(_Halt("paused", "interrupted: the process was asked to stop (SIGTERM)"))
-                batch = self.db(self.take_batch)
+                    return self.halt(_Halt("paused", f"interrupted: {stop_reason}"))
+                # Made before the call, so a retry after a lost COMMIT answer
+                # finds the rows the first attempt took.
+                batch_id = uuid.uuid4()
+                batch = self.db(lambda conn: self.take_batch(conn, batch_id))
                 if batch is None:
-                    log.warning("mailout %s: another run owns it now; this run stops", mailout_id)
-                    return self.summary("another run took the mailout over")
+                    return self.lost_ownership()
                 recipients, skipped = batch
                 if not recipients and not skipped:
                     break
@@ -350,6 +357,8 @@ class _Run:
                 reputation = self.db(lambda conn: self.record_batch(conn, outcomes))
                 sent_so_far += sum(1 for o in outcomes if o.status == "sent")
                 self.count(outcomes, skipped)
+                if self.lost:
+                    return self.lost_ownership()
                 if halt:
                     return self.halt(halt)
                 problem = reputation["more_queued"] and reputation_problem(sent_so_far, reputation, self.settings)
@@ -372,10 +381,28 @@ class _Run:
             log.exception("mailout %s stopped by an unexpected error", mailout_id)
             return self.halt(_Halt("failed", f"{type(exc).__name__}: {exc}"))
 
-    def take_batch(self, conn):
+    def take_batch(self, conn, batch_id: UUID):
         if not store.heartbeat(conn, self.claim.mailout_id, self.claim.runner_id):
             return None
-        return store.take_batch(conn, self.claim.mailout_id, self.settings.batch_size)
+        self.last_heartbeat = time.monotonic()
+        return store.take_batch(conn, self.claim.mailout_id, self.settings.batch_size, batch_id)
+
+    def keep_heartbeat(self) -> bool:
+        """Between emails: a batch can take long (a slow pace, throttling
+        backoff), and a heartbeat older than HEARTBEAT_STALE_SECONDS would let
+        a resume take over a live run. False when the run lost the mailout."""
+        if time.monotonic() - self.last_heartbeat < self.settings.heartbeat_stale_seconds / 4:
+            return True
+        self.last_heartbeat = time.monotonic()
+        return self.db(lambda conn: store.heartbeat(conn, self.claim.mailout_id, self.claim.runner_id))
+
+    def lost_ownership(self) -> Summary:
+        log.warning(
+            "mailout %s is no longer this run's (a forced resume took it, or its status was changed by hand);"
+            " this run stops",
+            self.claim.mailout_id,
+        )
+        return self.summary("another run took the mailout over, or its status was changed by hand; this run stopped")
 
     def record_batch(self, conn, outcomes: list[store.Outcome]) -> dict:
         store.record_outcomes(conn, self.claim.mailout_id, outcomes)
@@ -432,8 +459,13 @@ class _Run:
         outcomes = []
         for index, recipient in enumerate(recipients):
             halt = None
+            if not self.keep_heartbeat():
+                # Another run owns the mailout and has marked this batch
+                # 'unknown': record what left, attempt nothing more.
+                self.lost = True
+                return outcomes, None
             if self.stop.is_set():
-                halt = _Halt("paused", "interrupted: the process was asked to stop (SIGTERM)")
+                halt = _Halt("paused", f"interrupted: {stop_reason}")
             elif self.consecutive_failures >= self.settings.max_consecutive_failures:
                 halt = _Halt(
                     "failed",
@@ -483,6 +515,7 @@ class _Run:
                 if exc.kind == THROTTLED and throttled < THROTTLE_ATTEMPTS:
                     throttled += 1
                     self.pacer.slow_down()
+                    self.keep_heartbeat()
                     log.warning(
                         "SES throttled us (%s); pace now %.2f/s, waiting before the same email again",
                         exc,

@@ -134,15 +134,29 @@ def snapshot_recipients(conn: Connection, mailout_id: UUID) -> int:
     return row["recipients"]
 
 
-def take_batch(conn: Connection, mailout_id: UUID, size: int) -> tuple[list[Recipient], int]:
+def take_batch(conn: Connection, mailout_id: UUID, size: int, batch_id: UUID) -> tuple[list[Recipient], int]:
     """Take the next `size` queued rows: mark those whose subscriber is still
-    active as 'sending', the rest as 'skipped'. Returns (to send, skipped count).
+    active as 'sending' (tagged with `batch_id`), the rest as 'skipped'.
+    Returns (to send, skipped count).
 
     The caller commits this before sending anything, so every email that
-    leaves has a 'sending' row behind it. SKIP LOCKED lets two runners of the
-    same mailout (never the normal case) take different rows instead of
-    waiting on each other.
+    leaves has a 'sending' row behind it. Called again with the same
+    `batch_id` after a lost answer to its COMMIT, it returns the rows it
+    took then. SKIP LOCKED lets two runners of the same mailout (never the
+    normal case) take different rows instead of waiting on each other.
     """
+    taken = conn.execute(
+        """
+        SELECT l.id, l.email, l.subscriber_id, s.from_name
+          FROM send_logs l
+          LEFT JOIN subscribers s ON s.id = l.subscriber_id
+         WHERE l.batch_id = %s AND l.status = 'sending'
+         ORDER BY l.id
+        """,
+        (batch_id,),
+    ).fetchall()
+    if taken:
+        return [Recipient(row["id"], row["email"], row["subscriber_id"], row["from_name"]) for row in taken], 0
     rows = conn.execute(
         """
         SELECT l.id, l.email, l.subscriber_id, s.status AS subscriber_status, s.from_name
@@ -159,8 +173,11 @@ def take_batch(conn: Connection, mailout_id: UUID, size: int) -> tuple[list[Reci
     skipped = [row for row in rows if row["subscriber_status"] != "active"]
     if to_send:
         conn.execute(
-            "UPDATE send_logs SET status = 'sending', attempted_at = now(), updated_at = now() WHERE id = ANY(%s)",
-            ([row["id"] for row in to_send],),
+            """
+            UPDATE send_logs SET status = 'sending', batch_id = %s, attempted_at = now(), updated_at = now()
+             WHERE id = ANY(%s)
+            """,
+            (batch_id, [row["id"] for row in to_send]),
         )
     if skipped:
         conn.execute(
@@ -189,7 +206,12 @@ def record_outcomes(conn: Connection, mailout_id: UUID, outcomes: list[Outcome])
                    updated_at = now()
               FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[])
                    AS o (id, status, ses_message_id, error)
-             WHERE l.id = o.id AND l.status = 'sending'
+             WHERE l.id = o.id
+               AND (l.status = 'sending'
+                    -- A run that lost the mailout to a forced resume still
+                    -- knows what became of its batch: a final outcome
+                    -- replaces 'unknown' (it can never cause a resend).
+                    OR (l.status = 'unknown' AND o.status IN ('sent', 'failed')))
             """,
             (
                 [o.log_id for o in outcomes],
