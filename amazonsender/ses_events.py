@@ -39,7 +39,10 @@ def receive():
     # SNS posts JSON as text/plain: read the body whatever the content type.
     try:
         message = json.loads(request.get_data())
-    except (ValueError, UnicodeDecodeError):
+        # JSON escapes can spell an unpaired surrogate ("\ud800"), which is
+        # not text: the signed string could not be encoded to check it.
+        json.dumps(message, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError):
         raise ApiError(400, "the body is not JSON") from None
     try:
         verifier.verify(message)

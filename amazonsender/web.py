@@ -66,7 +66,13 @@ def register_error_handlers(app) -> None:
         message = error.description or error.name
         if error.code == 413:
             message = f"the request body is larger than {app.config['MAX_CONTENT_LENGTH'] // 1024} KiB"
-        response = error_response(error.code or 400, message)
+        body, code = error_response(error.code or 400, message)
+        response = app.make_response((body, code))
+        # Keep the headers the exception carries (the `Allow` of a 405, which
+        # RFC 9110 requires), but not its HTML content type.
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
         return response
 
     @app.errorhandler(psycopg.OperationalError)
