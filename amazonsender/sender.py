@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 TRANSIENT_ATTEMPTS = 3
 THROTTLE_ATTEMPTS = 8
+# Not an SES answer: a retry or a pacing wait cut short because a stop was
+# requested. SES has not accepted the email, so it goes back to the queue.
+STOPPED = "stopped"
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 30.0
 # After SES throttles us, send at a fraction of the pace for a while.
@@ -290,7 +293,7 @@ def send_claimed_mailout(
     settings,
     claim: Claim,
     *,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
     pacer: Pacer | None = None,
     stop: threading.Event = stop_requested,
     progress: Callable[[dict], None] | None = None,
@@ -316,11 +319,14 @@ class _Run:
         self.transport = transport
         self.settings = settings
         self.claim = claim
-        self.sleep = sleep
+        # By default every wait (pace, backoff, database retry) is a wait on
+        # the stop event, so SIGTERM cuts it short instead of outliving the
+        # shutdown grace period.
+        self.sleep = sleep or stop.wait
         self.stop = stop
         self.progress = progress
         rate = claim.rate_per_sec or settings.rate_limit_per_sec
-        self.pacer = pacer or Pacer(rate, sleep=sleep)
+        self.pacer = pacer or Pacer(rate, sleep=self.sleep)
         self.tokens = UnsubscribeTokens(settings.unsubscribe_secret, settings.unsubscribe_old_secrets)
         self.builder = MessageBuilder(
             mailout_id=str(claim.mailout_id),
@@ -496,6 +502,8 @@ class _Run:
                 return store.Outcome(recipient.log_id, "failed", error=str(exc)), None
             if exc.kind == IN_DOUBT:
                 return store.Outcome(recipient.log_id, "unknown", error=str(exc)), None
+            if exc.kind == STOPPED:
+                return None, _Halt("paused", f"interrupted: {stop_reason}")
             if exc.kind == THROTTLED:
                 # Never a failure: this recipient goes back to the queue.
                 return None, _Halt("paused", f"SES kept throttling after {THROTTLE_ATTEMPTS} waits: {exc}")
@@ -509,6 +517,8 @@ class _Run:
         throttled = transient = 0
         while True:
             self.pacer.wait()
+            if self.stop.is_set():
+                raise SendError("stopped before sending", kind=STOPPED)
             try:
                 return self.transport.send(email)
             except SendError as exc:
@@ -546,7 +556,7 @@ class _Run:
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 attempt += 1
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or self.stop.is_set():
                     raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
                 log.warning("database unreachable (%s); retrying", str(exc).strip()[:200])
                 self.sleep(min(backoff_seconds(attempt), left))

@@ -9,6 +9,17 @@ mock cannot reach.
         ...
         assert [r.to_addresses for r in ses.sent] == [...]
 
+Faults, as SES answers them:
+- `fail_next(n, ...)`, `fail_address(address, ...)`: any error code and status;
+- `throttle_above_per_second = N`: a SendEmail beyond N accepted in the last
+  second is answered 429 TooManyRequestsException "Maximum sending rate
+  exceeded.", so no one-second window ever holds more than N accepted sends;
+- `pause_sending(from_send=k)`: the k-th SendEmail request and every one after
+  it are answered 400 SendingPausedException until `resume_sending()`;
+- `set_account(...)`: what GetAccount answers (the service paces at the lower
+  of its RATE_LIMIT_PER_SEC and MaxSendRate);
+- `latency`: seconds to wait before each answer.
+
 It answers SendEmail (POST /v2/email/outbound-emails) and GetAccount
 (GET /v2/email/account), records every request, and can answer errors the way
 SES does, so that botocore's rest-json parser turns them into a ClientError
@@ -19,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import email
 import email.policy
 import itertools
@@ -59,6 +71,7 @@ class Recorded:
     message_id: str | None = None  # for a SendEmail answered 200
     raw: bytes | None = None  # SendEmail: the decoded Content.Raw.Data
     error_code: str | None = None
+    accepted_at: float | None = None  # SendEmail answered 200: time.monotonic() of the decision
 
     @property
     def is_send(self) -> bool:
@@ -88,16 +101,28 @@ class _Failure:
     address: str | None = None  # None: whatever the recipient
 
 
+THROTTLE_CODE = "TooManyRequestsException"
+THROTTLE_MESSAGE = "Maximum sending rate exceeded."
+PAUSED_CODE = "SendingPausedException"
+PAUSED_MESSAGE = "Email sending is disabled for your entire Amazon SES account."
+
+
 @dataclass
 class SesStandIn:
     latency: float = 0.0  # seconds to wait before each answer
     account: dict = field(default_factory=lambda: json.loads(json.dumps(DEFAULT_ACCOUNT)))
+    # Answer 429 to a SendEmail beyond this many accepted in the last second.
+    throttle_above_per_second: int | None = None
 
     def __post_init__(self):
         self._lock = threading.Lock()
         self._requests: list[Recorded] = []
         self._failures: list[_Failure] = []
         self._numbers = itertools.count(1)
+        self._send_requests = 0  # well-formed SendEmail requests so far
+        self._paused_from: int | None = None
+        self._paused_answer: tuple[str, str] = (PAUSED_CODE, PAUSED_MESSAGE)
+        self._accepted_at: collections.deque[float] = collections.deque()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -169,8 +194,52 @@ class SesStandIn:
             self._failures.append(_Failure(code, status, message, address=address.lower()))
 
     def clear_failures(self) -> None:
+        """Forget `fail_next` and `fail_address`, and resume sending."""
         with self._lock:
             self._failures.clear()
+            self._paused_from = None
+
+    def pause_sending(self, from_send: int = 1, code: str = PAUSED_CODE, message: str = PAUSED_MESSAGE) -> None:
+        """Answer the `from_send`-th SendEmail request (counting from the
+        stand-in's start, 1 is the first) and every later one with HTTP 400
+        and this account-wide error, until `resume_sending()`."""
+        with self._lock:
+            self._paused_from = from_send
+            self._paused_answer = (code, message)
+
+    def resume_sending(self) -> None:
+        with self._lock:
+            self._paused_from = None
+
+    def set_account(
+        self,
+        *,
+        max_send_rate: float | None = None,
+        max_24_hour_send: float | None = None,
+        sent_last_24_hours: float | None = None,
+        sending_enabled: bool | None = None,
+    ) -> None:
+        """Change what GetAccount answers; what is not given stays."""
+        with self._lock:
+            quota = self.account.setdefault("SendQuota", {})
+            if max_send_rate is not None:
+                quota["MaxSendRate"] = float(max_send_rate)
+            if max_24_hour_send is not None:
+                quota["Max24HourSend"] = float(max_24_hour_send)
+            if sent_last_24_hours is not None:
+                quota["SentLast24Hours"] = float(sent_last_24_hours)
+            if sending_enabled is not None:
+                self.account["SendingEnabled"] = bool(sending_enabled)
+
+    @property
+    def send_requests(self) -> list[Recorded]:
+        """Every SendEmail request, whatever it was answered."""
+        return [r for r in self.requests if r.is_send]
+
+    @property
+    def throttled(self) -> list[Recorded]:
+        """The SendEmail requests answered 429."""
+        return [r for r in self.send_requests if r.status == 429]
 
     # -- the server side ----------------------------------------------------
 
@@ -195,7 +264,8 @@ class SesStandIn:
         """(status, extra headers, JSON body) for one request."""
         path = record.path.split("?")[0]
         if record.method == "GET" and path == ACCOUNT_PATH:
-            return 200, {}, self.account
+            with self._lock:
+                return 200, {}, json.loads(json.dumps(self.account))
         if record.method != "POST" or path != SEND_EMAIL_PATH:
             return _error(404, "NotFoundException", f"no route for {record.method} {path} in the SES stand-in")
         body = record.body
@@ -207,11 +277,26 @@ class SesStandIn:
             return _error(400, "BadRequestException", "Content.Raw.Data is missing or not base64")
         if not body.get("FromEmailAddress") or not record.to_addresses:
             return _error(400, "BadRequestException", "FromEmailAddress and Destination.ToAddresses are required")
+        with self._lock:
+            self._send_requests += 1
+            number = self._send_requests
         failure = self._take_failure(record)
         if failure is not None:
             return _error(failure.status, failure.code, failure.message)
-        # Shaped like a real SES message id; unique per stand-in.
-        record.message_id = f"0100{next(self._numbers):012x}-{uuid.uuid4()}-000000"
+        with self._lock:
+            if self._paused_from is not None and number >= self._paused_from:
+                return _error(400, *self._paused_answer)
+            if self.throttle_above_per_second is not None:
+                # A sliding window: the accepted sends of the last second.
+                now = time.monotonic()
+                while self._accepted_at and self._accepted_at[0] <= now - 1.0:
+                    self._accepted_at.popleft()
+                if len(self._accepted_at) >= self.throttle_above_per_second:
+                    return _error(429, THROTTLE_CODE, THROTTLE_MESSAGE)
+                self._accepted_at.append(now)
+            record.accepted_at = time.monotonic()
+            # Shaped like a real SES message id; unique per stand-in.
+            record.message_id = f"0100{next(self._numbers):012x}-{uuid.uuid4()}-000000"
         return 200, {}, {"MessageId": record.message_id}
 
 

@@ -3,27 +3,28 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.conftest import ROOT, SHARED_SECRET, UNSUBSCRIBE_SECRET, add_mailout, add_subscribers
+from tests.processes import (  # noqa: F401 - clean_env and service_env are used by other test files
+    FROM_ADDRESS,
+    Server,
+    clean_env,
+    run_gunicorn,
+    service_env,
+    stop_process_group,
+    wait_for_status,
+)
 from tests.ses_standin import SesStandIn
 
-FROM_ADDRESS = "Newsletter <news@example.test>"
-START_TIMEOUT = 20.0
 # Every setting production requires; the start-up check must name them all.
 REQUIRED_SETTINGS = (
     "DATABASE_URL",
@@ -35,100 +36,6 @@ REQUIRED_SETTINGS = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
 )
-
-
-def clean_env(home: Path, **values) -> dict[str, str]:
-    """Only what a process needs to run, so the developer's own settings
-    never leak in; PYTHON_DOTENV_DISABLED keeps a stray .env out too. HOME is
-    the test's own directory: no ~/.aws of the developer, and gunicorn's
-    control socket ($HOME/.gunicorn/gunicorn.ctl) is not shared between
-    servers."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
-    env["PYTHON_DOTENV_DISABLED"] = "1"
-    env.update(values)
-    return env
-
-
-def service_env(home: Path, database_url: str, ses: SesStandIn, **values) -> dict[str, str]:
-    return clean_env(
-        home,
-        APP_ENV="production",
-        DATABASE_URL=database_url,
-        EXECUTOR_SHARED_SECRET=SHARED_SECRET,
-        UNSUBSCRIBE_SECRET=UNSUBSCRIBE_SECRET,
-        APP_BASE_URL="https://news.example.test",
-        SES_FROM_EMAIL=FROM_ADDRESS,
-        RATE_LIMIT_PER_SEC="1000",
-        BATCH_SIZE="7",
-        **ses.client_env(),
-        **values,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop_process_group(proc: subprocess.Popen) -> None:
-    """Kill gunicorn's master and workers (they share the session started
-    for them). No graceful stop: it is not under test, and gunicorn's gthread
-    worker can deadlock in its quit handler (seen about one stop in eight),
-    which would cost graceful_timeout."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=10)
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen
-    url: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-
-@contextmanager
-def run_gunicorn(env: dict, tmp_path: Path, ready_path: str = "/healthz", ready_status: int | None = 200):
-    """Start gunicorn from the repository root and wait until `ready_path`
-    answers `ready_status` (any status when None)."""
-    port = free_port()
-    log_path = tmp_path / f"gunicorn-{port}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "wsgi:app"],
-            cwd=ROOT,
-            env={**env, "PORT": str(port)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = Server(proc, f"http://127.0.0.1:{port}", log_path)
-    try:
-        wait_until_serving(server, ready_path, ready_status)
-        yield server
-    finally:
-        stop_process_group(proc)
-
-
-def wait_until_serving(server: Server, path: str, status: int | None) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            pytest.fail(f"gunicorn exited with {server.proc.returncode}:\n{server.log()}")
-        try:
-            response = requests.get(server.url + path, timeout=5)
-            if status is None or response.status_code == status:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.05)
-    pytest.fail(f"gunicorn did not answer {path} with {status} in {START_TIMEOUT}s:\n{server.log()}")
 
 
 @pytest.fixture
@@ -191,18 +98,6 @@ def split_winner(responses, winner_status):
             assert answer["status"] in ("sending", "sent")
             assert f"'{answer['status']}', not 'ready'" in answer["error"]
     return winner.json()
-
-
-def wait_for_status(server: Server, mailout_id, status="sent", timeout=15.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = requests.get(
-            f"{server.url}/mailouts/{mailout_id}", headers={"Authorization": f"Bearer {SHARED_SECRET}"}, timeout=5
-        ).json()
-        if answer["status"] == status:
-            return answer
-        assert time.monotonic() < deadline, f"still {answer} after {timeout}s:\n{server.log()}"
-        time.sleep(0.05)
 
 
 def assert_sent_exactly_once(conn, ses: SesStandIn, mailout_id, emails):

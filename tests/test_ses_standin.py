@@ -185,3 +185,52 @@ def test_a_read_timeout_is_in_doubt_and_not_retried(ses):
     assert caught.value.kind == IN_DOUBT
     time.sleep(0.5)
     assert len(ses.sent) == 1
+
+
+def test_throttle_above_per_second_answers_429_beyond_n_in_a_second(ses):
+    client = make_client(ses)
+    ses.throttle_above_per_second = 3
+
+    for _ in range(3):
+        send(client)
+    with pytest.raises(ClientError) as caught:
+        send(client)
+
+    error = caught.value.response
+    assert (error["Error"]["Code"], error["Error"]["Message"]) == (
+        "TooManyRequestsException", "Maximum sending rate exceeded."
+    )
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 429
+    assert classify_client_error(caught.value, "news@example.test").kind == THROTTLED
+    assert len(ses.throttled) == 1 and len(ses.sent) == 3
+    time.sleep(1.05)  # the window has moved on
+    assert send(client)["MessageId"]
+
+
+def test_pause_sending_from_the_kth_send_until_resumed(ses):
+    from amazonsender.ses import ACCOUNT
+
+    client = make_client(ses)
+    ses.pause_sending(from_send=3)
+    send(client)
+    send(client)
+
+    for _ in range(2):
+        with pytest.raises(ClientError) as caught:
+            send(client)
+        assert caught.value.response["Error"]["Code"] == "SendingPausedException"
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert classify_client_error(caught.value, "news@example.test").kind == ACCOUNT
+
+    ses.resume_sending()
+    assert send(client)["MessageId"]
+    assert [r.status for r in ses.send_requests] == [200, 200, 400, 400, 200]
+
+
+def test_set_account_changes_what_get_account_answers(ses):
+    ses.set_account(max_send_rate=500, sent_last_24_hours=10, sending_enabled=False)
+
+    account = make_client(ses).get_account()
+
+    assert account["SendingEnabled"] is False
+    assert account["SendQuota"] == {"Max24HourSend": 50000.0, "MaxSendRate": 500.0, "SentLast24Hours": 10.0}
