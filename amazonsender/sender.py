@@ -214,13 +214,19 @@ def check_mailout_can_start(pool: ConnectionPool, transport, settings, mailout_i
     exists, is 'ready' and has content, and SES can take its recipients.
     Returns the pace. The claim itself re-checks the status atomically."""
     with pool.connection() as conn:
-        mailout = store.get_mailout(conn, mailout_id)
-        if mailout is None:
-            raise MailoutNotFound(str(mailout_id))
-        if mailout["status"] != "ready":
-            raise MailoutNotReady(mailout["status"])
+        ready_mailout(conn, mailout_id)
         recipients = store.count_active_subscribers(conn)
     return pace_for(transport, recipients, settings)
+
+
+def ready_mailout(conn, mailout_id: UUID) -> dict:
+    """The mailout, or MailoutNotFound / MailoutNotReady."""
+    mailout = store.get_mailout(conn, mailout_id)
+    if mailout is None:
+        raise MailoutNotFound(str(mailout_id))
+    if mailout["status"] != "ready":
+        raise MailoutNotReady(mailout["status"])
+    return mailout
 
 
 def claim_mailout(pool: ConnectionPool, mailout_id: UUID, *, rate_per_sec: float | None = None) -> Claim:
@@ -228,11 +234,7 @@ def claim_mailout(pool: ConnectionPool, mailout_id: UUID, *, rate_per_sec: float
     in one transaction. Raises MailoutNotFound, MailoutNotReady or MailoutInvalid."""
     runner_id = uuid.uuid4()
     with pool.connection() as conn:
-        mailout = store.get_mailout(conn, mailout_id)
-        if mailout is None:
-            raise MailoutNotFound(str(mailout_id))
-        if mailout["status"] != "ready":
-            raise MailoutNotReady(mailout["status"])
+        mailout = ready_mailout(conn, mailout_id)
         if not mailout["subject"].strip():
             raise MailoutInvalid("the mailout's subject is empty")
         if not mailout["body"].strip():

@@ -11,6 +11,7 @@ import itertools
 import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -93,21 +94,30 @@ def template_database(pg_server) -> str:
     janitor.drop()
 
 
-@pytest.fixture
-def database_url(pg_server, template_database) -> str:
-    name = f"amazonsender_test_{os.getpid()}_{next(_database_numbers)}"
+@contextmanager
+def cloned_database(pg_server: PgServer, template: str, name: str):
+    """A database cloned from the migrated template, dropped afterwards."""
     janitor = DatabaseJanitor(
         user=pg_server.user,
         host=pg_server.host,
         port=pg_server.port,
         password=pg_server.password,
         dbname=name,
-        template_dbname=template_database,
+        template_dbname=template,
     )
     janitor.drop()
     janitor.init()
-    yield pg_server.url(name)
-    janitor.drop()
+    try:
+        yield pg_server.url(name)
+    finally:
+        janitor.drop()
+
+
+@pytest.fixture
+def database_url(pg_server, template_database) -> str:
+    name = f"amazonsender_test_{os.getpid()}_{next(_database_numbers)}"
+    with cloned_database(pg_server, template_database, name) as url:
+        yield url
 
 
 @pytest.fixture

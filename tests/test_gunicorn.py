@@ -24,18 +24,7 @@ from tests.processes import (  # noqa: F401 - clean_env and service_env are used
     wait_for_status,
 )
 from tests.ses_standin import SesStandIn
-
-# Every setting production requires; the start-up check must name them all.
-REQUIRED_SETTINGS = (
-    "DATABASE_URL",
-    "EXECUTOR_SHARED_SECRET",
-    "UNSUBSCRIBE_SECRET",
-    "APP_BASE_URL",
-    "AWS_REGION",
-    "SES_FROM_EMAIL",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-)
+from tests.test_config import REQUIRED as REQUIRED_SETTINGS  # the start-up check must name them all
 
 
 @pytest.fixture

@@ -29,7 +29,6 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from psycopg_pool import ConnectionPool
-from pytest_postgresql.janitor import DatabaseJanitor
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -45,6 +44,7 @@ from amazonsender.config import Settings
 from amazonsender.ses import ACCOUNT, RECIPIENT, TRANSIENT, SendError
 from amazonsender.tokens import UnsubscribeTokens
 from tests.conftest import (
+    cloned_database,
     FROM_ADDRESS,
     SHARED_SECRET,
     UNSUBSCRIBE_SECRET,
@@ -140,19 +140,8 @@ class Seeded:
 
 @pytest.fixture(scope="module")
 def module_database(pg_server, template_database):
-    name = f"amazonsender_openapi_{os.getpid()}"
-    janitor = DatabaseJanitor(
-        user=pg_server.user,
-        host=pg_server.host,
-        port=pg_server.port,
-        password=pg_server.password,
-        dbname=name,
-        template_dbname=template_database,
-    )
-    janitor.drop()
-    janitor.init()
-    yield pg_server.url(name)
-    janitor.drop()
+    with cloned_database(pg_server, template_database, f"amazonsender_openapi_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
