@@ -52,6 +52,8 @@ class Settings:
     ses_configuration_set: str | None = None
     rate_limit_per_sec: float = 6.0
     batch_size: int = 50
+    # SES calls in flight at once, all paced by the one rate limit.
+    send_concurrency: int = 1
     port: int = 3000
     log_level: str = "info"
     log_format: str = "json"
@@ -121,6 +123,7 @@ class Settings:
             ses_configuration_set=reader.optional("SES_CONFIGURATION_SET"),
             rate_limit_per_sec=reader.number("RATE_LIMIT_PER_SEC", default=6.0, low=0.01, high=10_000),
             batch_size=reader.integer("BATCH_SIZE", default=50, low=1, high=5_000),
+            send_concurrency=reader.integer("SEND_CONCURRENCY", default=1, low=1, high=256),
             port=port,
             log_level=reader.choice("LOG_LEVEL", default="info", choices=LOG_LEVELS),
             # JSON lines in production; plain text by default under `make run`.

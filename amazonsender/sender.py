@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from uuid import UUID
 
@@ -340,12 +341,27 @@ class _Run:
         self.started = time.monotonic()
         self.last_heartbeat = self.started
         self.lost = False
+        self.lock = threading.Lock()
         self.consecutive_failures = 0
+        self.last_error: str | None = None
+        # SEND_CONCURRENCY > 1: that many SES calls in flight, sharing one
+        # transport (boto3 clients are thread-safe) and one Pacer.
+        concurrency = settings.send_concurrency
+        self.executor = (
+            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send") if concurrency > 1 else None
+        )
         self.counts = {"sent": 0, "failed": 0, "skipped": 0, "unknown": 0}
 
     # -- the loop ---------------------------------------------------------
 
     def execute(self) -> Summary:
+        try:
+            return self.send_all()
+        finally:
+            if self.executor is not None:
+                self.executor.shutdown(wait=True)
+
+    def send_all(self) -> Summary:
         mailout_id = self.claim.mailout_id
         try:
             sent_so_far = self.db(lambda conn: store.count_sent(conn, mailout_id))
@@ -399,9 +415,10 @@ class _Run:
         """Between emails: a batch can take long (a slow pace, throttling
         backoff), and a heartbeat older than HEARTBEAT_STALE_SECONDS would let
         a resume take over a live run. False when the run lost the mailout."""
-        if time.monotonic() - self.last_heartbeat < self.settings.heartbeat_stale_seconds / 4:
-            return True
-        self.last_heartbeat = time.monotonic()
+        with self.lock:
+            if time.monotonic() - self.last_heartbeat < self.settings.heartbeat_stale_seconds / 4:
+                return True
+            self.last_heartbeat = time.monotonic()
         return self.db(lambda conn: store.heartbeat(conn, self.claim.mailout_id, self.claim.runner_id))
 
     def lost_ownership(self) -> Summary:
@@ -462,33 +479,45 @@ class _Run:
     # -- one batch ----------------------------------------------------------
 
     def send_batch(self, recipients: list[store.Recipient]) -> tuple[list[store.Outcome], _Halt | None]:
-        """Send each recipient's email. On a reason to stop, put the
-        recipients not yet attempted back in the queue and say why."""
-        outcomes = []
-        for index, recipient in enumerate(recipients):
-            halt = None
-            if not self.keep_heartbeat():
-                # Another run owns the mailout and has marked this batch
-                # 'unknown': record what left, attempt nothing more.
-                self.lost = True
-                return outcomes, None
-            if self.stop.is_set():
-                halt = _Halt("paused", f"interrupted: {stop_reason}")
-            elif self.consecutive_failures >= self.settings.max_consecutive_failures:
-                halt = _Halt(
-                    "failed",
-                    f"{self.consecutive_failures} failures in a row (MAX_CONSECUTIVE_FAILURES); last: "
-                    f"{outcomes[-1].error if outcomes else 'see send_logs'}",
-                )
+        """Send each recipient's email, SEND_CONCURRENCY at a time (all
+        paced by the one Pacer). On a reason to stop, the recipients not yet
+        attempted go back in the queue, and the reason is returned."""
+        halts: list[_Halt] = []
+
+        def attempt(recipient: store.Recipient) -> store.Outcome:
+            halt = None if halts or self.lost else self.reason_to_stop_before_sending()
             if halt:
-                outcomes.extend(store.Outcome(r.log_id, "queued") for r in recipients[index:])
-                return outcomes, halt
+                halts.append(halt)
+            if halts or self.lost:
+                return store.Outcome(recipient.log_id, "queued")
             outcome, halt = self.send_one(recipient)
             if halt:
-                outcomes.extend(store.Outcome(r.log_id, "queued") for r in recipients[index:])
-                return outcomes, halt
-            outcomes.append(outcome)
-        return outcomes, None
+                halts.append(halt)
+                return store.Outcome(recipient.log_id, "queued")
+            return outcome
+
+        if self.executor is None:
+            outcomes = [attempt(recipient) for recipient in recipients]
+        else:
+            outcomes = list(self.executor.map(attempt, recipients))
+        return outcomes, (halts[0] if halts else None)
+
+    def reason_to_stop_before_sending(self) -> _Halt | None:
+        if not self.keep_heartbeat():
+            # Another run owns the mailout and has marked this batch
+            # 'unknown': record what left, attempt nothing more.
+            self.lost = True
+            return None
+        if self.stop.is_set():
+            return _Halt("paused", f"interrupted: {stop_reason}")
+        with self.lock:
+            failures, last_error = self.consecutive_failures, self.last_error
+        if failures >= self.settings.max_consecutive_failures:
+            return _Halt(
+                "failed",
+                f"{failures} failures in a row (MAX_CONSECUTIVE_FAILURES); last: {last_error or 'see send_logs'}",
+            )
+        return None
 
     def send_one(self, recipient: store.Recipient) -> tuple[store.Outcome | None, _Halt | None]:
         email = self.builder.build(
@@ -500,7 +529,9 @@ class _Run:
             message_id = self.send_with_retries(email)
         except SendError as exc:
             if exc.kind in (RECIPIENT, TRANSIENT):
-                self.consecutive_failures += 1
+                with self.lock:
+                    self.consecutive_failures += 1
+                    self.last_error = str(exc)
                 return store.Outcome(recipient.log_id, "failed", error=str(exc)), None
             if exc.kind == IN_DOUBT:
                 return store.Outcome(recipient.log_id, "unknown", error=str(exc)), None
@@ -512,7 +543,8 @@ class _Run:
             # Account-wide: SES refused the call itself, so this recipient
             # was not sent and goes back to the queue with the rest.
             return None, _Halt("failed", str(exc))
-        self.consecutive_failures = 0
+        with self.lock:
+            self.consecutive_failures = 0
         return store.Outcome(recipient.log_id, "sent", ses_message_id=message_id), None
 
     def send_with_retries(self, email) -> str:
