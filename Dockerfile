@@ -15,8 +15,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     APP_ENV=production \
     PORT=3000
 
-# The service runs as this user. Its home directory is where gunicorn puts its
-# control socket ($HOME/.gunicorn); the code itself stays owned by root.
+# The service runs as this user (with a home directory for tools that want
+# one); the code itself stays owned by root.
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app --shell /usr/sbin/nologin app
 

@@ -138,7 +138,7 @@ class Settings:
             max_complaint_rate=reader.number("MAX_COMPLAINT_RATE", default=0.001, low=0.0, high=1.0),
             guard_min_sent=reader.integer("GUARD_MIN_SENT", default=200, low=1, high=10_000_000),
             max_consecutive_failures=reader.integer("MAX_CONSECUTIVE_FAILURES", default=25, low=1, high=1_000_000),
-            heartbeat_stale_seconds=reader.integer("HEARTBEAT_STALE_SECONDS", default=120, low=5, high=86_400),
+            heartbeat_stale_seconds=reader.integer("HEARTBEAT_STALE_SECONDS", default=120, low=10, high=86_400),
             db_retry_seconds=reader.integer("DB_RETRY_SECONDS", default=60, low=0, high=3_600),
         )
         if reader.problems:

@@ -341,6 +341,7 @@ class _Run:
         self.started = time.monotonic()
         self.last_heartbeat = self.started
         self.lost = False
+        self.unrecorded: list[store.Outcome] = []
         self.lock = threading.Lock()
         self.consecutive_failures = 0
         self.last_error: str | None = None
@@ -355,11 +356,32 @@ class _Run:
     # -- the loop ---------------------------------------------------------
 
     def execute(self) -> Summary:
+        done = threading.Event()
+        beating = threading.Thread(target=self.beat, args=(done,), name="heartbeat", daemon=True)
+        beating.start()
         try:
             return self.send_all()
         finally:
+            done.set()
+            beating.join()
             if self.executor is not None:
                 self.executor.shutdown(wait=True)
+
+    def beat(self, done: threading.Event) -> None:
+        """Write the heartbeat every quarter of HEARTBEAT_STALE_SECONDS for as
+        long as the run lives, whatever it is waiting for (a slow pace, an SES
+        answer, a backoff), so a resume never mistakes it for a dead run."""
+        interval = self.settings.heartbeat_stale_seconds / 4
+        while not done.wait(interval):
+            try:
+                with self.pool.connection() as conn:
+                    owned = store.heartbeat(conn, self.claim.mailout_id, self.claim.runner_id)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                log.warning("heartbeat not written (database unreachable): %s", str(exc).strip()[:200])
+                continue
+            if not owned:
+                self.lost = True
+                return
 
     def send_all(self) -> Summary:
         mailout_id = self.claim.mailout_id
@@ -378,7 +400,9 @@ class _Run:
                 if not recipients and not skipped:
                     break
                 outcomes, halt = self.send_batch(recipients)
+                self.unrecorded = outcomes
                 reputation = self.db(lambda conn: self.record_batch(conn, outcomes))
+                self.unrecorded = []
                 sent_so_far += sum(1 for o in outcomes if o.status == "sent")
                 self.count(outcomes, skipped)
                 if self.lost:
@@ -398,8 +422,18 @@ class _Run:
         except DatabaseUnavailable as exc:
             # Nothing more can be recorded. Every email that left has a
             # 'sending' row at least, so a resume will mark those unknown
-            # and never send them twice; the log keeps their SES ids.
+            # and never send them twice; the log keeps the SES ids of the
+            # batch that could not be recorded.
             log.error("mailout %s stopped: the database stayed unreachable: %s", mailout_id, exc)
+            for outcome in self.unrecorded:
+                if outcome.status == "sent":
+                    log.error(
+                        "mailout %s: send_logs row %s was sent (SES id %s) but not recorded",
+                        mailout_id,
+                        outcome.log_id,
+                        outcome.ses_message_id,
+                        extra={"event": "unrecorded", "mailout_id": str(mailout_id)},
+                    )
             return self.summary(f"database unreachable: {exc}", from_database=False)
         except Exception as exc:  # noqa: BLE001 - the run must end in a recorded state
             log.exception("mailout %s stopped by an unexpected error", mailout_id)
@@ -412,9 +446,11 @@ class _Run:
         return store.take_batch(conn, self.claim.mailout_id, self.settings.batch_size, batch_id)
 
     def keep_heartbeat(self) -> bool:
-        """Between emails: a batch can take long (a slow pace, throttling
-        backoff), and a heartbeat older than HEARTBEAT_STALE_SECONDS would let
-        a resume take over a live run. False when the run lost the mailout."""
+        """Between emails, at most every quarter of HEARTBEAT_STALE_SECONDS:
+        is the mailout still this run's? (Writes the heartbeat too.) False
+        when another run took it over or its status was changed by hand."""
+        if self.lost:
+            return False
         with self.lock:
             if time.monotonic() - self.last_heartbeat < self.settings.heartbeat_stale_seconds / 4:
                 return True
@@ -644,9 +680,12 @@ def send_test(pool: ConnectionPool, transport, settings, mailout_id: UUID, addre
         reply_to=settings.ses_reply_to,
     )
     tokens = UnsubscribeTokens(settings.unsubscribe_secret, settings.unsubscribe_old_secrets)
-    pacer = Pacer(settings.rate_limit_per_sec)
+    pacer = Pacer(settings.rate_limit_per_sec, sleep=stop_requested.wait)
     results = []
     for address in addresses:
+        if stop_requested.is_set():
+            results.append({"to": address, "status": "failed", "error": f"not sent: {stop_reason}"})
+            continue
         subscriber = subscribers.get(address.lower())
         # A test address that is not on the list gets a link that works and
         # changes nothing (no subscriber has the nil id).

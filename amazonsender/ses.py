@@ -23,12 +23,16 @@ from pathlib import Path
 
 import boto3
 from botocore.config import Config
+from botocore.parsers import ResponseParserError
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
 from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
     HTTPClientError,
     NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    PartialCredentialsError,
     ReadTimeoutError,
 )
 
@@ -48,6 +52,12 @@ ACCOUNT_ERROR_CODES = {
     "SendingPausedException",
     "MailFromDomainNotVerifiedException",
     "ConfigurationSetDoesNotExistException",
+    "ConfigurationSetDoesNotExist",
+    "ConfigurationSetSendingPausedException",
+    "AccountSendingPausedException",
+    # SES v2 SendEmail's answer for a configuration set or identity that does
+    # not exist: no email of the mailout can go.
+    "NotFoundException",
     "AccessDeniedException",
     "AccessDenied",
     "UnrecognizedClientException",
@@ -141,8 +151,15 @@ class SesTransport:
             raise SendError(f"no answer from SES: {exc}", kind=IN_DOUBT) from exc
         except BotoConnectionError as exc:
             raise SendError(f"connection to SES failed: {exc}", kind=TRANSIENT) from exc
-        except BotoCoreError as exc:
-            raise SendError(f"SES call failed: {exc}", kind=TRANSIENT) from exc
+        except ParamValidationError as exc:
+            # Refused by botocore before anything was sent: this email's data.
+            raise SendError(f"invalid request for this email: {exc}", kind=RECIPIENT) from exc
+        except (NoRegionError, PartialCredentialsError) as exc:
+            raise SendError(f"AWS configuration: {exc}", kind=ACCOUNT) from exc
+        except (BotoCoreError, ResponseParserError) as exc:
+            # Anything else (an answer that could not be read, say) may come
+            # after SES took the email: never send it again.
+            raise SendError(f"SES call failed: {exc}", kind=IN_DOUBT) from exc
         finally:
             metrics.SES_LATENCY.labels("SendEmail", outcome).observe(time.perf_counter() - started)
         return response["MessageId"]

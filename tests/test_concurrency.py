@@ -16,9 +16,11 @@ class SlowTransport:
     """Answers after `latency` seconds; records start times and the most
     calls in flight at once; can fail chosen addresses."""
 
-    def __init__(self, latency=0.05, failures=None):
+    def __init__(self, latency=0.05, failures=None, fail_call=None, fail_with=None):
         self.latency = latency
         self.failures = failures or {}
+        # Fail the call with this number (1 = the first call started).
+        self.fail_call, self.fail_with = fail_call, fail_with
         self.lock = threading.Lock()
         self.in_flight = self.most_in_flight = 0
         self.starts: list[float] = []
@@ -27,11 +29,14 @@ class SlowTransport:
     def send(self, email):
         with self.lock:
             self.starts.append(time.monotonic())
+            number = len(self.starts)
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
             time.sleep(self.latency)
             error = self.failures.get(email.to_address)
+            if number == self.fail_call:
+                error = self.fail_with
             if error:
                 raise error
             with self.lock:
@@ -74,7 +79,7 @@ def test_an_account_error_stops_new_sends_and_keeps_the_rest_queued(pool, conn, 
     add_subscribers(conn, emails(60))
     mailout_id = add_mailout(conn)
     paused = SendError("SendingPausedException: paused", kind=ACCOUNT)
-    transport = SlowTransport(latency=0.02, failures={emails(60)[7]: paused})
+    transport = SlowTransport(latency=0.02, fail_call=8, fail_with=paused)
     summary = run(pool, transport, with_settings(settings, send_concurrency=4, batch_size=60), mailout_id)
     assert summary.status == "failed" and "SendingPausedException" in summary.error
     states = Counter(ledger(conn, mailout_id).values())
@@ -84,7 +89,7 @@ def test_an_account_error_stops_new_sends_and_keeps_the_rest_queued(pool, conn, 
     assert len(transport.starts) < 60
     assert Counter(transport.sent).most_common(1)[0][1] == 1
 
-    transport.failures.clear()
+    transport.fail_call = None
     claim = sender.resume_mailout(pool, mailout_id, with_settings(settings, send_concurrency=4))
     resumed = sender.send_claimed_mailout(pool, transport, with_settings(settings, send_concurrency=4), claim)
     assert resumed.status == "sent"

@@ -1151,3 +1151,28 @@ def test_a_final_outcome_replaces_unknown_but_a_requeue_does_not(pool, conn, set
             ],
         )
     assert ledger(conn, mailout_id) == {taken[0]: "sent", taken[1]: "failed", taken[2]: "unknown"}
+
+
+def test_the_heartbeat_goes_on_while_a_call_blocks(pool, conn, settings):
+    """A single slow SES answer (or pacing wait, or backoff) does not let the
+    heartbeat go stale: a thread of the run writes it."""
+    add_subscribers(conn, emails(1))
+    mailout_id = add_mailout(conn)
+    beats = []
+
+    class BlockingTransport:
+        def send(self, email):
+            import time
+
+            for _ in range(6):
+                time.sleep(0.15)
+                row = conn.execute("SELECT heartbeat_at FROM mailouts WHERE id = %s", (mailout_id,)).fetchone()
+                beats.append(row["heartbeat_at"])
+            return "id-1"
+
+    claim = sender.claim_mailout(pool, mailout_id)
+    summary = sender.send_claimed_mailout(
+        pool, BlockingTransport(), with_settings(settings, heartbeat_stale_seconds=0.4), claim
+    )
+    assert summary.status == "sent"
+    assert len(set(beats)) >= 3

@@ -7,10 +7,20 @@ from __future__ import annotations
 
 import boto3
 import pytest
+from botocore.parsers import ResponseParserError
 from botocore.stub import Stubber
 
+from botocore.exceptions import (
+    BotoCoreError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoRegionError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
+
 from amazonsender.message import OutgoingEmail
-from botocore.exceptions import ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 
 from amazonsender.ses import (
     ACCOUNT,
@@ -95,6 +105,8 @@ def test_without_configuration_set_none_is_sent(stubbed):
         ),
         ("BadRequestException", 400, "Missing final '@domain'", RECIPIENT),
         ("MessageRejected", 400, "Illegal address", RECIPIENT),
+        ("NotFoundException", 404, "Configuration set <newsletter> does not exist.", ACCOUNT),
+        ("ConfigurationSetDoesNotExist", 400, "Configuration set does not exist", ACCOUNT),
         ("InternalFailure", 500, "internal", TRANSIENT),
         ("ServiceUnavailable", 503, "unavailable", TRANSIENT),
     ],
@@ -135,6 +147,10 @@ def test_outbox_writes_one_eml_per_email(tmp_path):
         (lambda: ConnectTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"), TRANSIENT),
         (lambda: ReadTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"), IN_DOUBT),
         (lambda: ConnectionClosedError(endpoint_url="https://email.us-east-1.amazonaws.com"), IN_DOUBT),
+        (lambda: ResponseStreamingError(error="the answer broke off"), IN_DOUBT),
+        (lambda: ResponseParserError("the answer could not be read"), IN_DOUBT),
+        (lambda: BotoCoreError(), IN_DOUBT),
+        (lambda: NoRegionError(), ACCOUNT),
     ],
 )
 def test_network_errors_before_and_after_the_request_left(aws_env, error, kind):
