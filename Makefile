@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test migrate clean
+.PHONY: run test bench migrate clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ run: $(STAMP)
 ## Run the tests against a real Postgres (TEST_DATABASE_URL, 127.0.0.1:5432, or embedded).
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Benchmark the real service (gunicorn, Postgres, a local SES stand-in) and print a
+## table; BENCH_QUICK=1 for a short run, other BENCH_* options in bench/options.py.
+## Never part of `make test`.
+bench: $(STAMP)
+	$(PY) -m bench
 
 migrate: $(STAMP)
 	$(PY) -m amazonsender db upgrade
