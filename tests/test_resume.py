@@ -599,31 +599,32 @@ def test_pacer_slow_down_halves_the_rate_for_a_while_then_recovers():
     assert clock.now == 100.0
 
     pacer.slow_down()
-    assert pacer.current_rate == 2
+    assert pacer.current_rate == pytest.approx(2)
     pacer.wait()  # the slot granted before the slow-down still holds
     pacer.wait()
     pacer.wait()
-    assert clock.sleeps == [0.25, 0.5, 0.5]
+    # 1/rate, spaced 1% wider (PACE_MARGIN).
+    assert clock.sleeps == pytest.approx([0.25 * sender.PACE_MARGIN, 0.5 * sender.PACE_MARGIN, 0.5 * sender.PACE_MARGIN])
 
     pacer.slow_down()
     pacer.slow_down()
     pacer.slow_down()  # at most THROTTLE_MAX_SLOWDOWN times slower
-    assert pacer.current_rate == 4 / sender.THROTTLE_MAX_SLOWDOWN
+    assert pacer.current_rate == pytest.approx(4 / sender.THROTTLE_MAX_SLOWDOWN)
 
     # Within THROTTLE_SLOWDOWN_SECONDS of the last slow-down: still slow.
     clock.now += sender.THROTTLE_SLOWDOWN_SECONDS - 1
     pacer.wait()
     before = clock.now
     pacer.wait()
-    assert clock.now - before == pytest.approx(sender.THROTTLE_MAX_SLOWDOWN / 4)
+    assert clock.now - before == pytest.approx(sender.THROTTLE_MAX_SLOWDOWN / 4 * sender.PACE_MARGIN)
 
     # Afterwards the pace recovers.
     clock.now += sender.THROTTLE_SLOWDOWN_SECONDS
     pacer.wait()
     before = clock.now
     pacer.wait()
-    assert clock.now - before == pytest.approx(0.25)
-    assert pacer.current_rate == 4
+    assert clock.now - before == pytest.approx(0.25 * sender.PACE_MARGIN)
+    assert pacer.current_rate == pytest.approx(4)
 
 
 def test_a_throttled_email_is_sent_again_and_the_pace_drops(pool, conn, settings):
@@ -642,7 +643,7 @@ def test_a_throttled_email_is_sent_again_and_the_pace_drops(pool, conn, settings
     assert transport.sent == order
     assert summary.status == "sent" and summary.failed == 0
     assert len(sleeps) == 2
-    assert pacer.current_rate == settings.rate_limit_per_sec / 4
+    assert pacer.current_rate == pytest.approx(settings.rate_limit_per_sec / 4)
 
 
 def test_a_transport_that_throttles_forever_pauses_the_mailout_and_fails_nobody(pool, conn, settings):
@@ -675,7 +676,7 @@ def test_a_transport_that_throttles_forever_pauses_the_mailout_and_fails_nobody(
         assert ceiling / 2 <= waited <= ceiling
     assert sleeps[0] < sleeps[2] < sleeps[4]
     assert len({round(w / c, 9) for w, c in zip(sleeps, ceilings)}) > 1  # jitter, not a fixed schedule
-    assert pacer.current_rate == settings.rate_limit_per_sec / sender.THROTTLE_MAX_SLOWDOWN
+    assert pacer.current_rate == pytest.approx(settings.rate_limit_per_sec / sender.THROTTLE_MAX_SLOWDOWN)
 
     resumed = sender.resume_mailout(pool, mailout_id, settings)
     rest = ScriptedTransport()
