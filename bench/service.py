@@ -313,8 +313,10 @@ class Gunicorn:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", self.app],
-                cwd=ROOT,
-                env={**self.env, "PORT": str(self.port)},
+                # From the copy under test (BENCH_SERVICE_ROOT): its wsgi.py,
+                # gunicorn.conf.py and amazonsender/ come first on the path.
+                cwd=self.root,
+                env={**self.env, **self._pythonpath(), "PORT": str(self.port)},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
