@@ -7,15 +7,12 @@ import hmac
 import json
 import logging
 import threading
-import unicodedata
-from email.utils import getaddresses
 from pathlib import Path
 from uuid import UUID
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from . import metrics, sender, store
-from .config import is_plausible_address
 from .db import get_pool
 from .web import ApiError
 
@@ -83,7 +80,7 @@ def test_send(settings, mailout_id: UUID, to):
         addresses = [a.strip() for a in to if a.strip()]
     else:
         raise ApiError(400, '"to" must be a list of email addresses')
-    bad = [a for a in addresses if not is_one_test_address(a)]
+    bad = [a for a in addresses if not sender.is_one_test_address(a)]
     if bad:
         raise ApiError(400, f'not an email address in "to": {bad[0][:80]!r}')
     if not addresses:
@@ -98,16 +95,6 @@ def test_send(settings, mailout_id: UUID, to):
     return jsonify(mailout_id=str(mailout_id), test=True, results=results), 200
 
 
-def is_one_test_address(value: str) -> bool:
-    """One plausible address, as `a@b.c` or `Name <a@b.c>`. No control
-    characters (a NUL cannot go into Postgres, a line break would end the To
-    header) and no unpaired surrogates (not text), and not two addresses in
-    one entry, which would get round MAX_TEST_RECIPIENTS."""
-    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
-        return False
-    return len(getaddresses([value])) == 1 and is_plausible_address(value)
-
-
 @bp.get("/mailouts/<mailout_id>")
 def mailout_status(mailout_id: str):
     settings = current_app.config["SETTINGS"]
@@ -118,8 +105,8 @@ def mailout_status(mailout_id: str):
         if mailout is None:
             raise ApiError(404, f"no mailout with id {mailout_uuid}")
         counts = store.count_by_status(conn, mailout_uuid)
-        progress = store.progress(conn, mailout_uuid)
-    rate = progress["sent_last_minute"] / 60.0
+        reputation = store.reputation(conn, mailout_uuid)
+        rate = store.sent_last_minute(conn, mailout_uuid) / 60.0
     queued = counts.get("queued", 0) + counts.get("sending", 0)
     sent = counts.get("sent", 0) + counts.get("delivered", 0)
     age = mailout["heartbeat_age_seconds"]
@@ -131,10 +118,10 @@ def mailout_status(mailout_id: str):
         counts=counts,
         sent=sent,
         remaining=queued,
-        bounces=progress["bounces"],
-        complaints=progress["complaints"],
-        bounce_rate=round(progress["bounces"] / sent, 4) if sent else None,
-        complaint_rate=round(progress["complaints"] / sent, 4) if sent else None,
+        bounces=reputation["bounces"],
+        complaints=reputation["complaints"],
+        bounce_rate=round(reputation["bounces"] / sent, 4) if sent else None,
+        complaint_rate=round(reputation["complaints"] / sent, 4) if sent else None,
         # Emails per second over the last minute, and the time left at that pace.
         rate_per_sec=round(rate, 2),
         eta_seconds=round(queued / rate) if rate and mailout["status"] == "sending" else None,

@@ -24,11 +24,17 @@ PROGRESS_BAR_ROWS = 5000
 MAX_LISTED_INVALID = 50
 
 
-def load_settings() -> Settings:
+def use_local_database() -> None:
+    """Under APP_ENV=local, start (or join) the embedded Postgres when
+    DATABASE_URL is unset."""
     if os.environ.get("APP_ENV", "").lower() == "local":
         from .local import ensure_database_url
 
         ensure_database_url()
+
+
+def load_settings() -> Settings:
+    use_local_database()
     try:
         return Settings.from_env()
     except ConfigError as exc:
@@ -60,10 +66,7 @@ def db_upgrade():
 def database_url() -> str:
     """DATABASE_URL (the embedded Postgres under APP_ENV=local): commands
     that only read or write the list need nothing else configured."""
-    if os.environ.get("APP_ENV", "").lower() == "local":
-        from .local import ensure_database_url
-
-        ensure_database_url()
+    use_local_database()
     url = os.environ.get("DATABASE_URL", "").strip()
     if not url:
         raise click.ClickException("DATABASE_URL is missing: set it to the Postgres connection string")
@@ -281,13 +284,12 @@ def mailout_test(mailout_id: UUID, addresses: tuple[str, ...]):
     """Send the mailout to test addresses, subject prefixed [TEST], without
     changing its state. Repeatable."""
     from . import sender
-    from .config import is_plausible_address
 
     settings = load_settings()
     recipients = list(addresses) or list(settings.test_emails)
     if not recipients:
         raise click.UsageError("no test recipients: set TEST_EMAILS or pass --to ADDRESS")
-    bad = [a for a in recipients if not is_plausible_address(a)]
+    bad = [a for a in recipients if not sender.is_one_test_address(a)]
     if bad:
         raise click.UsageError(f"not an email address: {bad[0]!r}")
     with running(settings) as (settings, pool, transport):

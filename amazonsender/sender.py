@@ -19,16 +19,19 @@ import logging
 import random
 import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from email.utils import getaddresses
 from uuid import UUID
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import metrics, store
+from .config import is_plausible_address
 from .message import MessageBuilder
 from .ses import ACCOUNT, IN_DOUBT, RECIPIENT, THROTTLED, TRANSIENT, SendError
 from .tokens import UnsubscribeTokens
@@ -666,6 +669,16 @@ class _Run:
 
 
 TEST_SUBJECT_PREFIX = "[TEST] "
+
+
+def is_one_test_address(value: str) -> bool:
+    """One plausible address, as `a@b.c` or `Name <a@b.c>`. No control
+    characters (a NUL cannot go into Postgres, a line break would end the To
+    header) and no unpaired surrogates (not text), and not two addresses in
+    one entry, which would get round the webhook's MAX_TEST_RECIPIENTS."""
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        return False
+    return len(getaddresses([value])) == 1 and is_plausible_address(value)
 
 
 def send_test(pool: ConnectionPool, transport, settings, mailout_id: UUID, addresses: list[str]) -> list[dict]:

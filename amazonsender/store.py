@@ -276,22 +276,17 @@ def subscribers_by_email(conn: Connection, addresses: list[str]) -> dict[str, di
     return {row["email"].lower(): row for row in rows}
 
 
-def progress(conn: Connection, mailout_id: UUID) -> dict:
-    """For a person watching a send: the pace over the last minute, and
-    bounces and complaints so far."""
+def sent_last_minute(conn: Connection, mailout_id: UUID) -> int:
+    """Emails of the mailout sent in the last minute: the pace a person
+    watching a send sees."""
     return conn.execute(
         """
-        SELECT
-          (SELECT count(*) FROM send_logs
-            WHERE mailout_id = %(id)s AND status IN ('sent', 'delivered')
-              AND updated_at > now() - interval '60 seconds') AS sent_last_minute,
-          (SELECT count(DISTINCT lower(address)) FROM ses_events, unnest(addresses) AS address
-            WHERE mailout_id = %(id)s AND event_type = 'Bounce' AND bounce_type = 'Permanent') AS bounces,
-          (SELECT count(DISTINCT lower(address)) FROM ses_events, unnest(addresses) AS address
-            WHERE mailout_id = %(id)s AND event_type = 'Complaint') AS complaints
+        SELECT count(*) AS n FROM send_logs
+         WHERE mailout_id = %s AND status IN ('sent', 'delivered')
+           AND updated_at > now() - interval '60 seconds'
         """,
-        {"id": mailout_id},
-    ).fetchone()
+        (mailout_id,),
+    ).fetchone()["n"]
 
 
 def get_subscriber(conn: Connection, subscriber_id: UUID) -> dict | None:
