@@ -54,6 +54,9 @@ class Settings:
     batch_size: int = 50
     # SES calls in flight at once, all paced by the one rate limit.
     send_concurrency: int = 1
+    # "auto": SES SendBulkEmail, several recipients per call, from 20/s up
+    # (see sender.recipients_per_call); "off": one SendEmail per recipient.
+    ses_bulk_send: str = "auto"
     port: int = 3000
     log_level: str = "info"
     log_format: str = "json"
@@ -124,6 +127,7 @@ class Settings:
             rate_limit_per_sec=reader.number("RATE_LIMIT_PER_SEC", default=6.0, low=0.01, high=10_000),
             batch_size=reader.integer("BATCH_SIZE", default=50, low=1, high=5_000),
             send_concurrency=reader.integer("SEND_CONCURRENCY", default=1, low=1, high=256),
+            ses_bulk_send=reader.choice("SES_BULK_SEND", default="auto", choices=("auto", "off")),
             port=port,
             log_level=reader.choice("LOG_LEVEL", default="info", choices=LOG_LEVELS),
             # JSON lines in production; plain text by default under `make run`.

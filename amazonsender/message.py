@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import binascii
 import html
+import json
 import random
 import re
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -419,3 +421,93 @@ def html_to_text(body_html: str) -> str:
     lines = [line.strip() for line in text.split("\n")]
     text = "\n".join(lines)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+# -- SES SendBulkEmail -------------------------------------------------------
+
+# The one template variable: the recipient's unsubscribe token. Triple braces
+# insert it as it is (no HTML escaping); a token is URL-safe base64 and dots.
+TOKEN_PLACEHOLDER = "{{{t}}}"
+# SES reads "{{" in a template as the start of a variable; a mailout whose own
+# text has one cannot be sent as a template.
+TEMPLATE_MARKER = "{{"
+# SES's limit on a template is 500 KB; stay clear of it.
+MAX_TEMPLATE_BYTES = 400_000
+
+
+@dataclass(frozen=True)
+class BulkRecipient:
+    """One destination of a SendBulkEmail call."""
+
+    to_address: str  # the address alone
+    destination: str  # `Name <address>`, a non-ASCII name as RFC 2047 encoded words
+    unsubscribe_url: str
+    template_data: str  # JSON: {"t": token}
+
+
+@dataclass(frozen=True)
+class BulkContent:
+    """A mailout as the inline SES template of SendBulkEmail: what every
+    recipient shares, with the unsubscribe token as the only variable (in the
+    footer's link), plus the headers every copy carries. Per recipient, SES
+    gets the To address, the template data and the List-Unsubscribe header."""
+
+    mailout_id: str
+    subject: str
+    html: str
+    text: str
+    unsubscribe_base: str  # the unsubscribe URL up to the token
+    headers: tuple[tuple[str, str], ...] = (("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {"mailout_id": self.mailout_id}
+
+    def recipient(self, *, to_email: str, to_name: str | None, token: str) -> BulkRecipient:
+        url = self.unsubscribe_base + token
+        if _CONTROL_CHARACTERS.search(url) or not url.isascii():
+            raise ValueError("the unsubscribe URL must be one line of ASCII")
+        return BulkRecipient(
+            to_address=to_email,
+            destination=_destination(to_email, to_name),
+            unsubscribe_url=url,
+            template_data='{"t":"%s"}' % token if _TOKEN.fullmatch(token) else json.dumps({"t": token}),
+        )
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def bulk_content(
+    *, mailout_id: str, subject: str, body_html: str, unsubscribe_base: str
+) -> tuple[BulkContent | None, str]:
+    """The mailout as an SES template, or None and the reason it cannot be one."""
+    body_text = html_to_text(body_html)
+    for name, value in (("subject", subject), ("body", body_html), ("plain-text body", body_text)):
+        if TEMPLATE_MARKER in value:
+            return None, f"the {name} contains '{{{{', which SES would read as a template variable"
+    if TEMPLATE_MARKER in unsubscribe_base or _CONTROL_CHARACTERS.search(subject):
+        return None, "the subject or the unsubscribe URL cannot go into an SES template"
+    url = unsubscribe_base + TOKEN_PLACEHOLDER
+    html_part = append_footer(body_html, url)
+    text_part = body_text + FOOTER_TEXT.format(url=url)
+    if len(html_part.encode()) + len(text_part.encode()) > MAX_TEMPLATE_BYTES:
+        return None, f"the mailout is larger than {MAX_TEMPLATE_BYTES // 1000} KB, too large for an SES template"
+    content = BulkContent(
+        mailout_id=str(mailout_id), subject=subject, html=html_part, text=text_part, unsubscribe_base=unsubscribe_base
+    )
+    return content, ""
+
+
+def _destination(email: str, name: str | None) -> str:
+    """`Name <email>` for SES's Destination: a plain ASCII name as it is,
+    quoted when it needs quotes, a non-ASCII one as RFC 2047 encoded words
+    (SES requires that of display names)."""
+    clean_name = " ".join("".join(ch for ch in (name or "") if ch >= " " and ch != "\x7f").split())
+    if not clean_name:
+        return email
+    if "=?" in clean_name:
+        # Looks like an encoded word: encoded itself, so that a mail client
+        # shows it as written instead of decoding it (as MessageBuilder does).
+        return f"{Header(clean_name, 'utf-8').encode()} <{email}>"
+    return formataddr((clean_name, email), charset="utf-8")

@@ -1,7 +1,8 @@
 """Transports: Amazon SES (v2 API) and a local outbox with the same interface.
 
-A transport has one method, `send(email) -> message id`, and raises
-`SendError` with a `kind` that tells the sender what to do next:
+A transport has `send(email) -> message id` (SesTransport also has
+`send_bulk`, several recipients per call) and raises `SendError` with a
+`kind` that tells the sender what to do next:
 
 - 'recipient': this address failed for good; record it and go on;
 - 'account':   every send would fail (paused account, bad credentials, an
@@ -19,6 +20,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+from email.utils import formataddr, parseaddr
 from pathlib import Path
 
 import boto3
@@ -37,7 +39,7 @@ from botocore.exceptions import (
 )
 
 from . import metrics
-from .message import OutgoingEmail, address_only
+from .message import BulkContent, BulkRecipient, OutgoingEmail, address_only
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,9 @@ ACCOUNT_ERROR_CODES = {
     "InvalidSignatureException",
     "MissingAuthenticationTokenException",
 }
+# Credentials that may not call this operation: for SendBulkEmail, the sender
+# goes back to one SendEmail per recipient.
+ACCESS_DENIED_CODES = {"AccessDeniedException", "AccessDenied"}
 THROTTLING_ERROR_CODES = {"TooManyRequestsException", "LimitExceededException", "Throttling", "ThrottlingException"}
 
 
@@ -80,9 +85,10 @@ class AccountLimits:
 
 
 class SendError(Exception):
-    def __init__(self, message: str, *, kind: str):
+    def __init__(self, message: str, *, kind: str, code: str = ""):
         super().__init__(message)
         self.kind = kind
+        self.code = code  # SES's error code, when SES answered with one
 
 
 def classify_client_error(error: ClientError, from_address: str) -> SendError:
@@ -92,22 +98,78 @@ def classify_client_error(error: ClientError, from_address: str) -> SendError:
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
     text = f"{code}: {message}"
     if code in THROTTLING_ERROR_CODES or status == 429 or "maximum sending rate exceeded" in message.lower():
-        return SendError(text, kind=THROTTLED)
+        return SendError(text, kind=THROTTLED, code=code)
     if code in ACCOUNT_ERROR_CODES:
-        return SendError(text, kind=ACCOUNT)
+        return SendError(text, kind=ACCOUNT, code=code)
     if code == "MessageRejected" and "not verified" in message.lower() and from_address.lower() in message.lower():
         # The sender identity is not verified: no email of this mailout can go.
-        return SendError(text, kind=ACCOUNT)
+        return SendError(text, kind=ACCOUNT, code=code)
     if status >= 500:
-        return SendError(text, kind=TRANSIENT)
-    return SendError(text, kind=RECIPIENT)
+        return SendError(text, kind=TRANSIENT, code=code)
+    return SendError(text, kind=RECIPIENT, code=code)
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """One recipient of a SendBulkEmail call: its message id, or why not."""
+
+    message_id: str | None = None
+    error: SendError | None = None
+
+
+# SendBulkEmail answers each entry with one of these statuses.
+BULK_STATUS_KINDS = {
+    "MESSAGE_REJECTED": RECIPIENT,
+    "INVALID_PARAMETER": RECIPIENT,
+    "ACCOUNT_THROTTLED": THROTTLED,
+    "TRANSIENT_FAILURE": TRANSIENT,
+    # "an unknown error": SES answered, so the email was not sent.
+    "FAILED": TRANSIENT,
+    "MAIL_FROM_DOMAIN_NOT_VERIFIED": ACCOUNT,
+    "CONFIGURATION_SET_NOT_FOUND": ACCOUNT,
+    "TEMPLATE_NOT_FOUND": ACCOUNT,
+    "ACCOUNT_SUSPENDED": ACCOUNT,
+    "ACCOUNT_DAILY_QUOTA_EXCEEDED": ACCOUNT,
+    "INVALID_SENDING_POOL_NAME": ACCOUNT,
+    "ACCOUNT_SENDING_PAUSED": ACCOUNT,
+    "CONFIGURATION_SET_SENDING_PAUSED": ACCOUNT,
+}
+
+
+def bulk_result(answer: dict | None, from_address: str) -> BulkResult:
+    if not answer:
+        # SES took the call but said nothing about this entry.
+        return BulkResult(error=SendError("SES gave no result for this recipient", kind=IN_DOUBT))
+    status = answer.get("Status") or ""
+    if status == "SUCCESS":
+        if answer.get("MessageId"):
+            return BulkResult(message_id=answer["MessageId"])
+        return BulkResult(error=SendError("SES answered SUCCESS without a message id", kind=IN_DOUBT))
+    text = f"{status}: {answer.get('Error') or 'no detail'}"
+    kind = BULK_STATUS_KINDS.get(status, TRANSIENT)
+    if status == "MESSAGE_REJECTED" and "not verified" in text.lower() and from_address.lower() in text.lower():
+        kind = ACCOUNT
+    return BulkResult(error=SendError(text, kind=kind))
+
+
+def encoded_address(value: str) -> str:
+    """An address as SES's SendBulkEmail takes it (SES writes the header from
+    it): a non-ASCII display name as RFC 2047 encoded words."""
+    if value.isascii():
+        return value
+    name, address = parseaddr(value)
+    return formataddr((name, address), charset="utf-8") if address else value
 
 
 class SesTransport:
-    def __init__(self, client, *, from_address: str, configuration_set: str | None = None):
+    def __init__(
+        self, client, *, from_address: str, configuration_set: str | None = None, reply_to: str | None = None
+    ):
         self.client = client
         self.from_address = from_address
         self.configuration_set = configuration_set
+        # Only SendBulkEmail takes it here; a raw message carries its own.
+        self.reply_to = reply_to
 
     @classmethod
     def from_settings(cls, settings) -> SesTransport:
@@ -123,7 +185,12 @@ class SesTransport:
             max_pool_connections=32,
         )
         client = boto3.session.Session().client("sesv2", region_name=settings.aws_region, config=config)
-        return cls(client, from_address=settings.ses_from_email, configuration_set=settings.ses_configuration_set)
+        return cls(
+            client,
+            from_address=settings.ses_from_email,
+            configuration_set=settings.ses_configuration_set,
+            reply_to=settings.ses_reply_to,
+        )
 
     def send(self, email: OutgoingEmail) -> str:
         request = {
@@ -134,11 +201,54 @@ class SesTransport:
         }
         if self.configuration_set:
             request["ConfigurationSetName"] = self.configuration_set
+        response = self._call("SendEmail", self.client.send_email, request)
+        return response["MessageId"]
+
+    def send_bulk(self, content: BulkContent, recipients: list[BulkRecipient]) -> list[BulkResult]:
+        """One SendBulkEmail call: the mailout as an inline template, each
+        recipient with its own token and List-Unsubscribe header. Raises
+        SendError when SES refuses the call as a whole; otherwise one result
+        per recipient, in order."""
+        request = {
+            "FromEmailAddress": encoded_address(self.from_address),
+            "DefaultEmailTags": [{"Name": name, "Value": value} for name, value in content.tags.items()],
+            "DefaultContent": {
+                "Template": {
+                    "TemplateContent": {"Subject": content.subject, "Html": content.html, "Text": content.text},
+                    "TemplateData": "{}",
+                    "Headers": [{"Name": name, "Value": value} for name, value in content.headers],
+                }
+            },
+            "BulkEmailEntries": [
+                {
+                    "Destination": {"ToAddresses": [recipient.destination]},
+                    "ReplacementEmailContent": {
+                        "ReplacementTemplate": {"ReplacementTemplateData": recipient.template_data}
+                    },
+                    "ReplacementHeaders": [{"Name": "List-Unsubscribe", "Value": f"<{recipient.unsubscribe_url}>"}],
+                }
+                for recipient in recipients
+            ],
+        }
+        if self.reply_to:
+            request["ReplyToAddresses"] = [encoded_address(self.reply_to)]
+        if self.configuration_set:
+            request["ConfigurationSetName"] = self.configuration_set
+        response = self._call("SendBulkEmail", self.client.send_bulk_email, request)
+        answers = response.get("BulkEmailEntryResults") or []
+        results = []
+        for index in range(len(recipients)):
+            answer = answers[index] if index < len(answers) else None
+            results.append(bulk_result(answer, address_only(self.from_address)))
+        return results
+
+    def _call(self, operation: str, method, request: dict) -> dict:
         started = time.perf_counter()
         outcome = "error"
         try:
-            response = self.client.send_email(**request)
+            response = method(**request)
             outcome = "ok"
+            return response
         except ClientError as exc:
             raise classify_client_error(exc, address_only(self.from_address)) from exc
         except NoCredentialsError as exc:
@@ -161,9 +271,7 @@ class SesTransport:
             # after SES took the email: never send it again.
             raise SendError(f"SES call failed: {exc}", kind=IN_DOUBT) from exc
         finally:
-            metrics.SES_LATENCY.labels("SendEmail", outcome).observe(time.perf_counter() - started)
-        return response["MessageId"]
-
+            metrics.SES_LATENCY.labels(operation, outcome).observe(time.perf_counter() - started)
 
     def account_limits(self):
         """The account's quota and rate (SES v2 GetAccount), or None when the

@@ -1,6 +1,6 @@
 """A local stand-in for the Amazon SES v2 API, for tests that run the service
 in another process (gunicorn, the command line), where moto's in-process
-mock cannot reach.
+mock cannot reach, and for tests of SendBulkEmail, which moto lacks.
 
     with SesStandIn() as ses:
         env["AWS_ENDPOINT_URL_SESV2"] = ses.url
@@ -9,21 +9,75 @@ mock cannot reach.
         ...
         assert [r.to_addresses for r in ses.sent] == [...]
 
-Faults, as SES answers them:
-- `fail_next(n, ...)`, `fail_address(address, ...)`: any error code and status;
-- `throttle_above_per_second = N`: a SendEmail beyond N accepted in the last
-  second is answered 429 TooManyRequestsException "Maximum sending rate
-  exceeded.", so no one-second window ever holds more than N accepted sends;
-- `pause_sending(from_send=k)`: the k-th SendEmail request and every one after
-  it are answered 400 SendingPausedException until `resume_sending()`;
+It answers SendEmail (POST /v2/email/outbound-emails), SendBulkEmail
+(POST /v2/email/outbound-bulk-emails) and GetAccount (GET /v2/email/account),
+records every request, and can answer errors the way SES does, so that
+botocore's rest-json parser turns them into a ClientError with the right code.
+
+What tests read:
+- `requests`: every request, in the order received (`Recorded`);
+- `sent`: every email accepted, one record per email whichever API carried
+  it: the `Recorded` SendEmail requests answered 200, and a `BulkDelivery`
+  for each SendBulkEmail entry answered SUCCESS (also when the answer left
+  its result out, see `bulk_short_answer`). Both have `to_addresses`,
+  `message_id`, `received_at`, `accepted_at`, `tags`, `raw` and `message`;
+- `send_requests`: every SendEmail *and* SendBulkEmail request, whatever it
+  was answered (one record per HTTP request; a bulk one carries many
+  emails); `send_email_requests` and `bulk_requests` are each API alone;
+- `throttled`: the send requests (either API) answered 429 as a whole; an
+  entry answered ACCOUNT_THROTTLED inside a 200 is in `bulk_entry_failures`;
+- `rendering_failures`: bulk entries SES accepted but could not render (a
+  template variable with no value): answered SUCCESS, never delivered, and
+  so not in `sent` (SES reports them later as a Rendering Failure event).
+
+A SendBulkEmail request is a template (DefaultContent.Template.TemplateContent
+with Subject, Html and/or Text, TemplateData, Headers) and 1 to 50
+BulkEmailEntries, each with a Destination, ReplacementTemplateData,
+ReplacementTags and ReplacementHeaders. Each accepted entry's email is
+rendered here as SES would send it: From, To (the destination as given),
+Subject, Reply-To, Date, Message-ID, the template's Headers with the entry's
+ReplacementHeaders replacing those of the same name, and a text/plain and a
+text/html alternative. The templates get a minimal Handlebars: `{{{name}}}`
+inserts the value as it is, `{{name}}` inserts it HTML-escaped in the Html
+part (as it is in Subject and Text), from ReplacementTemplateData merged over
+TemplateData; dotted names look into objects. Nothing else of Handlebars
+(no blocks, helpers or comments): any other "{{" is a rendering failure.
+A request SES would refuse as a whole is answered 400 BadRequestException:
+no FromEmailAddress, no inline TemplateContent (there are no stored
+templates here) or no Subject, a template over 500 KB, 0 or more than 50
+entries, an entry without Destination.ToAddresses, a sender, reply-to or
+destination that is not 7-bit ASCII (SES has no SMTPUTF8 and wants a
+non-ASCII display name as RFC 2047 encoded words), a header value with a
+line break, TemplateData or ReplacementTemplateData that is not a JSON object.
+
+Faults, as SES answers them. "An email" is a SendEmail request or one bulk
+entry, so the counts mean the same for both APIs:
+- `fail_next(n, ...)`: the next `n` send requests (either API) are answered
+  with this error as a whole;
+- `fail_address(address, ..., times=None)`: a SendEmail to `address` gets the
+  error; a bulk entry to it gets the entry Status the code maps to
+  (MessageRejected: MESSAGE_REJECTED; TooManyRequestsException or 429:
+  ACCOUNT_THROTTLED; any 5xx: TRANSIENT_FAILURE; SendingPausedException,
+  AccountSendingPausedException: ACCOUNT_SENDING_PAUSED;
+  MailFromDomainNotVerifiedException: MAIL_FROM_DOMAIN_NOT_VERIFIED; a bulk
+  status itself, "FAILED" say, as it is; anything else: INVALID_PARAMETER)
+  with the message as its Error; `times` limits it to that many answers;
+- `throttle_above_per_second = N`: a send request whose emails would put
+  more than N accepted emails within the last second is answered 429
+  TooManyRequestsException "Maximum sending rate exceeded." as a whole, so
+  no one-second window ever holds more than N accepted emails;
+- `pause_sending(from_send=k)`: the k-th email and every one after it are
+  refused with SendingPausedException until `resume_sending()`: a request
+  whose first email is at or after k is answered 400 as a whole; a bulk
+  request that reaches k part way gets ACCOUNT_SENDING_PAUSED for the
+  entries from k on, and its earlier entries are sent;
+- `bulk_short_answer = True` (or a number k): every SendBulkEmail answer
+  leaves out the results of its entries (all, or all but the first k),
+  although SES accepted and sent them: the client cannot know they went;
+  `short_answer_next(n, keep=k)` does it to the next n answers only;
 - `set_account(...)`: what GetAccount answers (the service paces at the lower
   of its RATE_LIMIT_PER_SEC and MaxSendRate);
 - `latency`: seconds to wait before each answer.
-
-It answers SendEmail (POST /v2/email/outbound-emails) and GetAccount
-(GET /v2/email/account), records every request, and can answer errors the way
-SES does, so that botocore's rest-json parser turns them into a ClientError
-with the right code.
 """
 
 from __future__ import annotations
@@ -35,6 +89,7 @@ import email
 import email.policy
 import itertools
 import json
+import re
 import socket
 import sys
 import threading
@@ -42,9 +97,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from email.utils import formatdate, getaddresses
+from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SEND_EMAIL_PATH = "/v2/email/outbound-emails"
+BULK_EMAIL_PATH = "/v2/email/outbound-bulk-emails"
+SEND_PATHS = (SEND_EMAIL_PATH, BULK_EMAIL_PATH)
 ACCOUNT_PATH = "/v2/email/account"
 # botocore's RestJSONParser reads the error code from this header and keeps
 # what comes before ':' (AWS services append a namespace URL there).
@@ -56,6 +115,17 @@ DEFAULT_ACCOUNT = {
     "EnforcementStatus": "HEALTHY",
     "SendQuota": {"Max24HourSend": 50000.0, "MaxSendRate": 14.0, "SentLast24Hours": 0.0},
 }
+
+# SendBulkEmail takes at most 50 destinations per call.
+MAX_BULK_ENTRIES = 50
+# SES's limit on a template (Subject, Html and Text together).
+MAX_TEMPLATE_BYTES = 500_000
+BULK_STATUSES = (
+    "SUCCESS", "MESSAGE_REJECTED", "MAIL_FROM_DOMAIN_NOT_VERIFIED", "CONFIGURATION_SET_NOT_FOUND",
+    "TEMPLATE_NOT_FOUND", "ACCOUNT_SUSPENDED", "ACCOUNT_THROTTLED", "ACCOUNT_DAILY_QUOTA_EXCEEDED",
+    "INVALID_SENDING_POOL_NAME", "ACCOUNT_SENDING_PAUSED", "CONFIGURATION_SET_SENDING_PAUSED",
+    "INVALID_PARAMETER", "TRANSIENT_FAILURE", "FAILED",
+)  # fmt: skip
 
 
 @dataclass
@@ -71,14 +141,37 @@ class Recorded:
     message_id: str | None = None  # for a SendEmail answered 200
     raw: bytes | None = None  # SendEmail: the decoded Content.Raw.Data
     error_code: str | None = None
-    accepted_at: float | None = None  # SendEmail answered 200: time.monotonic() of the decision
+    accepted_at: float | None = None  # answered 200: time.monotonic() of the decision
+    answer: dict | None = None  # the JSON body answered
+    # SendBulkEmail: every entry's result as SES decided it (also those the
+    # answer left out), and the emails it accepted.
+    entry_results: list[dict] = field(default_factory=list)
+    deliveries: list[BulkDelivery] = field(default_factory=list, repr=False)
+    rendering_failures: list[BulkDelivery] = field(default_factory=list, repr=False)
+
+    @property
+    def route(self) -> str:
+        return self.path.split("?")[0]
 
     @property
     def is_send(self) -> bool:
-        return self.method == "POST" and self.path.split("?")[0] == SEND_EMAIL_PATH
+        """A SendEmail or a SendBulkEmail request."""
+        return self.method == "POST" and self.route in SEND_PATHS
+
+    @property
+    def is_send_email(self) -> bool:
+        return self.method == "POST" and self.route == SEND_EMAIL_PATH
+
+    @property
+    def is_bulk(self) -> bool:
+        return self.method == "POST" and self.route == BULK_EMAIL_PATH
 
     @property
     def to_addresses(self) -> list[str]:
+        """SendEmail: Destination.ToAddresses as given. SendBulkEmail: the
+        bare address of each entry's destinations, in order."""
+        if self.is_bulk:
+            return [address for entry in _entries(self.body) for address in _bare_addresses(entry)]
         return list(((self.body or {}).get("Destination") or {}).get("ToAddresses") or [])
 
     @property
@@ -89,10 +182,62 @@ class Recorded:
 
     @property
     def tags(self) -> dict[str, str]:
-        return {tag["Name"]: tag["Value"] for tag in (self.body or {}).get("EmailTags") or []}
+        """SendEmail: EmailTags. SendBulkEmail: DefaultEmailTags."""
+        key = "DefaultEmailTags" if self.is_bulk else "EmailTags"
+        return _tags((self.body or {}).get(key))
 
 
 @dataclass
+class BulkDelivery:
+    """One SendBulkEmail entry SES accepted: the email it sends, rendered."""
+
+    request: Recorded = field(repr=False)
+    index: int  # the entry's place in the request
+    destination: str  # Destination.ToAddresses[0] as given
+    to_addresses: list[str]  # the bare addresses of the entry's ToAddresses
+    message_id: str
+    received_at: float
+    accepted_at: float
+    tags: dict[str, str]  # DefaultEmailTags, with the entry's ReplacementTags over them
+    subject: str
+    html: str | None
+    text: str | None
+    email_headers: list[tuple[str, str]]  # the Headers / ReplacementHeaders it carries
+    rendering_error: str | None = None
+    date: str = ""
+    status: int = 200
+    error_code: str | None = None
+
+    method = "POST"
+    path = BULK_EMAIL_PATH
+    is_send = True
+    is_send_email = False
+    is_bulk = True
+
+    @property
+    def body(self) -> dict | None:
+        """The whole SendBulkEmail request."""
+        return self.request.body
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The HTTP headers of the request (as Recorded.headers)."""
+        return self.request.headers
+
+    @property
+    def entry(self) -> dict:
+        return _entries(self.request.body)[self.index]
+
+    @cached_property
+    def raw(self) -> bytes:
+        return _render_email(self)
+
+    @property
+    def message(self) -> EmailMessage:
+        return email.message_from_bytes(self.raw, policy=email.policy.default)
+
+
+@dataclass(eq=False)  # compared by identity: two alike are two failures
 class _Failure:
     code: str
     status: int
@@ -107,22 +252,50 @@ PAUSED_CODE = "SendingPausedException"
 PAUSED_MESSAGE = "Email sending is disabled for your entire Amazon SES account."
 
 
+def bulk_status_for(code: str, status: int) -> str:
+    """The SendBulkEmail entry Status for an error SendEmail would answer."""
+    if code in BULK_STATUSES:
+        return code
+    if code == "MessageRejected":
+        return "MESSAGE_REJECTED"
+    if code in ("TooManyRequestsException", "LimitExceededException", "Throttling", "ThrottlingException") or (
+        status == 429
+    ):
+        return "ACCOUNT_THROTTLED"
+    if status >= 500:
+        return "TRANSIENT_FAILURE"
+    if code in ("SendingPausedException", "AccountSendingPausedException"):
+        return "ACCOUNT_SENDING_PAUSED"
+    if code == "MailFromDomainNotVerifiedException":
+        return "MAIL_FROM_DOMAIN_NOT_VERIFIED"
+    return "INVALID_PARAMETER"
+
+
+class BadRequest(Exception):
+    """The request is refused as a whole with 400 BadRequestException."""
+
+
 @dataclass
 class SesStandIn:
     latency: float = 0.0  # seconds to wait before each answer
     account: dict = field(default_factory=lambda: json.loads(json.dumps(DEFAULT_ACCOUNT)))
-    # Answer 429 to a SendEmail beyond this many accepted in the last second.
+    # Answer 429 to a send request whose emails would put more than this
+    # many accepted in the last second.
     throttle_above_per_second: int | None = None
+    # Leave the entries' results out of every SendBulkEmail answer: True for
+    # all of them, a number k for all but the first k.
+    bulk_short_answer: bool | int = False
 
     def __post_init__(self):
         self._lock = threading.Lock()
         self._requests: list[Recorded] = []
         self._failures: list[_Failure] = []
         self._numbers = itertools.count(1)
-        self._send_requests = 0  # well-formed SendEmail requests so far
+        self._emails = 0  # emails of well-formed send requests so far
         self._paused_from: int | None = None
         self._paused_answer: tuple[str, str] = (PAUSED_CODE, PAUSED_MESSAGE)
         self._accepted_at: collections.deque[float] = collections.deque()
+        self._short_answers: list[list[int]] = []  # [[answers left, results kept]]
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -173,25 +346,72 @@ class SesStandIn:
             return list(self._requests)
 
     @property
-    def sent(self) -> list[Recorded]:
-        """The SendEmail requests answered with a message id."""
-        return [r for r in self.requests if r.is_send and r.status == 200]
+    def sent(self) -> list[Recorded | BulkDelivery]:
+        """Every email accepted, one record per email, in the order received:
+        the SendEmail requests answered with a message id, and the accepted
+        (and rendered) entries of the SendBulkEmail requests."""
+        emails: list[Recorded | BulkDelivery] = []
+        for record in self.requests:
+            if record.is_send_email and record.status == 200:
+                emails.append(record)
+            elif record.is_bulk:
+                emails.extend(record.deliveries)
+        return emails
+
+    @property
+    def send_requests(self) -> list[Recorded]:
+        """Every SendEmail and SendBulkEmail request, whatever it was answered."""
+        return [r for r in self.requests if r.is_send]
+
+    @property
+    def send_email_requests(self) -> list[Recorded]:
+        """Every SendEmail request, whatever it was answered."""
+        return [r for r in self.requests if r.is_send_email]
+
+    @property
+    def bulk_requests(self) -> list[Recorded]:
+        """Every SendBulkEmail request, whatever it was answered."""
+        return [r for r in self.requests if r.is_bulk]
+
+    @property
+    def throttled(self) -> list[Recorded]:
+        """The send requests (either API) answered 429 as a whole."""
+        return [r for r in self.send_requests if r.status == 429]
+
+    @property
+    def bulk_entry_failures(self) -> list[tuple[Recorded, int, dict]]:
+        """(request, entry index, result) of every bulk entry answered
+        something other than SUCCESS inside a 200."""
+        return [
+            (record, index, result)
+            for record in self.bulk_requests
+            if record.status == 200
+            for index, result in enumerate(record.entry_results)
+            if result["Status"] != "SUCCESS"
+        ]
+
+    @property
+    def rendering_failures(self) -> list[BulkDelivery]:
+        return [failure for record in self.bulk_requests for failure in record.rendering_failures]
 
     def fail_next(
         self, n: int = 1, code: str = "TooManyRequestsException", status: int = 429,
         message: str = "Maximum sending rate exceeded.",
     ) -> None:
-        """Answer the next `n` SendEmail requests with this error."""
+        """Answer the next `n` send requests (SendEmail or SendBulkEmail) with
+        this error."""
         with self._lock:
             self._failures.append(_Failure(code, status, message, remaining=n))
 
     def fail_address(
         self, address: str, code: str = "MessageRejected", status: int = 400,
-        message: str = "Email address is not verified.",
+        message: str = "Email address is not verified.", *, times: int | None = None,
     ) -> None:
-        """Answer every SendEmail to `address` with this error."""
+        """Answer every SendEmail to `address` with this error, and give every
+        bulk entry to it the Status the code maps to (see the module's
+        docstring); only the next `times` of them when given."""
         with self._lock:
-            self._failures.append(_Failure(code, status, message, address=address.lower()))
+            self._failures.append(_Failure(code, status, message, remaining=times, address=address.lower()))
 
     def clear_failures(self) -> None:
         """Forget `fail_next` and `fail_address`, and resume sending."""
@@ -200,9 +420,12 @@ class SesStandIn:
             self._paused_from = None
 
     def pause_sending(self, from_send: int = 1, code: str = PAUSED_CODE, message: str = PAUSED_MESSAGE) -> None:
-        """Answer the `from_send`-th SendEmail request (counting from the
-        stand-in's start, 1 is the first) and every later one with HTTP 400
-        and this account-wide error, until `resume_sending()`."""
+        """Refuse the `from_send`-th email (counting every email of every
+        well-formed send request from the stand-in's start, 1 is the first)
+        and every later one with this account-wide error, until
+        `resume_sending()`: HTTP 400 for a request whose first email is at
+        or after it, ACCOUNT_SENDING_PAUSED for the entries of a bulk request
+        from it on."""
         with self._lock:
             self._paused_from = from_send
             self._paused_answer = (code, message)
@@ -210,6 +433,12 @@ class SesStandIn:
     def resume_sending(self) -> None:
         with self._lock:
             self._paused_from = None
+
+    def short_answer_next(self, n: int = 1, keep: int = 0) -> None:
+        """The next `n` SendBulkEmail answers give only the results of their
+        first `keep` entries; every entry is processed (and sent) as usual."""
+        with self._lock:
+            self._short_answers.append([n, keep])
 
     def set_account(
         self,
@@ -231,16 +460,6 @@ class SesStandIn:
             if sending_enabled is not None:
                 self.account["SendingEnabled"] = bool(sending_enabled)
 
-    @property
-    def send_requests(self) -> list[Recorded]:
-        """Every SendEmail request, whatever it was answered."""
-        return [r for r in self.requests if r.is_send]
-
-    @property
-    def throttled(self) -> list[Recorded]:
-        """The SendEmail requests answered 429."""
-        return [r for r in self.send_requests if r.status == 429]
-
     # -- the server side ----------------------------------------------------
 
     def _take_failure(self, record: Recorded) -> _Failure | None:
@@ -249,12 +468,37 @@ class SesStandIn:
             for failure in self._failures:
                 if failure.address is not None and failure.address not in addresses:
                     continue
-                if failure.remaining is not None:
-                    failure.remaining -= 1
-                    if failure.remaining <= 0:
-                        self._failures.remove(failure)
+                self._use(failure)
                 return failure
         return None
+
+    def _take_call_failure(self) -> _Failure | None:
+        """The first fail_next still pending (a bulk request's whole-call error)."""
+        with self._lock:
+            for failure in self._failures:
+                if failure.address is None:
+                    self._use(failure)
+                    return failure
+        return None
+
+    def _address_failure(self, addresses: list[str], used: list[_Failure]) -> _Failure | None:
+        """The fail_address for one of these addresses, counting the uses
+        `used` already takes from it (not yet used up). Lock held."""
+        wanted = {a.lower() for a in addresses}
+        for failure in self._failures:
+            if failure.address is None or failure.address not in wanted:
+                continue
+            if failure.remaining is not None and sum(1 for u in used if u is failure) >= failure.remaining:
+                continue
+            return failure
+        return None
+
+    def _use(self, failure: _Failure) -> None:
+        # Called with the lock held.
+        if failure.remaining is not None:
+            failure.remaining -= 1
+            if failure.remaining <= 0 and failure in self._failures:
+                self._failures.remove(failure)
 
     def _record(self, record: Recorded) -> None:
         with self._lock:
@@ -262,10 +506,12 @@ class SesStandIn:
 
     def _answer(self, record: Recorded) -> tuple[int, dict, dict]:
         """(status, extra headers, JSON body) for one request."""
-        path = record.path.split("?")[0]
+        path = record.route
         if record.method == "GET" and path == ACCOUNT_PATH:
             with self._lock:
                 return 200, {}, json.loads(json.dumps(self.account))
+        if record.method == "POST" and path == BULK_EMAIL_PATH:
+            return self._answer_bulk(record)
         if record.method != "POST" or path != SEND_EMAIL_PATH:
             return _error(404, "NotFoundException", f"no route for {record.method} {path} in the SES stand-in")
         body = record.body
@@ -278,8 +524,8 @@ class SesStandIn:
         if not body.get("FromEmailAddress") or not record.to_addresses:
             return _error(400, "BadRequestException", "FromEmailAddress and Destination.ToAddresses are required")
         with self._lock:
-            self._send_requests += 1
-            number = self._send_requests
+            self._emails += 1
+            number = self._emails
         failure = self._take_failure(record)
         if failure is not None:
             return _error(failure.status, failure.code, failure.message)
@@ -287,21 +533,368 @@ class SesStandIn:
             if self._paused_from is not None and number >= self._paused_from:
                 return _error(400, *self._paused_answer)
             if self.throttle_above_per_second is not None:
-                # A sliding window: the accepted sends of the last second.
+                # A sliding window: the accepted emails of the last second.
                 now = time.monotonic()
-                while self._accepted_at and self._accepted_at[0] <= now - 1.0:
-                    self._accepted_at.popleft()
+                self._forget_before(now - 1.0)
                 if len(self._accepted_at) >= self.throttle_above_per_second:
                     return _error(429, THROTTLE_CODE, THROTTLE_MESSAGE)
                 self._accepted_at.append(now)
             record.accepted_at = time.monotonic()
-            # Shaped like a real SES message id; unique per stand-in.
-            record.message_id = f"0100{next(self._numbers):012x}-{uuid.uuid4()}-000000"
+            record.message_id = self._new_message_id()
         return 200, {}, {"MessageId": record.message_id}
+
+    def _forget_before(self, moment: float) -> None:
+        while self._accepted_at and self._accepted_at[0] <= moment:
+            self._accepted_at.popleft()
+
+    def _new_message_id(self) -> str:
+        # Shaped like a real SES message id; unique per stand-in. Lock held.
+        return f"0100{next(self._numbers):012x}-{uuid.uuid4()}-000000"
+
+    def _answer_bulk(self, record: Recorded) -> tuple[int, dict, dict]:
+        try:
+            template, entries = _check_bulk_request(record.body)
+        except BadRequest as exc:
+            return _error(400, "BadRequestException", str(exc))
+        body = record.body
+        with self._lock:
+            first = self._emails + 1
+            self._emails += len(entries)
+        failure = self._take_call_failure()
+        if failure is not None:
+            return _error(failure.status, failure.code, failure.message)
+        with self._lock:
+            paused_from, paused_answer = self._paused_from, self._paused_answer
+        if paused_from is not None and first >= paused_from:
+            return _error(400, *paused_answer)
+
+        # Each entry's fate, then the rate, in one step: an entry refused on
+        # its own is not accepted and does not count against the rate, and
+        # a call refused for the rate uses up no fail_address(times=...).
+        default_tags = _tags(body.get("DefaultEmailTags"))
+        date = formatdate(usegmt=True)
+        with self._lock:
+            results: list[dict | None] = []
+            used: list[_Failure] = []
+            for number, entry in enumerate(entries, start=first):
+                if paused_from is not None and number >= paused_from:
+                    results.append({"Status": "ACCOUNT_SENDING_PAUSED", "Error": paused_answer[1]})
+                    continue
+                failure = self._address_failure(_bare_addresses(entry), used)
+                if failure is not None:
+                    used.append(failure)
+                    results.append({"Status": bulk_status_for(failure.code, failure.status), "Error": failure.message})
+                    continue
+                results.append(None)  # accepted, if the rate allows
+            accepting = sum(1 for result in results if result is None)
+            now = time.monotonic()
+            if self.throttle_above_per_second is not None and accepting:
+                self._forget_before(now - 1.0)
+                if len(self._accepted_at) + accepting > self.throttle_above_per_second:
+                    return _error(429, THROTTLE_CODE, THROTTLE_MESSAGE)
+                self._accepted_at.extend([now] * accepting)
+            for failure in used:
+                self._use(failure)
+            record.accepted_at = now
+            message_ids = {index: self._new_message_id() for index, r in enumerate(results) if r is None}
+            keep = self._short_answer_keep()
+        for index, entry in enumerate(entries):
+            if results[index] is not None:
+                continue
+            delivery = _delivery(record, index, entry, template, default_tags, message_ids[index], now, date)
+            (record.rendering_failures if delivery.rendering_error else record.deliveries).append(delivery)
+            results[index] = {"Status": "SUCCESS", "MessageId": message_ids[index]}
+        record.entry_results = results
+        answered = results if keep is None else results[:keep]
+        return 200, {}, {"BulkEmailEntryResults": answered}
+
+    def _short_answer_keep(self) -> int | None:
+        """How many results this answer gives (None: all). Lock held."""
+        if self._short_answers:
+            pending = self._short_answers[0]
+            pending[0] -= 1
+            if pending[0] <= 0:
+                self._short_answers.pop(0)
+            return pending[1]
+        short = self.bulk_short_answer
+        if short is True:
+            return 0
+        if short is False or short is None:
+            return None
+        return int(short)
 
 
 def _error(status: int, code: str, message: str) -> tuple[int, dict, dict]:
     return status, {"x-amzn-ErrorType": code + ERROR_TYPE_SUFFIX}, {"message": message}
+
+
+# -- SendBulkEmail: the request, the template, the email ------------------------
+
+
+def _entries(body) -> list[dict]:
+    entries = (body or {}).get("BulkEmailEntries") if isinstance(body, dict) else None
+    return [entry for entry in entries if isinstance(entry, dict)] if isinstance(entries, list) else []
+
+
+def _destinations(entry: dict) -> list[str]:
+    return list(((entry.get("Destination") or {}).get("ToAddresses")) or [])
+
+
+def _bare_addresses(entry: dict) -> list[str]:
+    return [address for _, address in getaddresses(_destinations(entry))]
+
+
+def _tags(tags) -> dict[str, str]:
+    return {tag["Name"]: tag["Value"] for tag in tags or [] if isinstance(tag, dict) and "Name" in tag}
+
+
+_HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII but ':'
+
+
+def _check_headers(headers, where: str) -> list[tuple[str, str]]:
+    if headers is None:
+        return []
+    if not isinstance(headers, list):
+        raise BadRequest(f"{where} must be a list")
+    checked = []
+    for header in headers:
+        name, value = (header or {}).get("Name"), (header or {}).get("Value")
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name) or not isinstance(value, str):
+            raise BadRequest(f"{where}: a header needs a Name (printable ASCII, no ':') and a Value")
+        if "\r" in value or "\n" in value:
+            raise BadRequest(f"{where}: the value of {name} has a line break")
+        checked.append((name, value))
+    return checked
+
+
+def _json_object(text, where: str) -> dict:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        raise BadRequest(f"{where} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise BadRequest(f"{where} is not a JSON object")
+    return value
+
+
+@dataclass(frozen=True)
+class _Template:
+    from_address: str
+    reply_to: tuple[str, ...]
+    subject: str
+    html: str | None
+    text: str | None
+    data: dict
+    headers: tuple[tuple[str, str], ...]
+
+
+def _check_bulk_request(body) -> tuple[_Template, list[dict]]:
+    """The template and the entries, or BadRequest for what SES refuses as a
+    whole: no sender, no inline template, 0 or more than 50 entries, an entry
+    without a destination, a sender, reply-to or destination that is not
+    ASCII (SES wants a non-ASCII display name as RFC 2047 encoded words and
+    has no SMTPUTF8), headers with line breaks, template data that is not a
+    JSON object, a template over 500 KB. (Which of these real SES refuses as
+    a whole rather than per entry is the stand-in's reading of its docs.)"""
+    if not isinstance(body, dict):
+        raise BadRequest("the request body is not a JSON object")
+    if not body.get("FromEmailAddress"):
+        raise BadRequest("FromEmailAddress is required")
+    for address in [body["FromEmailAddress"], *(body.get("ReplyToAddresses") or [])]:
+        if not isinstance(address, str) or not address.isascii():
+            # SES: a non-ASCII display name must be RFC 2047 encoded words.
+            raise BadRequest(f"invalid address {address!r}: addresses must be 7-bit ASCII")
+    template = ((body.get("DefaultContent") or {}).get("Template")) or {}
+    content = template.get("TemplateContent")
+    if not isinstance(content, dict):
+        raise BadRequest("DefaultContent.Template.TemplateContent is required (the stand-in has no stored templates)")
+    subject, html_part, text_part = content.get("Subject"), content.get("Html"), content.get("Text")
+    if not isinstance(subject, str) or not subject or not (html_part or text_part):
+        raise BadRequest("TemplateContent needs a Subject and an Html or a Text part")
+    size = sum(len(part.encode()) for part in (subject, html_part or "", text_part or ""))
+    if size > MAX_TEMPLATE_BYTES:
+        raise BadRequest(f"the template is {size} bytes, more than {MAX_TEMPLATE_BYTES}")
+    data = _json_object(template.get("TemplateData"), "TemplateData")
+    headers = _check_headers(template.get("Headers"), "DefaultContent.Template.Headers")
+    entries = body.get("BulkEmailEntries")
+    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_BULK_ENTRIES:
+        raise BadRequest(f"BulkEmailEntries must hold 1 to {MAX_BULK_ENTRIES} entries")
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            raise BadRequest(f"BulkEmailEntries[{number}] is not an object")
+        destinations = _destinations(entry)
+        if not destinations or not all(isinstance(d, str) and d for d in destinations):
+            raise BadRequest(f"BulkEmailEntries[{number}] needs Destination.ToAddresses")
+        for destination in destinations:
+            pairs = getaddresses([destination])
+            if not destination.isascii() or len(pairs) != 1 or "@" not in pairs[0][1]:
+                raise BadRequest(f"BulkEmailEntries[{number}]: invalid destination {destination!r}")
+        _check_headers(entry.get("ReplacementHeaders"), f"BulkEmailEntries[{number}].ReplacementHeaders")
+        replacement = ((entry.get("ReplacementEmailContent") or {}).get("ReplacementTemplate")) or {}
+        _json_object(replacement.get("ReplacementTemplateData"), f"BulkEmailEntries[{number}] ReplacementTemplateData")
+    reply_to = body.get("ReplyToAddresses") or []
+    return (
+        _Template(
+            from_address=body["FromEmailAddress"],
+            reply_to=tuple(reply_to),
+            subject=subject,
+            html=html_part,
+            text=text_part,
+            data=data,
+            headers=tuple(headers),
+        ),
+        entries,
+    )
+
+
+# {{{name}}} or {{name}}: a name, dotted for a value inside an object.
+_NAME = r"([A-Za-z0-9_$@-]+(?:\.[A-Za-z0-9_$@-]+)*)"
+_VARIABLE = re.compile(rf"\{{\{{\{{\s*{_NAME}\s*\}}\}}\}}|\{{\{{\s*{_NAME}\s*\}}\}}")
+# What Handlebars escapes in {{name}}.
+_HANDLEBARS_ESCAPES = {
+    "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;", "`": "&#x60;", "=": "&#x3D;",
+}  # fmt: skip
+
+
+class _RenderingFailure(Exception):
+    pass
+
+
+def _lookup(data: dict, name: str) -> str:
+    value = data
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise _RenderingFailure(f"Attribute '{name}' is not present in the rendering data.")
+        value = value[part]
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def render_template(template: str, data: dict, *, escape_html: bool) -> str:
+    """Minimal Handlebars: `{{{name}}}` inserts the value as it is, `{{name}}`
+    HTML-escaped when `escape_html`. A name with no value, or any other
+    "{{", is a _RenderingFailure."""
+
+    def substitute(match: re.Match) -> str:
+        raw_name, name = match.group(1), match.group(2)
+        if raw_name is not None:
+            return _lookup(data, raw_name)
+        value = _lookup(data, name)
+        if escape_html:
+            return "".join(_HANDLEBARS_ESCAPES.get(ch, ch) for ch in value)
+        return value
+
+    pieces = []
+    position = 0
+    for match in _VARIABLE.finditer(template):
+        literal = template[position : match.start()]
+        if "{{" in literal:
+            raise _RenderingFailure("the template has a '{{' that is not a variable")
+        pieces.append(literal)
+        pieces.append(substitute(match))
+        position = match.end()
+    rest = template[position:]
+    if "{{" in rest:
+        raise _RenderingFailure("the template has a '{{' that is not a variable")
+    pieces.append(rest)
+    return "".join(pieces)
+
+
+def _delivery(
+    record: Recorded, index: int, entry: dict, template: _Template, default_tags: dict, message_id: str,
+    accepted_at: float, date: str,
+) -> BulkDelivery:
+    replacement = ((entry.get("ReplacementEmailContent") or {}).get("ReplacementTemplate")) or {}
+    data = {**template.data, **_json_object(replacement.get("ReplacementTemplateData"), "ReplacementTemplateData")}
+    # An entry's header replaces the template's header of the same name.
+    replacement_headers = _check_headers(entry.get("ReplacementHeaders"), "ReplacementHeaders")
+    replaced = {name.lower() for name, _ in replacement_headers}
+    headers = [(n, v) for n, v in template.headers if n.lower() not in replaced] + replacement_headers
+    subject = html_part = text_part = ""
+    error = None
+    try:
+        subject = render_template(template.subject, data, escape_html=False)
+        html_part = render_template(template.html, data, escape_html=True) if template.html else None
+        text_part = render_template(template.text, data, escape_html=False) if template.text else None
+    except _RenderingFailure as exc:
+        error = str(exc)
+    return BulkDelivery(
+        request=record,
+        index=index,
+        destination=_destinations(entry)[0],
+        to_addresses=_bare_addresses(entry),
+        message_id=message_id,
+        received_at=record.received_at,
+        accepted_at=accepted_at,
+        tags={**default_tags, **_tags(entry.get("ReplacementTags"))},
+        subject=subject,
+        html=html_part,
+        text=text_part,
+        email_headers=headers,
+        rendering_error=error,
+        date=date,
+    )
+
+
+_RENDER_POLICY = email.policy.SMTP
+
+
+def _render_header(name: str, value: str) -> bytes:
+    """One header line: ASCII as it is, on one line, as SES passes it on (a
+    destination with a non-ASCII name comes as RFC 2047 encoded words
+    already, and folding would turn a long List-Unsubscribe URL into an
+    encoded word); non-ASCII (a Subject) as the email package encodes it."""
+    if value.isascii():
+        return f"{name}: {value}\r\n".encode("ascii")
+    return _RENDER_POLICY.fold_binary(*_RENDER_POLICY.header_store_parse(name, value))
+
+
+def _render_part(subtype: str, content: str) -> bytes:
+    data = re.sub(r"\r\n?", "\n", content)
+    if not data.endswith("\n"):
+        data += "\n"
+    encoded = binascii.b2a_qp(data.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+    return (
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+    ).encode("ascii") + encoded
+
+
+def _render_email(delivery: BulkDelivery) -> bytes:
+    """The email SES sends for one accepted bulk entry. Written by hand, not
+    by EmailMessage, which costs milliseconds a message."""
+    body = delivery.request.body
+    headers = [
+        ("From", body["FromEmailAddress"]),
+        ("To", ", ".join(_destinations(delivery.entry))),
+        ("Subject", delivery.subject),
+    ]
+    if body.get("ReplyToAddresses"):
+        headers.append(("Reply-To", ", ".join(body["ReplyToAddresses"])))
+    headers += [("Date", delivery.date), ("Message-ID", f"<{delivery.message_id}@email.amazonses.com>")]
+    headers += delivery.email_headers
+    headers.append(("MIME-Version", "1.0"))
+    parts = [("plain", delivery.text), ("html", delivery.html)]
+    parts = [_render_part(subtype, content) for subtype, content in parts if content is not None]
+    head = b"".join(_render_header(name, value) for name, value in headers)
+    if len(parts) == 1:
+        return head + parts[0]
+    boundary = f"=_standin_{uuid.uuid4().hex}"
+    delimiter = f"--{boundary}\r\n".encode("ascii")
+    return (
+        head
+        + f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode("ascii")
+        # The CR LF before a delimiter belongs to it (RFC 2046): each part
+        # keeps its own last line end.
+        + b"".join(delimiter + part + b"\r\n" for part in parts)
+        + f"--{boundary}--\r\n".encode("ascii")
+    )
 
 
 class _Server(ThreadingHTTPServer):
@@ -351,6 +944,7 @@ def _handler_for(standin: SesStandIn):
             )
             status, headers, answer = standin._answer(record)
             record.status = status
+            record.answer = answer
             record.error_code = headers.get("x-amzn-ErrorType", "").split(":")[0] or None
             standin._record(record)
             if standin.latency:

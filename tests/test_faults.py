@@ -140,9 +140,11 @@ def test_kill_9_at_a_random_moment_never_sends_twice(run, database_url, conn, se
         time.sleep(delay)
         os.killpg(server.proc.pid, signal.SIGKILL)
         server.proc.wait(timeout=10)
+    # A request the dead process had written still reaches the stand-in, and
+    # a COMMIT it had written still reaches Postgres: read after them.
+    time.sleep(0.2)
     before = statuses(conn, mailout_id)
     status_before = mailout_row(conn, mailout_id)["status"]
-    time.sleep(0.1)  # a request the dead process had written reaches the stand-in
 
     if status_before == "sent":
         # The kill came after the end: nothing to resume.
@@ -228,7 +230,9 @@ def test_a_paused_account_stops_within_the_batch_and_resumes_afterwards(database
     mailout_id, emails = seed(conn, 30)
     # Batches of 10: the 13th send is the 3rd of the second batch.
     ses.pause_sending(from_send=13)
-    env = service_env(tmp_path, database_url, ses, RATE_LIMIT_PER_SEC="200", BATCH_SIZE="10")
+    # One SendEmail per recipient: "no request after the pause" is about
+    # single sends (tests/test_bulk.py pauses bulk calls part-way).
+    env = service_env(tmp_path, database_url, ses, RATE_LIMIT_PER_SEC="200", BATCH_SIZE="10", SES_BULK_SEND="off")
 
     with run_gunicorn(env, tmp_path) as server:
         start_send(server, mailout_id)
@@ -271,7 +275,9 @@ def test_rejected_addresses_fail_with_the_reason_and_the_rest_is_sent(database_u
     sandbox_reason = f"Email address is not verified. The following identities failed the check in region US-EAST-1: {sandbox}"
     ses.fail_address(sandbox, "MessageRejected", 400, sandbox_reason)
     ses.fail_address(content, "MessageRejected", 400, "Illegal address")
-    env = service_env(tmp_path, database_url, ses, BATCH_SIZE="6")
+    # SendEmail's error text is asserted (tests/test_bulk.py covers a rejected
+    # entry of a bulk call).
+    env = service_env(tmp_path, database_url, ses, BATCH_SIZE="6", SES_BULK_SEND="off")
 
     with run_gunicorn(env, tmp_path) as server:
         start_send(server, mailout_id)

@@ -600,11 +600,19 @@ def test_pacer_slow_down_halves_the_rate_for_a_while_then_recovers():
 
     pacer.slow_down()
     assert pacer.current_rate == pytest.approx(2)
-    pacer.wait()  # the slot granted before the slow-down still holds
-    pacer.wait()
-    pacer.wait()
-    # 1/rate, spaced 1% wider (PACE_MARGIN).
-    assert clock.sleeps == pytest.approx([0.25 * sender.PACE_MARGIN, 0.5 * sender.PACE_MARGIN, 0.5 * sender.PACE_MARGIN])
+    released = [100.0]
+    for _ in range(6):
+        pacer.wait()
+        released.append(clock.now)
+    # The slot granted before the slow-down still holds...
+    assert released[1] == pytest.approx(100 + 0.25 * sender.PACE_MARGIN)
+    # ...and from then on no window of PACE_MARGIN seconds (the releases
+    # before the slow-down included) holds more than the halved rate, 2.
+    for index in range(2, len(released)):
+        assert released[index] - released[index - 2] >= sender.PACE_MARGIN - 1e-9
+    # Once the window allows, evenly at 2/s, 1% slower (PACE_MARGIN).
+    gaps = [later - earlier for earlier, later in zip(released[2:], released[3:])]
+    assert gaps == pytest.approx([0.5 * sender.PACE_MARGIN] * len(gaps))
 
     pacer.slow_down()
     pacer.slow_down()

@@ -1,5 +1,6 @@
 """The SES stand-in speaks the SES v2 API well enough for a real boto3 client."""
 
+import json
 import time
 
 import boto3
@@ -7,8 +8,19 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from amazonsender.ses import RECIPIENT, THROTTLED, TRANSIENT, SendError, SesTransport, classify_client_error
-from tests.ses_standin import SesStandIn
+from amazonsender.message import bulk_content
+from amazonsender.ses import (
+    ACCOUNT,
+    IN_DOUBT,
+    RECIPIENT,
+    THROTTLED,
+    TRANSIENT,
+    SendError,
+    SesTransport,
+    bulk_result,
+    classify_client_error,
+)
+from tests.ses_standin import BULK_EMAIL_PATH, BulkDelivery, SesStandIn, bulk_status_for, render_template
 
 RAW = b"From: news@example.test\r\nTo: ann@x.org\r\nSubject: Hi\r\n\r\nHello Ann\r\n"
 
@@ -103,6 +115,7 @@ class AppSettings:
     aws_region = "us-east-1"
     ses_from_email = "News <news@example.test>"
     ses_configuration_set = "newsletter"
+    ses_reply_to = None
 
 
 class Email:
@@ -234,3 +247,341 @@ def test_set_account_changes_what_get_account_answers(ses):
 
     assert account["SendingEnabled"] is False
     assert account["SendQuota"] == {"Max24HourSend": 50000.0, "MaxSendRate": 500.0, "SentLast24Hours": 10.0}
+
+
+# --- SendBulkEmail ----------------------------------------------------------------
+
+TEMPLATE = {
+    "Subject": "News for {{name}}",
+    "Html": '<p>Hello {{name}}, {{{name}}}</p><a href="https://u.test/?t={{{t}}}">Unsubscribe</a>',
+    "Text": "Hello {{name}}\nUnsubscribe: https://u.test/?t={{{t}}}\n",
+}
+
+
+def bulk_entry(destination, token="tok", name=None, headers=None, tags=None):
+    data = {"t": token}
+    if name is not None:
+        data["name"] = name
+    entry = {
+        "Destination": {"ToAddresses": [destination]},
+        "ReplacementEmailContent": {"ReplacementTemplate": {"ReplacementTemplateData": json.dumps(data)}},
+    }
+    if headers is not None:
+        entry["ReplacementHeaders"] = [{"Name": n, "Value": v} for n, v in headers]
+    if tags is not None:
+        entry["ReplacementTags"] = [{"Name": n, "Value": v} for n, v in tags.items()]
+    return entry
+
+
+def send_bulk(client, entries, template=None, template_data=None, **extra):
+    request = {
+        "FromEmailAddress": "News <news@example.test>",
+        "DefaultEmailTags": [{"Name": "mailout_id", "Value": "m-3"}],
+        "DefaultContent": {
+            "Template": {
+                "TemplateContent": template or TEMPLATE,
+                "TemplateData": json.dumps(template_data or {"name": "reader"}),
+                "Headers": [
+                    {"Name": "List-Unsubscribe-Post", "Value": "List-Unsubscribe=One-Click"},
+                    {"Name": "X-Campaign", "Value": "default"},
+                ],
+            }
+        },
+        "BulkEmailEntries": entries,
+        "ConfigurationSetName": "newsletter",
+        **extra,
+    }
+    return client.send_bulk_email(**request)
+
+
+def addresses(n, domain="x.org"):
+    return [f"r{i}@{domain}" for i in range(n)]
+
+
+def test_send_bulk_email_sends_one_rendered_email_per_entry(ses):
+    long_url = "<https://news.example.test/unsubscribe?token=" + "A" * 150 + ">"
+    entries = [
+        bulk_entry("Ann Example <ann@x.org>", token="a.1", name="Ann & <Co>",
+                   headers=[("List-Unsubscribe", long_url), ("X-Campaign", "mine")], tags={"extra": "1"}),
+        bulk_entry("=?utf-8?b?Wm/Dqw==?= <zoe@x.org>", token="z.2"),  # "Zoë", as RFC 2047
+        bulk_entry('"Smith, John" <john@x.org>', token="j.3", name="John"),
+    ]
+
+    response = send_bulk(make_client(ses), entries, ReplyToAddresses=["editor@example.test"])
+
+    results = response["BulkEmailEntryResults"]
+    assert [r["Status"] for r in results] == ["SUCCESS"] * 3
+    [request] = ses.requests
+    assert request.is_bulk and request.is_send and not request.is_send_email
+    assert ses.send_requests == ses.bulk_requests == [request] and ses.send_email_requests == []
+    assert request.to_addresses == ["ann@x.org", "zoe@x.org", "john@x.org"]
+    assert request.tags == {"mailout_id": "m-3"}
+
+    sent = ses.sent
+    assert all(isinstance(d, BulkDelivery) for d in sent)
+    assert [d.to_addresses for d in sent] == [["ann@x.org"], ["zoe@x.org"], ["john@x.org"]]
+    assert [d.message_id for d in sent] == [r["MessageId"] for r in results]
+    assert len({d.message_id for d in sent}) == 3
+    assert all(d.accepted_at >= d.received_at == request.received_at for d in sent)
+    assert sent[0].tags == {"mailout_id": "m-3", "extra": "1"} and sent[1].tags == {"mailout_id": "m-3"}
+    assert sent[0].body["ConfigurationSetName"] == "newsletter" and sent[0].request is request
+
+    ann = sent[0].message
+    assert ann["From"] == "News <news@example.test>"
+    assert ann["To"] == "Ann Example <ann@x.org>"
+    assert ann["Subject"] == "News for Ann & <Co>"  # not escaped outside the Html part
+    assert ann["Reply-To"] == "editor@example.test"
+    assert ann["Message-ID"] == f"<{sent[0].message_id}@email.amazonses.com>"
+    assert ann["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # Long, unfolded, not an encoded word; the entry's header replaces the template's.
+    assert ann["List-Unsubscribe"] == long_url and f"List-Unsubscribe: {long_url}\r\n".encode() in sent[0].raw
+    assert ann.get_all("X-Campaign") == ["mine"]
+    html_part = ann.get_body(("html",)).get_content().replace("\r\n", "\n")
+    assert html_part == (
+        '<p>Hello Ann &amp; &lt;Co&gt;, Ann & <Co></p><a href="https://u.test/?t=a.1">Unsubscribe</a>\n'
+    )
+    text_part = ann.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert text_part == "Hello Ann & <Co>\nUnsubscribe: https://u.test/?t=a.1\n"
+
+    zoe = sent[1].message
+    assert zoe["To"] == "Zoë <zoe@x.org>" and zoe["To"].addresses[0].addr_spec == "zoe@x.org"
+    assert zoe["Subject"] == "News for reader"  # TemplateData where the entry has no value
+    assert "List-Unsubscribe" not in zoe and zoe["X-Campaign"] == "default"
+    assert "Reply-To" in zoe
+    assert "https://u.test/?t=z.2" in zoe.get_body(("plain",)).get_content()
+    assert sent[2].message["To"].addresses[0].display_name == "Smith, John"
+
+
+def test_the_application_transport_sends_bulk_through_it(ses, app_transport):
+    content, _ = bulk_content(
+        mailout_id="m-9", subject="Hi", body_html="<p>Hello</p>", unsubscribe_base="https://n.test/u?token="
+    )
+    recipients = [content.recipient(to_email=a, to_name=None, token=f"tok{i}") for i, a in enumerate(addresses(3))]
+    ses.fail_address("r1@x.org", "MessageRejected", 400, "Address blacklisted.")
+
+    results = app_transport.send_bulk(content, recipients)
+
+    assert [r.message_id for r in results] == [ses.sent[0].message_id, None, ses.sent[1].message_id]
+    assert results[1].error.kind == RECIPIENT and str(results[1].error) == "MESSAGE_REJECTED: Address blacklisted."
+    assert [d.to_addresses[0] for d in ses.sent] == ["r0@x.org", "r2@x.org"]
+    assert ses.sent[1].message["List-Unsubscribe"] == "<https://n.test/u?token=tok2>"
+    assert "https://n.test/u?token=tok2" in ses.sent[1].message.get_body(("html",)).get_content()
+
+
+def raw_client(ses):
+    """A client that sends whatever it is given, for requests botocore itself would refuse."""
+    return boto3.client(
+        "sesv2",
+        endpoint_url=ses.url,
+        region_name="us-east-1",
+        aws_access_key_id="fake",
+        aws_secret_access_key="fake",
+        config=Config(retries={"mode": "standard", "total_max_attempts": 1}, parameter_validation=False),
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda r: r.pop("FromEmailAddress"), id="no sender"),
+        pytest.param(lambda r: r.update(FromEmailAddress="Café <news@example.test>"), id="non-ASCII sender"),
+        pytest.param(lambda r: r.update(ReplyToAddresses=["Zoë <z@x.org>"]), id="non-ASCII reply-to"),
+        pytest.param(
+            lambda r: r.update(DefaultContent={"Template": {"TemplateName": "stored"}}), id="no inline template"
+        ),
+        pytest.param(lambda r: r["DefaultContent"]["Template"]["TemplateContent"].pop("Subject"), id="no subject"),
+        pytest.param(lambda r: r.update(BulkEmailEntries=[]), id="no entries"),
+        pytest.param(lambda r: r.update(BulkEmailEntries=[bulk_entry(a) for a in addresses(51)]), id="51 entries"),
+        pytest.param(lambda r: r["BulkEmailEntries"].append({"Destination": {}}), id="no destination"),
+        pytest.param(
+            lambda r: r["BulkEmailEntries"].append({"Destination": {"ToAddresses": []}}), id="empty destination"
+        ),
+        pytest.param(lambda r: r["BulkEmailEntries"].append(bulk_entry("Zoë <zoe@x.org>")), id="raw non-ASCII name"),
+        pytest.param(lambda r: r["BulkEmailEntries"].append(bulk_entry("not an address")), id="no address"),
+        pytest.param(
+            lambda r: r["BulkEmailEntries"].append(bulk_entry("a@x.org", headers=[("X-A", "1\r\nBcc: e@vil")])),
+            id="header line break",
+        ),
+        pytest.param(lambda r: r["DefaultContent"]["Template"].update(TemplateData="{nope"), id="bad TemplateData"),
+        pytest.param(lambda r: r["DefaultContent"]["Template"]["TemplateContent"].update(Html="x" * 500_001),
+                     id="template over 500 KB"),
+    ],
+)
+def test_a_malformed_bulk_request_is_refused_as_a_whole(ses, change):
+    request = {
+        "FromEmailAddress": "news@example.test",
+        "DefaultContent": {"Template": {"TemplateContent": dict(TEMPLATE), "TemplateData": "{}"}},
+        "BulkEmailEntries": [bulk_entry("ok@x.org")],
+    }
+    change(request)
+
+    with pytest.raises(ClientError) as caught:
+        raw_client(ses).send_bulk_email(**request)
+
+    assert caught.value.response["Error"]["Code"] == "BadRequestException"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert classify_client_error(caught.value, "news@example.test").kind == RECIPIENT
+    assert ses.sent == [] and [r.status for r in ses.bulk_requests] == [400]
+
+
+def test_fifty_entries_are_accepted(ses):
+    response = send_bulk(make_client(ses), [bulk_entry(a) for a in addresses(50)])
+    assert len(response["BulkEmailEntryResults"]) == 50
+    assert sorted(d.to_addresses[0] for d in ses.sent) == sorted(addresses(50))
+
+
+@pytest.mark.parametrize(
+    "code, status, entry_status, kind",
+    [
+        ("MessageRejected", 400, "MESSAGE_REJECTED", RECIPIENT),
+        ("TooManyRequestsException", 429, "ACCOUNT_THROTTLED", THROTTLED),
+        ("LimitExceededException", 429, "ACCOUNT_THROTTLED", THROTTLED),
+        ("InternalFailure", 500, "TRANSIENT_FAILURE", TRANSIENT),
+        ("ServiceUnavailable", 503, "TRANSIENT_FAILURE", TRANSIENT),
+        ("SendingPausedException", 400, "ACCOUNT_SENDING_PAUSED", ACCOUNT),
+        ("AccountSendingPausedException", 400, "ACCOUNT_SENDING_PAUSED", ACCOUNT),
+        ("MailFromDomainNotVerifiedException", 400, "MAIL_FROM_DOMAIN_NOT_VERIFIED", ACCOUNT),
+        ("BadRequestException", 400, "INVALID_PARAMETER", RECIPIENT),
+        ("FAILED", 400, "FAILED", TRANSIENT),
+    ],
+)
+def test_fail_address_gives_that_entry_its_status(ses, code, status, entry_status, kind):
+    assert bulk_status_for(code, status) == entry_status
+    ses.fail_address("R1@x.org", code, status, "because")
+
+    response = send_bulk(make_client(ses), [bulk_entry(a) for a in addresses(3)])
+
+    results = response["BulkEmailEntryResults"]
+    assert results[1] == {"Status": entry_status, "Error": "because"}
+    assert [r["Status"] for r in results[::2]] == ["SUCCESS", "SUCCESS"]
+    assert [d.to_addresses[0] for d in ses.sent] == ["r0@x.org", "r2@x.org"]
+    [(request, index, result)] = ses.bulk_entry_failures
+    assert (request.status, index, result["Status"]) == (200, 1, entry_status)
+    assert bulk_result(results[1], "news@example.test").error.kind == kind
+
+
+def test_fail_address_times_limits_it_and_works_for_send_email_too(ses):
+    client = make_client(ses)
+    ses.fail_address("r0@x.org", "TooManyRequestsException", 429, "slow down", times=2)
+
+    statuses = [send_bulk(client, [bulk_entry("r0@x.org")])["BulkEmailEntryResults"][0]["Status"] for _ in range(3)]
+
+    assert statuses == ["ACCOUNT_THROTTLED", "ACCOUNT_THROTTLED", "SUCCESS"]
+    ses.fail_address("ann@x.org", "MessageRejected", 400, "once", times=1)
+    with pytest.raises(ClientError):
+        send(client, "ann@x.org")
+    assert send(client, "ann@x.org")["MessageId"]
+
+
+def test_fail_next_fails_a_bulk_call_as_a_whole(ses):
+    client = make_client(ses)
+    ses.fail_next(2, "TooManyRequestsException", 429, "Maximum sending rate exceeded.")
+
+    with pytest.raises(ClientError) as caught:
+        send_bulk(client, [bulk_entry(a) for a in addresses(3)])
+    assert caught.value.response["Error"]["Code"] == "TooManyRequestsException"
+    assert classify_client_error(caught.value, "news@example.test").kind == THROTTLED
+    with pytest.raises(ClientError):
+        send(client)  # the second one: either API
+    assert send_bulk(client, [bulk_entry("r0@x.org")])["BulkEmailEntryResults"][0]["Status"] == "SUCCESS"
+
+    assert [(r.route, r.status) for r in ses.send_requests] == [
+        (BULK_EMAIL_PATH, 429), ("/v2/email/outbound-emails", 429), (BULK_EMAIL_PATH, 200)
+    ]
+    assert ses.throttled == ses.send_requests[:2]
+    assert ses.throttled[0].to_addresses == addresses(3)
+    assert [d.to_addresses for d in ses.sent] == [["r0@x.org"]]
+
+
+def test_pause_sending_counts_emails_part_way_through_a_bulk_call(ses):
+    client = make_client(ses)
+    send(client, "first@x.org")  # email 1
+    ses.pause_sending(from_send=4)
+
+    # Emails 2 to 5: the 4th and the 5th are refused inside the answer.
+    results = send_bulk(client, [bulk_entry(a) for a in addresses(4)])["BulkEmailEntryResults"]
+    assert [r["Status"] for r in results] == ["SUCCESS", "SUCCESS", "ACCOUNT_SENDING_PAUSED", "ACCOUNT_SENDING_PAUSED"]
+    assert results[2]["Error"] == "Email sending is disabled for your entire Amazon SES account."
+    assert bulk_result(results[2], "news@example.test").error.kind == ACCOUNT
+    # A call that starts at or after the 4th is refused as a whole.
+    with pytest.raises(ClientError) as caught:
+        send_bulk(client, [bulk_entry("r9@x.org")])
+    assert caught.value.response["Error"]["Code"] == "SendingPausedException"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    with pytest.raises(ClientError):
+        send(client)
+
+    ses.resume_sending()
+    assert send_bulk(client, [bulk_entry("r8@x.org")])["BulkEmailEntryResults"][0]["Status"] == "SUCCESS"
+    assert [d.to_addresses[0] for d in ses.sent] == ["first@x.org", "r0@x.org", "r1@x.org", "r8@x.org"]
+
+
+def test_throttle_above_per_second_counts_the_emails_of_a_bulk_call(ses):
+    client = make_client(ses)
+    ses.throttle_above_per_second = 5
+    ses.fail_address("r1@x.org")  # refused on its own: not counted
+
+    send_bulk(client, [bulk_entry(a) for a in addresses(4)])  # 3 accepted
+    with pytest.raises(ClientError) as caught:
+        send_bulk(client, [bulk_entry(a) for a in addresses(3, "y.org")])  # 3 + 3 > 5
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+    assert caught.value.response["Error"]["Message"] == "Maximum sending rate exceeded."
+    send_bulk(client, [bulk_entry(a) for a in addresses(2, "z.org")])  # 5: at the limit
+    with pytest.raises(ClientError):
+        send(client)  # a SendEmail counts against the same window
+
+    assert len(ses.sent) == 5 and len(ses.throttled) == 2
+    accepted = sorted(d.accepted_at for d in ses.sent)
+    assert accepted[-1] - accepted[0] < 1.0
+
+
+def test_a_short_answer_leaves_results_out_but_the_emails_go(ses, app_transport):
+    client = make_client(ses)
+    ses.short_answer_next(1, keep=1)
+
+    assert len(send_bulk(client, [bulk_entry(a) for a in addresses(3)])["BulkEmailEntryResults"]) == 1
+    assert len(send_bulk(client, [bulk_entry(a) for a in addresses(3, "y.org")])["BulkEmailEntryResults"]) == 3
+    assert len(ses.sent) == 6
+    assert [r["Status"] for r in ses.bulk_requests[0].entry_results] == ["SUCCESS"] * 3  # what SES did
+
+    ses.bulk_short_answer = True
+    content, _ = bulk_content(
+        mailout_id="m", subject="Hi", body_html="<p>x</p>", unsubscribe_base="https://n.test/u?t="
+    )
+    results = app_transport.send_bulk(content, [content.recipient(to_email="a@x.org", to_name=None, token="t")])
+    assert results[0].error.kind == IN_DOUBT
+    assert ses.sent[-1].to_addresses == ["a@x.org"]
+
+
+def test_an_entry_that_cannot_be_rendered_is_accepted_but_never_delivered(ses):
+    entries = [bulk_entry("ok@x.org"), {"Destination": {"ToAddresses": ["no-token@x.org"]}}]
+
+    results = send_bulk(make_client(ses), entries)["BulkEmailEntryResults"]
+
+    assert [r["Status"] for r in results] == ["SUCCESS", "SUCCESS"]
+    assert [d.to_addresses for d in ses.sent] == [["ok@x.org"]]
+    [failure] = ses.rendering_failures
+    assert failure.to_addresses == ["no-token@x.org"]
+    assert failure.rendering_error == "Attribute 't' is not present in the rendering data."
+
+
+@pytest.mark.parametrize(
+    "template, data, escape, expected",
+    [
+        ("a {{x}} b", {"x": "<&>\"'`="}, True, "a &lt;&amp;&gt;&quot;&#x27;&#x60;&#x3D; b"),
+        ("a {{x}} b", {"x": "<&>"}, False, "a <&> b"),
+        ("{{{x}}}", {"x": "<&>"}, True, "<&>"),
+        ("{{ x }}/{{{ y.z }}}", {"x": 1, "y": {"z": True}}, True, "1/true"),
+        ("{ x } }}", {}, True, "{ x } }}"),
+    ],
+)
+def test_minimal_handlebars(template, data, escape, expected):
+    assert render_template(template, data, escape_html=escape) == expected
+
+
+@pytest.mark.parametrize("template", ["{{missing}}", "{{#if x}}y{{/if}}", "a {{ b", "{{x.y}}"])
+def test_minimal_handlebars_refuses_what_it_cannot_render(template):
+    from tests.ses_standin import _RenderingFailure
+
+    with pytest.raises(_RenderingFailure):
+        render_template(template, {"x": "1"}, escape_html=True)
