@@ -2,11 +2,17 @@
 insert a row, one address is one subscriber, one ledger row per recipient,
 and nothing is readable through Supabase's anon key."""
 
+import threading
+import time
+import uuid
+
+import psycopg
 from psycopg import sql
 import pytest
 from psycopg import errors
 
-from tests.conftest import add_mailout, add_subscribers
+from amazonsender import db, sender, store
+from tests.conftest import add_mailout, add_subscribers, ledger
 
 # The columns the specification names for each table.
 SPEC_COLUMNS = {
@@ -93,6 +99,131 @@ def test_one_send_log_row_per_mailout_and_email(conn):
 
     with pytest.raises(errors.UniqueViolation):
         conn.execute(insert, (mailout_id, "ann@x.org"))
+
+
+def test_the_same_address_twice_in_one_mailout_is_refused_byte_for_byte(conn):
+    """The unique index compares bytes ("C" collation), which refuses
+    exactly what the database's collation refused: equal addresses."""
+    mailout_id = add_mailout(conn)
+    insert = "INSERT INTO send_logs (mailout_id, email) VALUES (%s, %s)"
+    conn.execute(insert, (mailout_id, "zoë@x.org"))
+    conn.execute(insert, (mailout_id, "zoe@x.org"))
+
+    with pytest.raises(errors.UniqueViolation):
+        conn.execute(insert, (mailout_id, "zoë@x.org"))
+    with pytest.raises(errors.UniqueViolation):
+        conn.execute(
+            "INSERT INTO send_logs (mailout_id, email) VALUES (%s, 'a@x.org'), (%s, 'a@x.org')",
+            (mailout_id, mailout_id),
+        )
+
+
+def test_send_log_ids_are_version_7_uuids_in_time_order(conn):
+    mailout_id = add_mailout(conn)
+    insert = "INSERT INTO send_logs (mailout_id, email) VALUES (%s, %s) RETURNING id, created_at"
+    first = conn.execute(insert, (mailout_id, "ann@x.org")).fetchone()
+    time.sleep(0.005)
+    second = conn.execute(insert, (mailout_id, "bo@x.org")).fetchone()
+
+    assert first["id"].version == 7 and second["id"].version == 7
+    assert first["id"] < second["id"]
+    assert conn.execute("SELECT %s::uuid < %s::uuid AS ordered", (first["id"], second["id"])).fetchone()["ordered"]
+    # The first 48 bits are the Unix time in milliseconds.
+    milliseconds = first["id"].int >> 80
+    assert abs(milliseconds / 1000 - first["created_at"].timestamp()) < 5
+
+
+def test_deleting_a_mailout_deletes_its_ledger(conn):
+    """What ON DELETE CASCADE did, now a trigger on mailouts."""
+    gone, kept, also_gone = add_mailout(conn), add_mailout(conn), add_mailout(conn)
+    insert = "INSERT INTO send_logs (mailout_id, email) VALUES (%s, %s)"
+    for mailout_id in (gone, kept, also_gone):
+        conn.execute(insert, (mailout_id, "ann@x.org"))
+        conn.execute(insert, (mailout_id, "bo@x.org"))
+
+    conn.execute("DELETE FROM mailouts WHERE id = ANY(%s)", ([gone, also_gone],))
+
+    rows = conn.execute("SELECT DISTINCT mailout_id FROM send_logs").fetchall()
+    assert [row["mailout_id"] for row in rows] == [kept]
+    conn.execute("TRUNCATE mailouts CASCADE")
+    assert conn.execute("SELECT count(*) AS n FROM send_logs").fetchone()["n"] == 0
+
+
+def test_deleting_a_subscriber_keeps_its_ledger_rows_without_it(conn):
+    """What ON DELETE SET NULL did, now a trigger on subscribers."""
+    ann, bo, cy = add_subscribers(conn, ["ann@x.org", "bo@x.org", "cy@x.org"])
+    mailout_id = add_mailout(conn)
+    for subscriber_id, email in ((ann, "ann@x.org"), (bo, "bo@x.org"), (cy, "cy@x.org")):
+        conn.execute(
+            "INSERT INTO send_logs (mailout_id, subscriber_id, email) VALUES (%s, %s, %s)",
+            (mailout_id, subscriber_id, email),
+        )
+
+    conn.execute("DELETE FROM subscribers WHERE id = ANY(%s)", ([ann, bo],))
+
+    assert ledger_subscribers(conn, mailout_id) == {"ann@x.org": None, "bo@x.org": None, "cy@x.org": cy}
+    conn.execute("TRUNCATE subscribers")
+    assert ledger_subscribers(conn, mailout_id) == {"ann@x.org": None, "bo@x.org": None, "cy@x.org": None}
+
+
+def test_ids_of_mailouts_and_subscribers_never_change(conn):
+    subscriber_id = add_subscribers(conn, ["ann@x.org"])[0]
+    mailout_id = add_mailout(conn)
+
+    with pytest.raises(errors.ForeignKeyViolation):
+        conn.execute("UPDATE mailouts SET id = gen_random_uuid() WHERE id = %s", (mailout_id,))
+    with pytest.raises(errors.ForeignKeyViolation):
+        conn.execute("UPDATE subscribers SET id = gen_random_uuid() WHERE id = %s", (subscriber_id,))
+    conn.execute("UPDATE mailouts SET id = id, subject = 'Other' WHERE id = %s", (mailout_id,))
+
+
+def test_a_subscriber_deleted_during_a_claim_is_forgotten_once_the_claim_commits(database_url, conn):
+    """The snapshot does not lock subscribers (the foreign key did): the
+    DELETE's trigger waits for the claim under way, then sees its rows."""
+    ann, bo = add_subscribers(conn, ["ann@x.org", "bo@x.org"])
+    mailout_id = add_mailout(conn)
+    deleted = threading.Event()
+
+    def delete_ann():
+        with psycopg.connect(database_url, autocommit=True) as deleter:
+            deleter.execute("DELETE FROM subscribers WHERE id = %s", (ann,))
+        deleted.set()
+
+    with psycopg.connect(database_url, **db.connect_kwargs()) as claimer:
+        assert store.claim_mailout(claimer, mailout_id, uuid.uuid4())
+        assert store.snapshot_recipients(claimer, mailout_id) == 2
+        thread = threading.Thread(target=delete_ann)
+        thread.start()
+        assert not deleted.wait(0.5)
+        claimer.commit()
+    thread.join(10)
+
+    assert deleted.is_set()
+    assert ledger_subscribers(conn, mailout_id) == {"ann@x.org": None, "bo@x.org": bo}
+
+
+def test_a_claim_waits_for_a_subscriber_delete_under_way(database_url, pool, conn):
+    ann, bo = add_subscribers(conn, ["ann@x.org", "bo@x.org"])
+    mailout_id = add_mailout(conn)
+    claims = []
+    thread = threading.Thread(target=lambda: claims.append(sender.claim_mailout(pool, mailout_id)))
+
+    with psycopg.connect(database_url) as deleter:
+        deleter.execute("DELETE FROM subscribers WHERE id = %s", (ann,))
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive()
+        deleter.commit()
+    thread.join(10)
+
+    assert claims[0].recipients == 1
+    assert ledger_subscribers(conn, mailout_id) == {"bo@x.org": bo}
+    assert ledger(conn, mailout_id) == {"bo@x.org": "queued"}
+
+
+def ledger_subscribers(conn, mailout_id) -> dict:
+    rows = conn.execute("SELECT email, subscriber_id FROM send_logs WHERE mailout_id = %s", (mailout_id,)).fetchall()
+    return {row["email"]: row["subscriber_id"] for row in rows}
 
 
 def public_tables(conn) -> dict[str, bool]:
