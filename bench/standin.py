@@ -64,6 +64,7 @@ class Recorder:
         self.seen: set[str] = set()
         self.duplicates = 0
         self.requests = 0
+        self.calls = {"SendEmail": 0, "SendBulkEmail": 0}
         self.bad = 0
         self.numbers = itertools.count(1)
 
@@ -82,6 +83,7 @@ class Recorder:
         answer = {
             "emails": len(self.times),
             "requests": self.requests,
+            "calls": dict(self.calls),
             "first": self.times[0] if self.times else None,
             "last": self.times[-1] if self.times else None,
             "duplicates": self.duplicates,
@@ -131,8 +133,10 @@ def answer(recorder: Recorder, method: str, target: str, body: bytes, received: 
         recorder.bad += 1
         return (*error(400, "BadRequestException", "not a SendEmail request the stand-in understands"), True)
     if path == SEND_EMAIL_PATH:
+        recorder.calls["SendEmail"] += 1
         message_id = recorder.email(received, to[0])
         return 200, {}, json.dumps({"MessageId": message_id}).encode(), True
+    recorder.calls["SendBulkEmail"] += 1
     results = []
     for entry in entries:
         addresses = ((entry.get("Destination") or {}).get("ToAddresses")) or [None]
