@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
+import select
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import psycopg
@@ -34,6 +37,24 @@ def connect_kwargs() -> dict:
     return {"row_factory": dict_row, "prepare_threshold": None}
 
 
+def check_connection(conn: psycopg.Connection) -> None:
+    """The pool's check of a connection before it hands it out; raises when
+    the connection is no longer usable, and the pool takes another.
+
+    A connection the server ended while it sat in the pool (a restart,
+    pg_terminate_backend, a pooler's idle timeout) has something to read:
+    the server's last words, or at least the end of the stream. Only then is
+    the round trip of psycopg_pool's own check (an empty query) needed to
+    find out, so a busy service does not pay one round trip per request for
+    connections that were fine a moment ago."""
+    if conn.closed or conn.pgconn.status != psycopg.pq.ConnStatus.OK:
+        raise psycopg.OperationalError("the connection is closed")
+    poller = select.poll()
+    poller.register(conn.pgconn.socket, select.POLLIN)
+    if poller.poll(0):
+        ConnectionPool.check_connection(conn)
+
+
 def create_pool(database_url: str, *, max_size: int = 10) -> ConnectionPool:
     """Open a pool without waiting: the app starts even while the database is
     away, and /healthz reports it."""
@@ -42,7 +63,7 @@ def create_pool(database_url: str, *, max_size: int = 10) -> ConnectionPool:
         min_size=1,
         max_size=max_size,
         kwargs=connect_kwargs(),
-        check=ConnectionPool.check_connection,
+        check=check_connection,
         timeout=POOL_CHECKOUT_SECONDS,
         open=False,
         name="amazonsender",
@@ -86,6 +107,23 @@ def upgrade(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
             log.info("applying migration %s", path.name)
             applied_now.append(path.name)
     return applied_now
+
+
+@contextmanager
+def single_statement(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
+    """A pooled connection in autocommit mode, for a unit of work that is one
+    SQL statement. A statement is atomic on its own, so this is the same
+    unit of work as a transaction, minus the BEGIN and COMMIT round trips.
+    The connection goes back to the pool out of autocommit, as it came."""
+    with pool.connection() as conn:
+        conn.autocommit = True
+        try:
+            yield conn
+        finally:
+            # Always possible on a working connection (autocommit leaves no
+            # transaction open); a broken one is discarded by the pool.
+            with suppress(psycopg.Error):
+                conn.autocommit = False
 
 
 def init_app(app, pool: ConnectionPool) -> None:

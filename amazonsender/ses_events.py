@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import logging
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, request
 
 from . import events, metrics
-from .db import get_pool
+from .db import get_pool, single_statement
 from .sns import (
     NOTIFICATION,
     SUBSCRIPTION_CONFIRMATION,
@@ -28,6 +28,13 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("ses_events", __name__)
 
+# The two answers to a message that was processed, as jsonify writes them
+# (the same for every message, so written once).
+ANSWERS = {
+    True: json.dumps({"status": "processed"}, separators=(",", ":")).encode() + b"\n",
+    False: json.dumps({"status": "duplicate"}, separators=(",", ":")).encode() + b"\n",
+}
+
 
 @bp.post("/ses-events")
 def receive():
@@ -38,10 +45,7 @@ def receive():
 
     # SNS posts JSON as text/plain: read the body whatever the content type.
     try:
-        message = json.loads(request.get_data())
-        # JSON escapes can spell an unpaired surrogate ("\ud800"), which is
-        # not text: the signed string could not be encoded to check it.
-        json.dumps(message, ensure_ascii=False).encode("utf-8")
+        message = read_json(request.get_data())
     except (ValueError, UnicodeError):
         raise ApiError(400, "the body is not JSON") from None
     try:
@@ -67,7 +71,8 @@ def receive():
             raise ApiError(503, "could not confirm the subscription now; try again") from None
         log.info("confirmed the SNS subscription to %s", message["TopicArn"])
 
-    with get_pool().connection() as conn:
+    # What a message does is one statement: no transaction around it.
+    with single_statement(get_pool()) as conn:
         if kind == NOTIFICATION:
             is_new, event_type = events.process_notification(conn, message)
         else:
@@ -75,4 +80,19 @@ def receive():
     metrics.SNS_MESSAGES.labels(event_type, "processed" if is_new else "duplicate").inc()
     if kind != NOTIFICATION and kind != SUBSCRIPTION_CONFIRMATION:
         log.warning("SNS subscription to %s was removed (UnsubscribeConfirmation)", message["TopicArn"])
-    return jsonify(status="processed" if is_new else "duplicate"), 200
+    return current_app.response_class(ANSWERS[is_new], status=200, mimetype="application/json")
+
+
+def read_json(body: bytes):
+    """The parsed body; ValueError or UnicodeError unless it is JSON text.
+
+    JSON escapes can spell an unpaired surrogate ("\\ud800"), which is not
+    text: the signed string could not be encoded to check it, nor the
+    payload stored. json.loads also lets UTF-8-encoded surrogates through
+    (and reads UTF-16 and UTF-32). Only a body with a \\u escape, a 0xED
+    byte (how UTF-8 begins U+D000 to U+DFFF) or not in UTF-8 can hold one:
+    such a body is written out again to find out."""
+    message = json.loads(body)
+    if b"\\u" in body or b"\xed" in body or json.detect_encoding(body) != "utf-8":
+        json.dumps(message, ensure_ascii=False).encode("utf-8")
+    return message

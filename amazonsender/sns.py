@@ -36,7 +36,8 @@ SIGNED_FIELDS = {
     UNSUBSCRIBE_CONFIRMATION: CONFIRMATION_FIELDS,
 }
 OPTIONAL_FIELDS = {"Subject"}
-HASHES = {"1": hashes.SHA1, "2": hashes.SHA256}
+HASHES = {"1": hashes.SHA1(), "2": hashes.SHA256()}
+PKCS1 = padding.PKCS1v15()
 
 MAX_MESSAGE_AGE_SECONDS = 3600
 MAX_CLOCK_SKEW_SECONDS = 300
@@ -58,6 +59,13 @@ class CertificateUnavailable(Exception):
     """The signing certificate could not be fetched now; SNS should retry."""
 
 
+# URLs that passed is_aws_sns_url, so that the certificate URL every message
+# names is checked once, not on every message. Only passes are kept, and at
+# most this many (then it starts over).
+_SNS_URLS_SEEN: set[tuple[str, str | None]] = set()
+SNS_URLS_SEEN_MAX = 64
+
+
 def is_aws_sns_url(url: str, *, path_suffix: str | None = None) -> bool:
     """True only for https://sns.<region>.amazonaws.com[.cn]/... with no
     user-info, no port, and (when given) a path ending in `path_suffix`.
@@ -66,7 +74,20 @@ def is_aws_sns_url(url: str, *, path_suffix: str | None = None) -> bool:
     `sns.x.amazonaws.com.evil.org`, `evil.org/sns.x.amazonaws.com` and
     `sns.x.amazonaws.com@evil.org` all fail.
     """
-    if not isinstance(url, str) or any(ch.isspace() or ord(ch) < 32 for ch in url) or "\\" in url:
+    if not isinstance(url, str):
+        return False
+    if (url, path_suffix) in _SNS_URLS_SEEN:
+        return True
+    if not _check_sns_url(url, path_suffix):
+        return False
+    if len(_SNS_URLS_SEEN) >= SNS_URLS_SEEN_MAX:
+        _SNS_URLS_SEEN.clear()
+    _SNS_URLS_SEEN.add((url, path_suffix))
+    return True
+
+
+def _check_sns_url(url: str, path_suffix: str | None) -> bool:
+    if any(ch.isspace() or ord(ch) < 32 for ch in url) or "\\" in url:
         return False
     try:
         parts = urlsplit(url)
@@ -186,7 +207,7 @@ class MessageVerifier:
 
         key = self.certificates.public_key(cert_url)
         try:
-            key.verify(signature, string_to_sign(message), padding.PKCS1v15(), HASHES[version]())
+            key.verify(signature, string_to_sign(message), PKCS1, HASHES[version])
         except InvalidSignature:
             raise InvalidMessage("the signature does not match the message") from None
 

@@ -13,13 +13,16 @@ import logging
 from flask import Blueprint, current_app, render_template, request, url_for
 
 from . import store
-from .db import get_pool
+from .db import get_pool, single_statement
 from .tokens import BadToken, UnsubscribeTokens
 from .web import ApiError
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("unsubscribe", __name__)
+
+UNSUBSCRIBE_TOKENS = "unsubscribe_tokens"
+UNSUBSCRIBED_PAGE = "unsubscribed_page"
 
 BAD_LINK = (
     "This unsubscribe link is damaged or incomplete. Open the link from the email again, "
@@ -50,21 +53,38 @@ def confirm():
 def unsubscribe():
     token = request.args.get("token") or request.form.get("token", "")
     subscriber_id = read_subscriber_id(token)
-    with get_pool().connection() as conn:
+    # One UPDATE: no transaction around it.
+    with single_statement(get_pool()) as conn:
         changed = store.unsubscribe(conn, subscriber_id)
     if changed:
         log.info("subscriber %s unsubscribed", subscriber_id)
-    return render_template(
-        "message.html",
-        title="You are unsubscribed",
-        message="You will not receive our newsletter any more. Sorry to see you go.",
-    )
+    return unsubscribed_page()
+
+
+def unsubscribed_page() -> str:
+    """The same page for everybody, so it is rendered once per app."""
+    page = current_app.extensions.get(UNSUBSCRIBED_PAGE)
+    if page is None:
+        page = current_app.extensions[UNSUBSCRIBED_PAGE] = render_template(
+            "message.html",
+            title="You are unsubscribed",
+            message="You will not receive our newsletter any more. Sorry to see you go.",
+        )
+    return page
 
 
 def read_subscriber_id(token: str):
-    settings = current_app.config["SETTINGS"]
-    tokens = UnsubscribeTokens(settings.unsubscribe_secret, settings.unsubscribe_old_secrets)
     try:
-        return tokens.read(token)
+        return unsubscribe_tokens().read(token)
     except BadToken:
         raise ApiError(400, BAD_LINK) from None
+
+
+def unsubscribe_tokens() -> UnsubscribeTokens:
+    """The app's token reader, made once for its settings."""
+    settings = current_app.config["SETTINGS"]
+    cached = current_app.extensions.get(UNSUBSCRIBE_TOKENS)
+    if cached is None or cached[0] is not settings:
+        cached = (settings, UnsubscribeTokens(settings.unsubscribe_secret, settings.unsubscribe_old_secrets))
+        current_app.extensions[UNSUBSCRIBE_TOKENS] = cached
+    return cached[1]
