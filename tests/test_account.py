@@ -329,8 +329,10 @@ def test_webhook_within_the_quota_sends_at_the_accounts_lower_rate(settings, poo
     assert response.status_code == 200, response.json
     assert response.json["status"] == "sent" and response.json["sent"] == 8
     assert sorted(transport.sent) == emails(8)
+    # The account's 20/s, not our 2000/s: never closer than the pacer's
+    # catch-up after a batch boundary allows.
     gaps = [b - a for a, b in zip(transport.times, transport.times[1:])]
-    assert min(gaps) >= 0.9 / rate
+    assert min(gaps) >= 0.95 * sender.PACE_MARGIN / sender.CATCH_UP / rate
 
 
 def test_webhook_when_getaccount_is_not_allowed_sends_anyway(settings, pool, conn, ready):
