@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import re
 import threading
 import time
 from collections import Counter
@@ -181,3 +182,18 @@ def test_healthz_is_200_when_the_database_answers(service, database_url):
     assert response.json()["status"] == "ok"
     for secret in (*SECRETS, database_url):
         assert secret not in response.text
+
+
+def test_the_access_log_has_the_path_and_status_but_never_the_token(service):
+    token = "secret-token-value.abc"
+    response = requests.post(service.url + f"/unsubscribe?token={token}", timeout=10)
+    assert response.status_code == 400  # not a token we made
+    requests.get(service.url + "/healthz?probe=1", timeout=10)
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and '"GET /healthz" 200' not in service.log():
+        time.sleep(0.05)
+    log = service.log()
+    assert re.search(r'127\.0\.0\.1 "POST /unsubscribe" 400 \d+ \d+ms', log), log
+    assert re.search(r'127\.0\.0\.1 "GET /healthz" 200 \d+ \d+ms', log), log
+    assert token not in log and "probe" not in log
