@@ -469,13 +469,10 @@ class BulkContent:
             raise ValueError("the unsubscribe URL must be one line of ASCII")
         return BulkRecipient(
             to_address=to_email,
-            destination=_destination(to_email, to_name),
+            destination=ses_address(to_email, to_name),
             unsubscribe_url=url,
-            template_data='{"t":"%s"}' % token if _TOKEN.fullmatch(token) else json.dumps({"t": token}),
+            template_data=json.dumps({"t": token}, separators=(",", ":")),
         )
-
-
-_TOKEN = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def bulk_content(
@@ -499,10 +496,11 @@ def bulk_content(
     return content, ""
 
 
-def _destination(email: str, name: str | None) -> str:
-    """`Name <email>` for SES's Destination: a plain ASCII name as it is,
-    quoted when it needs quotes, a non-ASCII one as RFC 2047 encoded words
-    (SES requires that of display names)."""
+def ses_address(email: str, name: str | None) -> str:
+    """`Name <email>` as SES's SendBulkEmail takes addresses (it writes the
+    header from them): a plain ASCII name as it is, quoted when it needs
+    quotes, a non-ASCII one as RFC 2047 encoded words (SES requires that of
+    display names)."""
     clean_name = " ".join("".join(ch for ch in (name or "") if ch >= " " and ch != "\x7f").split())
     if not clean_name:
         return email

@@ -684,23 +684,46 @@ class _Run:
             message_id = self.send_with_retries(email)
         except SendError as exc:
             if exc.kind in (RECIPIENT, TRANSIENT):
-                with self.lock:
-                    self.consecutive_failures += 1
-                    self.last_error = str(exc)
-                return store.Outcome(recipient.log_id, "failed", error=str(exc)), None
+                outcome = store.Outcome(recipient.log_id, "failed", error=str(exc))
+                self.note_outcomes([outcome])
+                return outcome, None
             if exc.kind == IN_DOUBT:
                 return store.Outcome(recipient.log_id, "unknown", error=str(exc)), None
             if exc.kind == STOPPED:
                 return None, _Halt("paused", f"interrupted: {stop_reason}")
             if exc.kind == THROTTLED:
                 # Never a failure: this recipient goes back to the queue.
-                return None, _Halt("paused", f"SES kept throttling after {THROTTLE_ATTEMPTS} waits: {exc}")
+                return None, kept_throttling(exc)
             # Account-wide: SES refused the call itself, so this recipient
             # was not sent and goes back to the queue with the rest.
             return None, _Halt("failed", str(exc))
+        outcome = store.Outcome(recipient.log_id, "sent", ses_message_id=message_id)
+        self.note_outcomes([outcome])
+        return outcome, None
+
+    def note_outcomes(self, outcomes) -> None:
+        """Count failures in a row for the circuit breaker: a failed
+        recipient adds one, a sent one starts again from zero."""
         with self.lock:
-            self.consecutive_failures = 0
-        return store.Outcome(recipient.log_id, "sent", ses_message_id=message_id), None
+            for outcome in outcomes:
+                if outcome.status == "failed":
+                    self.consecutive_failures += 1
+                    self.last_error = outcome.error
+                elif outcome.status == "sent":
+                    self.consecutive_failures = 0
+
+    def wait_after_throttling(self, attempt: int, error: SendError, what: str) -> None:
+        """SES throttled us: slow the pace for a while, and back off before
+        sending `what` again."""
+        self.pacer.slow_down()
+        self.keep_heartbeat()
+        log.warning(
+            "SES throttled us (%s); pace now %.2f/s, waiting before sending %s again",
+            error,
+            self.pacer.current_rate,
+            what,
+        )
+        self.sleep(backoff_seconds(attempt))
 
     def send_with_retries(self, email) -> str:
         throttled = transient = 0
@@ -713,14 +736,7 @@ class _Run:
             except SendError as exc:
                 if exc.kind == THROTTLED and throttled < THROTTLE_ATTEMPTS:
                     throttled += 1
-                    self.pacer.slow_down()
-                    self.keep_heartbeat()
-                    log.warning(
-                        "SES throttled us (%s); pace now %.2f/s, waiting before the same email again",
-                        exc,
-                        self.pacer.current_rate,
-                    )
-                    self.sleep(backoff_seconds(throttled))
+                    self.wait_after_throttling(throttled, exc, "the same email")
                 elif exc.kind == TRANSIENT and transient < TRANSIENT_ATTEMPTS - 1:
                     transient += 1
                     self.sleep(backoff_seconds(transient))
@@ -818,18 +834,10 @@ class _Run:
                 break
             if THROTTLED in retry_kinds:
                 if throttled >= THROTTLE_ATTEMPTS:
-                    halt = _Halt("paused", f"SES kept throttling after {THROTTLE_ATTEMPTS} waits: {last_error}")
+                    halt = kept_throttling(last_error)
                     break
                 throttled += 1
-                self.pacer.slow_down()
-                self.keep_heartbeat()
-                log.warning(
-                    "SES throttled us (%s); pace now %.2f/s, waiting before sending the same %d again",
-                    last_error,
-                    self.pacer.current_rate,
-                    len(retry),
-                )
-                self.sleep(backoff_seconds(throttled))
+                self.wait_after_throttling(throttled, last_error, f"the same {len(retry)}")
             else:
                 if transient >= TRANSIENT_ATTEMPTS - 1:
                     for recipient in retry:
@@ -838,13 +846,7 @@ class _Run:
                 transient += 1
                 self.sleep(backoff_seconds(transient))
             pending = retry
-        with self.lock:
-            for outcome in outcomes.values():
-                if outcome.status == "failed":
-                    self.consecutive_failures += 1
-                    self.last_error = outcome.error
-                elif outcome.status == "sent":
-                    self.consecutive_failures = 0
+        self.note_outcomes(outcomes.values())
         outcomes.update(alone)
         return [outcomes.get(r.log_id) or store.Outcome(r.log_id, "queued") for r in chunk], halt
 
@@ -981,6 +983,12 @@ def reputation_problem(sent: int, reputation: dict, settings) -> str | None:
             f" is above MAX_COMPLAINT_RATE {settings.max_complaint_rate:.2%}"
         )
     return None
+
+
+def kept_throttling(error: SendError) -> _Halt:
+    """SES still throttled after THROTTLE_ATTEMPTS waits: pause, and leave
+    the recipients queued (throttling is never a recipient's failure)."""
+    return _Halt("paused", f"SES kept throttling after {THROTTLE_ATTEMPTS} waits: {error}")
 
 
 def backoff_seconds(attempt: int) -> float:

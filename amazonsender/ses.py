@@ -20,7 +20,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
-from email.utils import formataddr, parseaddr
+from email.utils import parseaddr
 from pathlib import Path
 
 import boto3
@@ -39,7 +39,7 @@ from botocore.exceptions import (
 )
 
 from . import metrics
-from .message import BulkContent, BulkRecipient, OutgoingEmail, address_only
+from .message import BulkContent, BulkRecipient, OutgoingEmail, address_only, ses_address
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,12 @@ class SendError(Exception):
         self.code = code  # SES's error code, when SES answered with one
 
 
+def names_unverified_sender(message: str, from_address: str) -> bool:
+    """A rejection that says our sender identity is not verified: no email
+    of the mailout can go, so it is account-wide, not this recipient's."""
+    return "not verified" in message.lower() and from_address.lower() in message.lower()
+
+
 def classify_client_error(error: ClientError, from_address: str) -> SendError:
     info = error.response.get("Error", {})
     code = info.get("Code", "")
@@ -101,8 +107,7 @@ def classify_client_error(error: ClientError, from_address: str) -> SendError:
         return SendError(text, kind=THROTTLED, code=code)
     if code in ACCOUNT_ERROR_CODES:
         return SendError(text, kind=ACCOUNT, code=code)
-    if code == "MessageRejected" and "not verified" in message.lower() and from_address.lower() in message.lower():
-        # The sender identity is not verified: no email of this mailout can go.
+    if code == "MessageRejected" and names_unverified_sender(message, from_address):
         return SendError(text, kind=ACCOUNT, code=code)
     if status >= 500:
         return SendError(text, kind=TRANSIENT, code=code)
@@ -147,18 +152,18 @@ def bulk_result(answer: dict | None, from_address: str) -> BulkResult:
         return BulkResult(error=SendError("SES answered SUCCESS without a message id", kind=IN_DOUBT))
     text = f"{status}: {answer.get('Error') or 'no detail'}"
     kind = BULK_STATUS_KINDS.get(status, TRANSIENT)
-    if status == "MESSAGE_REJECTED" and "not verified" in text.lower() and from_address.lower() in text.lower():
+    if status == "MESSAGE_REJECTED" and names_unverified_sender(text, from_address):
         kind = ACCOUNT
     return BulkResult(error=SendError(text, kind=kind))
 
 
 def encoded_address(value: str) -> str:
-    """An address as SES's SendBulkEmail takes it (SES writes the header from
-    it): a non-ASCII display name as RFC 2047 encoded words."""
+    """SES_FROM_EMAIL or SES_REPLY_TO as SendBulkEmail takes it: a
+    non-ASCII display name as RFC 2047 encoded words (message.ses_address)."""
     if value.isascii():
         return value
     name, address = parseaddr(value)
-    return formataddr((name, address), charset="utf-8") if address else value
+    return ses_address(address, name) if address else value
 
 
 class SesTransport:

@@ -27,6 +27,18 @@ def notify(pool, message: str, sns_id: str | None = None):
         )
 
 
+def mailout_sent_to_ann(conn, ses_message_id: str):
+    """A mailout whose ledger says it went to Ann with this SES message id."""
+    (ann_id,) = add_subscribers(conn, [ANN])
+    mailout_id = add_mailout(conn, status="sent")
+    conn.execute(
+        "INSERT INTO send_logs (mailout_id, subscriber_id, email, status, ses_message_id)"
+        " VALUES (%s, %s, %s, 'sent', %s)",
+        (mailout_id, ann_id, ANN, ses_message_id),
+    )
+    return mailout_id
+
+
 # --- the connection ----------------------------------------------------------------
 
 
@@ -82,26 +94,14 @@ def test_an_unknown_message_is_stored_as_json(pool, conn, message, payload):
 
 
 def test_an_untagged_event_is_linked_by_its_ses_message_id(pool, conn):
-    (ann_id,) = add_subscribers(conn, [ANN])
-    mailout_id = add_mailout(conn, status="sent")
-    conn.execute(
-        "INSERT INTO send_logs (mailout_id, subscriber_id, email, status, ses_message_id)"
-        " VALUES (%s, %s, %s, 'sent', 'ses-1')",
-        (mailout_id, ann_id, ANN),
-    )
+    mailout_id = mailout_sent_to_ann(conn, ses_message_id="ses-1")
     notify(pool, ses_sample("delivery_notification", address=ANN, ses_message_id="ses-1"))
     assert conn.execute("SELECT mailout_id FROM ses_events").fetchone()["mailout_id"] == mailout_id
     assert conn.execute("SELECT status FROM send_logs").fetchone()["status"] == "delivered"
 
 
 def test_an_event_with_an_empty_ses_message_id_is_linked_to_nothing(pool, conn):
-    (ann_id,) = add_subscribers(conn, [ANN])
-    mailout_id = add_mailout(conn, status="sent")
-    conn.execute(
-        "INSERT INTO send_logs (mailout_id, subscriber_id, email, status, ses_message_id)"
-        " VALUES (%s, %s, %s, 'sent', '')",
-        (mailout_id, ann_id, ANN),
-    )
+    mailout_id = mailout_sent_to_ann(conn, ses_message_id="")
     notify(pool, ses_sample("delivery_notification", address=ANN, ses_message_id=""))
     assert conn.execute("SELECT mailout_id FROM ses_events").fetchone()["mailout_id"] is None
     assert conn.execute("SELECT status FROM send_logs").fetchone()["status"] == "sent"
