@@ -197,3 +197,22 @@ def test_the_access_log_has_the_path_and_status_but_never_the_token(service):
     assert re.search(r'127\.0\.0\.1 "POST /unsubscribe" 400 \d+ \d+ms', log), log
     assert re.search(r'127\.0\.0\.1 "GET /healthz" 200 \d+ \d+ms', log), log
     assert token not in log and "probe" not in log
+
+
+def test_a_worker_freezes_what_it_loaded_so_full_collections_stay_short():
+    # In a process of its own: the hook freezes the garbage collector's
+    # objects and replaces the SIGTERM handler, neither of which should touch
+    # the test run.
+    script = """
+import gc, runpy, signal
+hooks = runpy.run_path("gunicorn.conf.py")
+assert gc.get_freeze_count() == 0
+hooks["post_worker_init"](object())
+print(gc.get_freeze_count(), signal.getsignal(signal.SIGTERM).__name__)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    frozen, handler = result.stdout.split()
+    assert int(frozen) > 1000
+    assert handler == "on_sigterm"
