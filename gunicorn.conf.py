@@ -83,11 +83,12 @@ BACKGROUND_STOP_SECONDS = 25
 def post_worker_init(worker):
     """On SIGTERM (a deploy, `docker stop`), tell every mailout this worker is
     sending to pause after the email in flight, then let gunicorn begin its
-    own graceful shutdown. Then take the loaded app out of the garbage
-    collector's sight."""
+    own graceful shutdown. Then make log records lean and take the loaded
+    app out of the garbage collector's sight."""
     import gc
     import signal
 
+    from amazonsender.logs import lean_log_records
     from amazonsender.sender import request_stop
 
     gunicorn_handler = signal.getsignal(signal.SIGTERM)
@@ -98,6 +99,7 @@ def post_worker_init(worker):
             gunicorn_handler(signum, frame)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    lean_log_records()
 
     # The app and the libraries it imported (some 100,000 objects) live as
     # long as the worker. A full collection walked them all, about 65 ms

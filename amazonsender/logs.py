@@ -63,12 +63,16 @@ def configure_logging(level: str, log_format: str = "json") -> None:
         root.addHandler(handler)
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     root.setLevel(level.upper())
-    # Neither format (nor gunicorn's) shows where a call came from, the
-    # thread's name or the multiprocessing process name, so records do not
-    # collect them: finding the caller walks the stack on every line, and
-    # this service writes one or two lines per request. (The "Optimization"
-    # section of Python's logging HOWTO.) The process id stays: gunicorn's
-    # own lines show it.
+
+
+def lean_log_records() -> None:
+    """Neither format (nor gunicorn's) shows where a call came from, the
+    thread's name or the multiprocessing process name, so a server's records
+    need not collect them: finding the caller walks the stack on every line,
+    and the service writes one or two lines per request (the "Optimization"
+    section of Python's logging HOWTO). The process id stays: gunicorn's own
+    lines show it. Only gunicorn's workers do this; elsewhere (the CLI, the
+    tests) records keep the caller, which pytest shows."""
     logging._srcfile = None
     logging.logThreads = False
     logging.logMultiprocessing = False

@@ -199,20 +199,21 @@ def test_the_access_log_has_the_path_and_status_but_never_the_token(service):
     assert token not in log and "probe" not in log
 
 
-def test_a_worker_freezes_what_it_loaded_so_full_collections_stay_short():
+def test_a_worker_freezes_what_it_loaded_and_keeps_log_records_lean():
     # In a process of its own: the hook freezes the garbage collector's
-    # objects and replaces the SIGTERM handler, neither of which should touch
-    # the test run.
+    # objects, changes logging's globals and replaces the SIGTERM handler,
+    # none of which should touch the test run.
     script = """
-import gc, runpy, signal
+import gc, logging, runpy, signal
 hooks = runpy.run_path("gunicorn.conf.py")
-assert gc.get_freeze_count() == 0
+assert gc.get_freeze_count() == 0 and logging._srcfile is not None
 hooks["post_worker_init"](object())
-print(gc.get_freeze_count(), signal.getsignal(signal.SIGTERM).__name__)
+print(gc.get_freeze_count(), signal.getsignal(signal.SIGTERM).__name__, logging._srcfile, logging.logThreads)
 """
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
     )
-    frozen, handler = result.stdout.split()
+    frozen, handler, srcfile, log_threads = result.stdout.split()
     assert int(frozen) > 1000
     assert handler == "on_sigterm"
+    assert (srcfile, log_threads) == ("None", "False")
