@@ -31,7 +31,9 @@ def ses():
         yield standin
 
 
-def make_client(ses):
+def make_client(ses, **config):
+    """A client of the stand-in; `config` adds botocore Config options, such
+    as parameter_validation=False for requests botocore itself would refuse."""
     return boto3.client(
         "sesv2",
         endpoint_url=ses.url,
@@ -39,7 +41,7 @@ def make_client(ses):
         aws_access_key_id="fake",
         aws_secret_access_key="fake",
         # One attempt: botocore would retry a throttled call by itself.
-        config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
+        config=Config(retries={"mode": "standard", "total_max_attempts": 1}, **config),
     )
 
 
@@ -181,14 +183,7 @@ def test_a_read_timeout_is_in_doubt_and_not_retried(ses):
     reports it as in doubt, and nothing sends it a second time."""
     from amazonsender.ses import IN_DOUBT
 
-    client = boto3.client(
-        "sesv2",
-        endpoint_url=ses.url,
-        region_name="us-east-1",
-        aws_access_key_id="fake",
-        aws_secret_access_key="fake",
-        config=Config(read_timeout=0.2, retries={"mode": "standard", "total_max_attempts": 1}),
-    )
+    client = make_client(ses, read_timeout=0.2)
     ses.latency = 0.5
     transport = SesTransport(client, from_address="news@example.test")
     from amazonsender.message import OutgoingEmail
@@ -368,18 +363,6 @@ def test_the_application_transport_sends_bulk_through_it(ses, app_transport):
     assert "https://n.test/u?token=tok2" in ses.sent[1].message.get_body(("html",)).get_content()
 
 
-def raw_client(ses):
-    """A client that sends whatever it is given, for requests botocore itself would refuse."""
-    return boto3.client(
-        "sesv2",
-        endpoint_url=ses.url,
-        region_name="us-east-1",
-        aws_access_key_id="fake",
-        aws_secret_access_key="fake",
-        config=Config(retries={"mode": "standard", "total_max_attempts": 1}, parameter_validation=False),
-    )
-
-
 @pytest.mark.parametrize(
     "change",
     [
@@ -416,7 +399,7 @@ def test_a_malformed_bulk_request_is_refused_as_a_whole(ses, change):
     change(request)
 
     with pytest.raises(ClientError) as caught:
-        raw_client(ses).send_bulk_email(**request)
+        make_client(ses, parameter_validation=False).send_bulk_email(**request)
 
     assert caught.value.response["Error"]["Code"] == "BadRequestException"
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
