@@ -6,11 +6,14 @@ deployment sees the whole list in one message instead of one error per restart.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
 
 LOCAL = "local"
 PRODUCTION = "production"
@@ -23,7 +26,16 @@ LOCAL_DEFAULTS = {
     "UNSUBSCRIBE_SECRET": "local-unsubscribe-secret-change-me",
     "AWS_REGION": "us-east-1",
     "SES_FROM_EMAIL": "AmazonSender <newsletter@localhost.localdomain>",
+    # Shown in the footer of every local email, so that nobody mistakes an
+    # empty footer for a finished one.
+    "POSTAL_ADDRESS": "Your postal address here (set POSTAL_ADDRESS)",
 }
+
+# POSTAL_ADDRESS=none: sending without a postal address is a decision, never
+# an omission (docs/compliance.md).
+NO_POSTAL_ADDRESS = "none"
+MAX_NEWSLETTER_NAME_LENGTH = 100
+MAX_POSTAL_ADDRESS_LENGTH = 300
 
 MIN_SECRET_LENGTH = 16
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -50,6 +62,11 @@ class Settings:
     unsubscribe_old_secrets: tuple[str, ...] = field(default=(), repr=False)
     ses_reply_to: str | None = None
     ses_configuration_set: str | None = None
+    # Shown in the footer and on the unsubscribe pages; also the From display
+    # name when SES_FROM_EMAIL has none of its own (already in ses_from_email).
+    newsletter_name: str | None = None
+    # One line for the footer (CAN-SPAM); None only when POSTAL_ADDRESS=none.
+    postal_address: str | None = None
     rate_limit_per_sec: float = 6.0
     batch_size: int = 50
     # SES calls in flight at once, all paced by the one rate limit.
@@ -97,7 +114,11 @@ class Settings:
             reader.problems.append(f"APP_ENV must be '{PRODUCTION}' or '{LOCAL}', not {app_env!r}")
         local = app_env == LOCAL
         if local:
-            for name, value in LOCAL_DEFAULTS.items():
+            defaults = dict(LOCAL_DEFAULTS)
+            if env.get("NEWSLETTER_NAME", "").strip():
+                # The default From's display name would hide NEWSLETTER_NAME.
+                defaults["SES_FROM_EMAIL"] = parseaddr(defaults["SES_FROM_EMAIL"])[1]
+            for name, value in defaults.items():
                 env.setdefault(name, value)
 
         port = reader.integer("PORT", default=3000, low=1, high=65535)
@@ -113,6 +134,7 @@ class Settings:
             if not has_secret:
                 reader.problems.append("AWS_SECRET_ACCESS_KEY is missing")
 
+        newsletter_name = reader.one_line("NEWSLETTER_NAME", max_length=MAX_NEWSLETTER_NAME_LENGTH)
         settings = cls(
             app_env=app_env,
             database_url=reader.database_url(),
@@ -121,9 +143,11 @@ class Settings:
             unsubscribe_old_secrets=tuple(reader.listing("UNSUBSCRIBE_OLD_SECRETS")),
             app_base_url=reader.base_url("APP_BASE_URL", require_https=not local),
             aws_region=reader.required("AWS_REGION"),
-            ses_from_email=reader.address("SES_FROM_EMAIL", required=True),
+            ses_from_email=with_display_name(reader.address("SES_FROM_EMAIL", required=True), newsletter_name),
             ses_reply_to=reader.address("SES_REPLY_TO", required=False),
             ses_configuration_set=reader.optional("SES_CONFIGURATION_SET"),
+            newsletter_name=newsletter_name,
+            postal_address=reader.postal_address(),
             rate_limit_per_sec=reader.number("RATE_LIMIT_PER_SEC", default=6.0, low=0.01, high=10_000),
             batch_size=reader.integer("BATCH_SIZE", default=50, low=1, high=5_000),
             send_concurrency=reader.integer("SEND_CONCURRENCY", default=1, low=1, high=256),
@@ -147,6 +171,11 @@ class Settings:
         )
         if reader.problems:
             raise ConfigError(reader.problems)
+        if settings.postal_address is None:
+            _warn_once(
+                "POSTAL_ADDRESS=none: emails go out without a postal address, which CAN-SPAM requires in"
+                " commercial email (docs/compliance.md)"
+            )
         return settings
 
 
@@ -173,6 +202,39 @@ class _Reader:
         if value and len(value) < MIN_SECRET_LENGTH:
             self.problems.append(f"{name} is too short: use at least {MIN_SECRET_LENGTH} random characters")
         return value
+
+    def one_line(self, name: str, *, max_length: int) -> str | None:
+        """Text that goes into email headers, footers and pages: one line
+        without control characters, so it can never add a header or break
+        the layout."""
+        value = self.optional(name)
+        if value is None:
+            return None
+        if _CONTROL_CHARACTERS.search(value):
+            self.problems.append(
+                f"{name} must be one line without control characters (line breaks, tabs, NUL): {value!r}"
+            )
+        elif len(value) > max_length:
+            self.problems.append(f"{name} is {len(value)} characters long: at most {max_length}")
+        return value
+
+    def postal_address(self) -> str | None:
+        raw = self.optional("POSTAL_ADDRESS")
+        if raw is None:
+            self.problems.append(
+                "POSTAL_ADDRESS is missing: commercial email must show your postal address (CAN-SPAM). Write it"
+                " on one line, parts separated by commas, or set POSTAL_ADDRESS=none to send without one on"
+                " purpose (docs/compliance.md)"
+            )
+            return None
+        if raw.lower() == NO_POSTAL_ADDRESS:
+            return None
+        if "\\n" in raw:
+            # python-dotenv and Docker keep a written \n as two characters: it
+            # would show up in every footer as it is.
+            self.problems.append(f"POSTAL_ADDRESS is one line: separate its parts with commas, not \\n: {raw!r}")
+            return raw
+        return self.one_line("POSTAL_ADDRESS", max_length=MAX_POSTAL_ADDRESS_LENGTH)
 
     def listing(self, name: str) -> list[str]:
         return [item.strip() for item in self.env.get(name, "").split(",") if item.strip()]
@@ -259,8 +321,41 @@ class _Reader:
         return value
 
 
+# C0 and C1 controls (CR, LF, tab, NUL, ESC...) and the Unicode line and
+# paragraph separators.
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _TOPIC_ARN = re.compile(r"^arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}$")
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+
+
+# RFC 5322 specials: a display name containing one must be quoted.
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+
+
+def with_display_name(value: str | None, name: str | None) -> str | None:
+    """`name <address>` when `value` is a bare address, else `value` as it is:
+    a display name written in SES_FROM_EMAIL wins. A non-ASCII name stays
+    plain text here; the SES layer encodes it for the header."""
+    if not value or not name:
+        return value
+    display, address = parseaddr(value)
+    if display or not address or not is_plausible_address(value):
+        return value
+    if _SPECIALS.search(name):
+        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{name} <{address}>"
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Once per process. gunicorn's master reads the settings before it forks
+    its workers, which inherit this set: one warning per start, not one per
+    worker."""
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
 
 
 def is_plausible_address(value: str) -> bool:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+from email.utils import parseaddr
+
 import pytest
 
+from amazonsender import config
 from amazonsender.config import ConfigError, Settings
 
 REQUIRED = [
@@ -22,6 +26,7 @@ SHARED_SECRET = "shared-secret-abcdefghijklmnop"
 UNSUBSCRIBE_SECRET = "unsubscribe-secret-abcdefghijklmnop"
 OLD_SECRET = "old-unsubscribe-secret-abcdefghijk"
 AWS_SECRET = "aws-secret-key-abcdefghijklmnop"
+POSTAL_ADDRESS = "Example Ltd, 1 Main Street, Springfield, IL 62701, USA"
 
 
 def production_env(**changes) -> dict[str, str]:
@@ -34,6 +39,7 @@ def production_env(**changes) -> dict[str, str]:
         "SES_FROM_EMAIL": "Newsletter <news@example.test>",
         "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
         "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
+        "POSTAL_ADDRESS": POSTAL_ADDRESS,
     }
     env.update(changes)
     return {name: value for name, value in env.items() if value is not None}
@@ -63,13 +69,16 @@ def test_complete_production_settings():
     assert settings.aws_region == "eu-west-1"
     assert settings.ses_from_email == "Newsletter <news@example.test>"
     assert settings.use_outbox is False
+    assert settings.postal_address == POSTAL_ADDRESS
+    assert settings.newsletter_name is None
 
 
 def test_production_with_nothing_set_reports_every_missing_setting_at_once():
     problems = problems_of({})
     for name in REQUIRED:
         assert problem_about(problems, name) == f"{name} is missing"
-    assert len(problems) == len(REQUIRED)
+    assert problem_about(problems, "POSTAL_ADDRESS").startswith("POSTAL_ADDRESS is missing")
+    assert len(problems) == len(REQUIRED) + 1
 
 
 def test_the_error_message_lists_every_problem():
@@ -290,3 +299,120 @@ def test_reads_os_environ_when_no_mapping_is_given(monkeypatch):
     for name, value in production_env(BATCH_SIZE="7").items():
         monkeypatch.setenv(name, value)
     assert Settings.from_env().batch_size == 7
+
+
+# --- NEWSLETTER_NAME and POSTAL_ADDRESS (docs/compliance.md) -----------------------
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch, caplog):
+    """A process that has not warned yet, and the warnings it logs."""
+    monkeypatch.setattr(config, "_warned", set())
+    caplog.set_level(logging.WARNING, logger="amazonsender.config")
+    return caplog
+
+
+@pytest.mark.parametrize("value", [None, "", "   "])
+def test_production_refuses_to_start_without_a_postal_address(value):
+    problems = problems_of(production_env(POSTAL_ADDRESS=value))
+    assert len(problems) == 1
+    problem = problem_about(problems, "POSTAL_ADDRESS")
+    assert problem.startswith("POSTAL_ADDRESS is missing")
+    assert "CAN-SPAM" in problem and "POSTAL_ADDRESS=none" in problem
+
+
+@pytest.mark.parametrize("value", ["none", "NONE", " None "])
+def test_postal_address_none_on_purpose_is_none_with_one_warning(fresh_warnings, value):
+    assert Settings.from_env(production_env(POSTAL_ADDRESS=value)).postal_address is None
+    Settings.from_env(production_env(POSTAL_ADDRESS=value))  # a worker reading them again
+    warnings = [r for r in fresh_warnings.records if "POSTAL_ADDRESS" in r.getMessage()]
+    assert len(warnings) == 1
+    assert warnings[0].levelno == logging.WARNING
+    assert "without a postal address" in warnings[0].getMessage()
+
+
+def test_no_warning_with_a_postal_address(fresh_warnings):
+    Settings.from_env(production_env())
+    assert not [r for r in fresh_warnings.records if "POSTAL_ADDRESS" in r.getMessage()]
+
+
+def test_no_warning_when_the_settings_are_refused(fresh_warnings):
+    problems_of(production_env(POSTAL_ADDRESS="none", DATABASE_URL=None))
+    assert not fresh_warnings.records
+
+
+def test_postal_address_and_newsletter_name_are_read_and_trimmed():
+    settings = Settings.from_env(production_env(POSTAL_ADDRESS=f"  {POSTAL_ADDRESS} ", NEWSLETTER_NAME=" Weekly "))
+    assert settings.postal_address == POSTAL_ADDRESS
+    assert settings.newsletter_name == "Weekly"
+
+
+def test_local_mode_has_a_placeholder_postal_address():
+    settings = Settings.from_env({"APP_ENV": "local", "DATABASE_URL": DATABASE_URL})
+    assert settings.postal_address == "Your postal address here (set POSTAL_ADDRESS)"
+    assert settings.newsletter_name is None
+
+
+def test_local_mode_keeps_a_postal_address_or_none_that_is_set(fresh_warnings):
+    env = {"APP_ENV": "local", "DATABASE_URL": DATABASE_URL}
+    assert Settings.from_env({**env, "POSTAL_ADDRESS": POSTAL_ADDRESS}).postal_address == POSTAL_ADDRESS
+    assert Settings.from_env({**env, "POSTAL_ADDRESS": "none"}).postal_address is None
+
+
+@pytest.mark.parametrize("name", ["POSTAL_ADDRESS", "NEWSLETTER_NAME"])
+@pytest.mark.parametrize("bad", ["\n", "\r\n", "\r", "\x00", "\t", "\x1b", "\x85", "\u2028"])
+def test_control_characters_are_refused(name, bad):
+    problems = problems_of(production_env(**{name: f"Example{bad}Ltd"}))
+    assert len(problems) == 1
+    assert "one line" in problem_about(problems, name)
+
+
+def test_a_written_backslash_n_in_the_postal_address_asks_for_commas():
+    problem = problem_about(problems_of(production_env(POSTAL_ADDRESS="1 Main St\\nSpringfield")), "POSTAL_ADDRESS")
+    assert "commas" in problem
+
+
+@pytest.mark.parametrize(("name", "limit"), [("NEWSLETTER_NAME", 100), ("POSTAL_ADDRESS", 300)])
+def test_length_limits(name, limit):
+    assert getattr(Settings.from_env(production_env(**{name: "x" * limit})), name.lower()) == "x" * limit
+    problem = problem_about(problems_of(production_env(**{name: "x" * (limit + 1)})), name)
+    assert f"at most {limit}" in problem
+
+
+def test_bad_name_and_address_are_reported_with_the_other_problems():
+    problems = problems_of(production_env(NEWSLETTER_NAME="a\nb", POSTAL_ADDRESS="x" * 301, BATCH_SIZE="0"))
+    assert len(problems) == 3
+    problem_about(problems, "NEWSLETTER_NAME")
+    problem_about(problems, "POSTAL_ADDRESS")
+    problem_about(problems, "BATCH_SIZE")
+
+
+@pytest.mark.parametrize(
+    ("from_email", "name", "expected"),
+    [
+        ("news@example.test", "Weekly", "Weekly <news@example.test>"),
+        ("<news@example.test>", "Weekly", "Weekly <news@example.test>"),
+        # Non-ASCII stays text here: the SES layer writes the encoded words.
+        ("news@example.test", "Zoë's Café", "Zoë's Café <news@example.test>"),
+        ("news@example.test", "News, weekly", '"News, weekly" <news@example.test>'),
+        ("news@example.test", 'Bob "B." Builder', '"Bob \\"B.\\" Builder" <news@example.test>'),
+        # A display name written in SES_FROM_EMAIL wins.
+        ("Editor <news@example.test>", "Weekly", "Editor <news@example.test>"),
+        ("news@example.test", None, "news@example.test"),
+    ],
+)
+def test_newsletter_name_is_the_from_name_when_the_address_has_none(from_email, name, expected):
+    settings = Settings.from_env(production_env(SES_FROM_EMAIL=from_email, NEWSLETTER_NAME=name))
+    assert settings.ses_from_email == expected
+    assert settings.newsletter_name == name
+
+
+@pytest.mark.parametrize("name", ["Weekly", "Zoë, News", 'a "quoted" (b) <c> @d \\ e;f:g.', "Ünïcode Ltd."])
+def test_the_composed_from_reads_back_as_name_and_address(name):
+    settings = Settings.from_env(production_env(SES_FROM_EMAIL="news@example.test", NEWSLETTER_NAME=name))
+    assert parseaddr(settings.ses_from_email) == (name, "news@example.test")
+
+
+def test_local_from_takes_the_newsletter_name():
+    settings = Settings.from_env({"APP_ENV": "local", "DATABASE_URL": DATABASE_URL, "NEWSLETTER_NAME": "Weekly"})
+    assert settings.ses_from_email == "Weekly <newsletter@localhost.localdomain>"
