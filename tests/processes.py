@@ -51,6 +51,7 @@ def service_env(home: Path, database_url: str, ses: SesStandIn, **values) -> dic
         "UNSUBSCRIBE_SECRET": UNSUBSCRIBE_SECRET,
         "APP_BASE_URL": "https://news.example.test",
         "SES_FROM_EMAIL": FROM_ADDRESS,
+        "POSTAL_ADDRESS": "Example Newsletter, 1 Main Street, Springfield",
         "RATE_LIMIT_PER_SEC": "1000",
         "BATCH_SIZE": "7",
         **ses.client_env(),
