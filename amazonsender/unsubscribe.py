@@ -38,6 +38,19 @@ def no_caching_no_referrer(response):
     return response
 
 
+# App-wide, not just this blueprint's views: the error pages are rendered by
+# web.error_response, and a 405 or 404 under /unsubscribe belongs to no
+# blueprint. These pages are the app's only templates.
+@bp.app_context_processor
+def newsletter_name():
+    """The pages name the newsletter (NEWSLETTER_NAME) when it is set."""
+    return {"newsletter_name": current_app.config["SETTINGS"].newsletter_name}
+
+
+def the_newsletter() -> str:
+    return current_app.config["SETTINGS"].newsletter_name or "our newsletter"
+
+
 @bp.get("/unsubscribe")
 def confirm():
     token = request.args.get("token", "")
@@ -46,7 +59,7 @@ def confirm():
     # prefix the app may be mounted under (SCRIPT_NAME) and echoes no other
     # query parameter into the page.
     action = url_for("unsubscribe.unsubscribe", token=token)
-    return render_template("unsubscribe.html", title="Unsubscribe from our newsletter", action=action)
+    return render_template("unsubscribe.html", title=f"Unsubscribe from {the_newsletter()}", action=action)
 
 
 @bp.post("/unsubscribe")
@@ -68,7 +81,7 @@ def unsubscribed_page() -> str:
         page = current_app.extensions[UNSUBSCRIBED_PAGE] = render_template(
             "message.html",
             title="You are unsubscribed",
-            message="You will not receive our newsletter any more. Sorry to see you go.",
+            message=f"You will not receive {the_newsletter()} any more. Sorry to see you go.",
         )
     return page
 

@@ -300,3 +300,60 @@ def test_other_methods_get_an_html_page_not_json(client, settings, ann):
     response = client.put(f"/unsubscribe?token={token_for(settings, ann)}")
     assert response.status_code == 405
     assert response.mimetype == "text/html"
+
+
+# --- the newsletter's name (NEWSLETTER_NAME) --------------------------------
+
+HOSTILE_NAME = "Zoë's <b>Weekly</b> & Co"
+ESCAPED_NAME = "Zoë&#39;s &lt;b&gt;Weekly&lt;/b&gt; &amp; Co"
+
+
+@pytest.fixture
+def named_client(settings, pool, recording_transport):
+    app = create_app(with_settings(settings, newsletter_name=HOSTILE_NAME), pool=pool, transport=recording_transport)
+    app.config["TESTING"] = True
+    return app.test_client()
+
+
+def shows_the_name(response) -> bool:
+    body = response.get_data(as_text=True)
+    assert "<b>Weekly" not in body  # escaped by the template engine, never raw
+    return ESCAPED_NAME in body
+
+
+def test_the_confirmation_page_names_the_newsletter(named_client, conn, settings, ann):
+    response = named_client.get(f"/unsubscribe?token={token_for(settings, ann)}")
+    assert response.status_code == 200
+    page = assert_person_page(response)
+    assert page.title == f"Unsubscribe from {HOSTILE_NAME}"
+    assert shows_the_name(response)
+    assert f"stop receiving {ESCAPED_NAME}." in response.get_data(as_text=True)
+    assert subscriber(conn, ann)["status"] == "active"
+
+
+def test_the_result_page_names_the_newsletter(named_client, conn, settings, ann):
+    response = named_client.post(f"/unsubscribe?token={token_for(settings, ann)}", **ONE_CLICK)
+    assert response.status_code == 200
+    assert shows_the_name(response)
+    assert f"You will not receive {ESCAPED_NAME} any more" in response.get_data(as_text=True)
+    assert subscriber(conn, ann)["status"] == "unsubscribed"
+
+
+def test_the_error_pages_name_the_newsletter(named_client, settings, ann):
+    bad = named_client.get("/unsubscribe?token=not-a-token")
+    assert bad.status_code == 400 and "damaged" in bad.get_data(as_text=True)
+    assert shows_the_name(bad)
+    wrong_method = named_client.put(f"/unsubscribe?token={token_for(settings, ann)}")
+    assert wrong_method.status_code == 405 and wrong_method.mimetype == "text/html"
+    assert shows_the_name(wrong_method)
+
+
+def test_without_a_name_the_pages_say_our_newsletter(client, settings, ann):
+    token = token_for(settings, ann)
+    confirm = client.get(f"/unsubscribe?token={token}")
+    assert Page(confirm.get_data(as_text=True)).title == "Unsubscribe from our newsletter"
+    assert "stop receiving our newsletter." in confirm.get_data(as_text=True)
+    done = client.post(f"/unsubscribe?token={token}", **ONE_CLICK)
+    assert "You will not receive our newsletter any more" in done.get_data(as_text=True)
+    for response in (confirm, done, client.get("/unsubscribe?token=x")):
+        assert 'class="newsletter"' not in response.get_data(as_text=True)
