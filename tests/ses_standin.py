@@ -20,7 +20,9 @@ What tests read:
   it: the `Recorded` SendEmail requests answered 200, and a `BulkDelivery`
   for each SendBulkEmail entry answered SUCCESS (also when the answer left
   its result out, see `bulk_short_answer`). Both have `to_addresses`,
-  `message_id`, `received_at`, `accepted_at`, `tags`, `raw` and `message`;
+  `header_to` (the bare addresses the email's To header names: a test can
+  check that it names exactly the recipient), `message_id`, `received_at`,
+  `accepted_at`, `tags`, `raw` and `message`;
 - `send_requests`: every SendEmail *and* SendBulkEmail request, whatever it
   was answered (one record per HTTP request; a bulk one carries many
   emails); `send_email_requests` and `bulk_requests` are each API alone;
@@ -28,7 +30,28 @@ What tests read:
   entry answered ACCOUNT_THROTTLED inside a 200 is in `bulk_entry_failures`;
 - `rendering_failures`: bulk entries SES accepted but could not render (a
   template variable with no value): answered SUCCESS, never delivered, and
-  so not in `sent` (SES reports them later as a Rendering Failure event).
+  so not in `sent`; SES reports each later as a Rendering Failure event,
+  which `rendering_failure_events()` writes (the SNS Message text, as SES
+  publishes it through a configuration set), as `bounce_event(email)` and
+  `complaint_event(email)` write a Bounce or a Complaint for an email of
+  `sent`, for a test to sign (tests/sns_signing.py) and POST to the service.
+
+As strict as SES, or stricter (tests/ses_standin_checks.py has every rule
+and the page of AWS's documentation it comes from): a send request is
+answered 400 BadRequestException, as a whole, when its JSON body departs
+from botocore's sesv2 model of the operation's input (an unknown member, a
+missing required one, a wrong type, a length, an enum or a pattern; blobs
+decoded from base64 first), when FromEmailAddress, ReplyToAddresses or a
+Destination address is not 7-bit ASCII (SES has no SMTPUTF8: a display name
+must be RFC 2047 encoded words, a domain punycode, a local part ASCII) or not
+exactly one mailbox, when a message tag is not letters, digits, "_" and "-",
+or a header is not printable ASCII. SendEmail takes Content.Raw only, with
+FromEmailAddress and Destination.ToAddresses, and refuses a raw message
+without a blank line after its header section, whose header section is not
+7-bit ASCII or holds a line that is not a field, with a line (anywhere)
+over 998 characters without its CR LF, without a From header, with a field
+SES allows once given twice, or with a From, Sender, Reply-To, To, Cc or
+Bcc header whose addresses do not parse (email.policy.default).
 
 A SendBulkEmail request is a template (DefaultContent.Template.TemplateContent
 with Subject, Html and/or Text, TemplateData, Headers) and 1 to 50
@@ -37,17 +60,19 @@ ReplacementTags and ReplacementHeaders. Each accepted entry's email is
 rendered here as SES would send it: From, To (the destination as given),
 Subject, Reply-To, Date, Message-ID, the template's Headers with the entry's
 ReplacementHeaders replacing those of the same name, and a text/plain and a
-text/html alternative. The templates get a minimal Handlebars: `{{{name}}}`
-inserts the value as it is, `{{name}}` inserts it HTML-escaped in the Html
-part (as it is in Subject and Text), from ReplacementTemplateData merged over
-TemplateData; dotted names look into objects. Nothing else of Handlebars
-(no blocks, helpers or comments): any other "{{" is a rendering failure.
-A request SES would refuse as a whole is answered 400 BadRequestException:
-no FromEmailAddress, no inline TemplateContent (there are no stored
+text/html alternative. With an inline template "Amazon SES supports only
+simple substitutions" (the SES v2 reference, Template.TemplateContent), so
+the templates get only that: `{{name}}` (spaces allowed inside) is the
+value from ReplacementTemplateData merged over TemplateData, HTML-escaped
+in the Html part as Handlebars escapes it (the docs do not say; the
+stand-in keeps the escaping) and as it is in Subject and Text. `{{{name}}}`
+is no raw insert: it renders as "{", the value, "}" (a link written with
+triple braces keeps them, as it may with SES). A name with no value, or any
+other "{{" (a block, a comment, a dotted name), is a rendering failure; a
+"}}" of the text's own stays as it is. A bulk request is also refused as a
+whole for no FromEmailAddress, no inline TemplateContent (there are no stored
 templates here) or no Subject, a template over 500 KB, 0 or more than 50
-entries, an entry without Destination.ToAddresses, a sender, reply-to or
-destination that is not 7-bit ASCII (SES has no SMTPUTF8 and wants a
-non-ASCII display name as RFC 2047 encoded words), a header value with a
+entries, an entry without Destination.ToAddresses, a header value with a
 line break, TemplateData or ReplacementTemplateData that is not a JSON object.
 
 Faults, as SES answers them. "An email" is a SendEmail request or one bulk
@@ -82,7 +107,6 @@ entry, so the counts mean the same for both APIs:
 
 from __future__ import annotations
 
-import base64
 import binascii
 import collections
 import email
@@ -101,6 +125,23 @@ from email.utils import formatdate, getaddresses
 from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.ses_standin_checks import (
+    MAX_BULK_ENTRIES,
+    MAX_TEMPLATE_BYTES,
+    BadRequest,
+    Template,
+    check_bulk_request,
+    check_headers,
+    check_send_email,
+    json_object,
+)
+
+__all__ = [  # what tests and bench/standin.py import, some from the checks module
+    "ACCOUNT_PATH", "BULK_EMAIL_PATH", "DEFAULT_ACCOUNT", "ERROR_TYPE_SUFFIX", "MAX_BULK_ENTRIES",
+    "MAX_TEMPLATE_BYTES", "SEND_EMAIL_PATH", "BadRequest", "BulkDelivery", "Recorded", "SesStandIn",
+    "bulk_status_for", "render_template",
+]  # fmt: skip
+
 SEND_EMAIL_PATH = "/v2/email/outbound-emails"
 BULK_EMAIL_PATH = "/v2/email/outbound-bulk-emails"
 SEND_PATHS = (SEND_EMAIL_PATH, BULK_EMAIL_PATH)
@@ -116,10 +157,6 @@ DEFAULT_ACCOUNT = {
     "SendQuota": {"Max24HourSend": 50000.0, "MaxSendRate": 14.0, "SentLast24Hours": 0.0},
 }
 
-# SendBulkEmail takes at most 50 destinations per call.
-MAX_BULK_ENTRIES = 50
-# SES's limit on a template (Subject, Html and Text together).
-MAX_TEMPLATE_BYTES = 500_000
 BULK_STATUSES = (
     "SUCCESS", "MESSAGE_REJECTED", "MAIL_FROM_DOMAIN_NOT_VERIFIED", "CONFIGURATION_SET_NOT_FOUND",
     "TEMPLATE_NOT_FOUND", "ACCOUNT_SUSPENDED", "ACCOUNT_THROTTLED", "ACCOUNT_DAILY_QUOTA_EXCEEDED",
@@ -140,6 +177,10 @@ class Recorded:
     status: int = 0  # the HTTP status answered
     message_id: str | None = None  # for a SendEmail answered 200
     raw: bytes | None = None  # SendEmail: the decoded Content.Raw.Data
+    # SendEmail: the bare addresses the raw message's To header names, so a
+    # test can check that the header names exactly the recipient.
+    header_to: list[str] = field(default_factory=list)
+    received_time: float = 0.0  # time.time() when the request was read (for event timestamps)
     error_code: str | None = None
     accepted_at: float | None = None  # answered 200: time.monotonic() of the decision
     answer: dict | None = None  # the JSON body answered
@@ -228,6 +269,16 @@ class BulkDelivery:
     def entry(self) -> dict:
         return _entries(self.request.body)[self.index]
 
+    @property
+    def header_to(self) -> list[str]:
+        """The bare addresses the To header names: the entry's ToAddresses,
+        as the stand-in renders them (Recorded.header_to's twin)."""
+        return self.to_addresses
+
+    @property
+    def received_time(self) -> float:
+        return self.request.received_time
+
     @cached_property
     def raw(self) -> bytes:
         return _render_email(self)
@@ -269,10 +320,6 @@ def bulk_status_for(code: str, status: int) -> str:
     if code == "MailFromDomainNotVerifiedException":
         return "MAIL_FROM_DOMAIN_NOT_VERIFIED"
     return "INVALID_PARAMETER"
-
-
-class BadRequest(Exception):
-    """The request is refused as a whole with 400 BadRequestException."""
 
 
 @dataclass
@@ -394,6 +441,28 @@ class SesStandIn:
     def rendering_failures(self) -> list[BulkDelivery]:
         return [failure for record in self.bulk_requests for failure in record.rendering_failures]
 
+    # -- the events SES publishes -------------------------------------------
+
+    def rendering_failure_events(self) -> list[str]:
+        """For each of `rendering_failures`, the event SES publishes about it
+        through a configuration set's SNS destination: the JSON text of the
+        SNS Message (what SnsSigner.envelope takes)."""
+        return [json.dumps(rendering_failure_event(failure)) for failure in self.rendering_failures]
+
+    def bounce_event(
+        self, email: Recorded | BulkDelivery, *, address: str | None = None, bounce_type: str = "Permanent",
+        bounce_sub_type: str = "General",
+    ) -> str:
+        """The Bounce event SES would publish for an email of `sent` (to
+        `address`, or to all its recipients), as SNS Message text."""
+        return json.dumps(bounce_event(email, address, bounce_type, bounce_sub_type))
+
+    def complaint_event(
+        self, email: Recorded | BulkDelivery, *, address: str | None = None, feedback_type: str = "abuse"
+    ) -> str:
+        """The Complaint event SES would publish for an email of `sent`, as SNS Message text."""
+        return json.dumps(complaint_event(email, address, feedback_type))
+
     def fail_next(
         self, n: int = 1, code: str = "TooManyRequestsException", status: int = 429,
         message: str = "Maximum sending rate exceeded.",
@@ -514,15 +583,10 @@ class SesStandIn:
             return self._answer_bulk(record)
         if record.method != "POST" or path != SEND_EMAIL_PATH:
             return _error(404, "NotFoundException", f"no route for {record.method} {path} in the SES stand-in")
-        body = record.body
-        if not isinstance(body, dict):
-            return _error(400, "BadRequestException", "the request body is not a JSON object")
         try:
-            record.raw = base64.b64decode(body["Content"]["Raw"]["Data"], validate=True)
-        except (KeyError, TypeError, binascii.Error):
-            return _error(400, "BadRequestException", "Content.Raw.Data is missing or not base64")
-        if not body.get("FromEmailAddress") or not record.to_addresses:
-            return _error(400, "BadRequestException", "FromEmailAddress and Destination.ToAddresses are required")
+            record.raw, record.header_to = check_send_email(record.body)
+        except BadRequest as exc:
+            return _error(400, "BadRequestException", str(exc))
         with self._lock:
             self._emails += 1
             number = self._emails
@@ -553,7 +617,7 @@ class SesStandIn:
 
     def _answer_bulk(self, record: Recorded) -> tuple[int, dict, dict]:
         try:
-            template, entries = _check_bulk_request(record.body)
+            template, entries = check_bulk_request(record.body)
         except BadRequest as exc:
             return _error(400, "BadRequestException", str(exc))
         body = record.body
@@ -624,6 +688,121 @@ class SesStandIn:
         return int(short)
 
 
+# -- SES events: the documents SES publishes to SNS through a configuration set --
+#
+# Field for field as "Contents of event data that Amazon SES publishes to
+# Amazon SNS" (https://docs.aws.amazon.com/ses/latest/dg/event-publishing-retrieving-sns-contents.html)
+# describes them and "Examples of event data that Amazon SES publishes to
+# Amazon SNS" (https://docs.aws.amazon.com/ses/latest/dg/event-publishing-retrieving-sns-examples.html)
+# shows them: "Rendering Failure record", "Bounce record", "Complaint record".
+
+ACCOUNT_ID = "123456789012"  # the account of tests/sns_signing.py's topic
+REPORTING_MTA = "dsn; a8-24.smtp-out.amazonses.com"
+
+
+def _iso(moment: float) -> str:
+    """ISO 8601 with milliseconds and Z, as SES writes its timestamps."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment)) + f".{int(moment * 1000) % 1000:03d}Z"
+
+
+def _mail_object(email: Recorded | BulkDelivery, *, with_headers: bool) -> dict:
+    """The event's "mail": the email as SES accepted it, its tags as lists
+    (SES's own ses:* tags, then the message tags the request carried, such
+    as mailout_id; a bulk entry's ReplacementTags over DefaultEmailTags)."""
+    body = email.body or {}
+    source = body.get("FromEmailAddress", "")
+    domain = getaddresses([source])[0][1].rpartition("@")[2]
+    destination_of = email.entry if isinstance(email, BulkDelivery) else body
+    destination = destination_of.get("Destination") or {}
+    mail = {
+        "timestamp": _iso(email.received_time),
+        "source": source,
+        "sourceArn": f"arn:aws:ses:us-east-1:{ACCOUNT_ID}:identity/{domain}",
+        "sendingAccountId": ACCOUNT_ID,
+        "messageId": email.message_id,
+        # The recipients as the request gave them.
+        "destination": [a for key in ("ToAddresses", "CcAddresses", "BccAddresses") for a in destination.get(key, [])],
+        "headersTruncated": False,
+    }
+    if with_headers:
+        mail.update(_headers_of(email))
+    tags = {"ses:operation": ["SendBulkEmail" if email.is_bulk else "SendEmail"]}
+    if body.get("ConfigurationSetName"):
+        tags["ses:configuration-set"] = [body["ConfigurationSetName"]]
+    tags.update({"ses:source-ip": ["127.0.0.1"], "ses:from-domain": [domain], "ses:caller-identity": ["standin"]})
+    mail["tags"] = {**tags, **{name: [value] for name, value in email.tags.items()}}
+    return mail
+
+
+def _headers_of(email: Recorded | BulkDelivery) -> dict:
+    """"headers" (each as the message has it, unfolded) and "commonHeaders"."""
+    message = email.message
+    headers = [{"name": name, "value": re.sub(r"\r?\n", "", str(value))} for name, value in message.raw_items()]
+    common = {
+        "from": [str(message["From"])],
+        "to": [str(message["To"])] if message["To"] else [],
+        "messageId": email.message_id,
+        "subject": str(message["Subject"] or ""),
+    }
+    return {"headers": headers, "commonHeaders": common}
+
+
+def rendering_failure_event(failure: BulkDelivery) -> dict:
+    """A "Rendering Failure" event. "templateName" is "The name of the template
+    used to send the email": an inline template has none, so it is the
+    TemplateName the request gave alongside its TemplateContent, else null
+    (the docs do not say what SES writes for an inline template)."""
+    template = ((failure.body or {}).get("DefaultContent") or {}).get("Template") or {}
+    return {
+        "eventType": "Rendering Failure",
+        "mail": _mail_object(failure, with_headers=False),
+        "failure": {"errorMessage": failure.rendering_error, "templateName": template.get("TemplateName")},
+    }
+
+
+def _recipients(email: Recorded | BulkDelivery, address: str | None) -> list[str]:
+    return [address] if address else [bare for _, bare in getaddresses(email.to_addresses)]
+
+
+def _feedback_id() -> str:
+    return f"0100{uuid.uuid4().hex[:12]}-{uuid.uuid4()}-000000"
+
+
+def bounce_event(email: Recorded | BulkDelivery, address: str | None, bounce_type: str, sub_type: str) -> dict:
+    """A "Bounce" event: a DSN's action, status and diagnostic code, but for
+    an Undetermined bounce (no DSN)."""
+    dsn = {"action": "failed", "status": "5.1.1", "diagnosticCode": "smtp; 550 5.1.1 user unknown"}
+    if bounce_type == "Transient":
+        dsn = {"action": "failed", "status": "4.2.2", "diagnosticCode": "smtp; 452 4.2.2 mailbox full"}
+    if bounce_type == "Undetermined":
+        dsn = {}
+    recipients = [{"emailAddress": a, **dsn} for a in _recipients(email, address)]
+    bounce = {
+        "bounceType": bounce_type,
+        "bounceSubType": sub_type,
+        "bouncedRecipients": recipients,
+        "timestamp": _iso(time.time()),
+        "feedbackId": _feedback_id(),
+    }
+    if bounce_type != "Undetermined":
+        bounce["reportingMTA"] = REPORTING_MTA
+    return {"eventType": "Bounce", "bounce": bounce, "mail": _mail_object(email, with_headers=True)}
+
+
+def complaint_event(email: Recorded | BulkDelivery, address: str | None, feedback_type: str) -> dict:
+    """A "Complaint" event with a feedback report (userAgent, complaintFeedbackType, arrivalDate)."""
+    complaint = {
+        "complainedRecipients": [{"emailAddress": a} for a in _recipients(email, address)],
+        "timestamp": _iso(time.time()),
+        "feedbackId": _feedback_id(),
+        "complaintSubType": None,
+        "userAgent": "Mozilla/5.0 (standin)",
+        "complaintFeedbackType": feedback_type,
+        "arrivalDate": _iso(email.received_time),
+    }
+    return {"eventType": "Complaint", "complaint": complaint, "mail": _mail_object(email, with_headers=True)}
+
+
 def _error(status: int, code: str, message: str) -> tuple[int, dict, dict]:
     return status, {"x-amzn-ErrorType": code + ERROR_TYPE_SUFFIX}, {"message": message}
 
@@ -648,111 +827,12 @@ def _tags(tags) -> dict[str, str]:
     return {tag["Name"]: tag["Value"] for tag in tags or [] if isinstance(tag, dict) and "Name" in tag}
 
 
-_HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII but ':'
-
-
-def _check_headers(headers, where: str) -> list[tuple[str, str]]:
-    if headers is None:
-        return []
-    if not isinstance(headers, list):
-        raise BadRequest(f"{where} must be a list")
-    checked = []
-    for header in headers:
-        name, value = (header or {}).get("Name"), (header or {}).get("Value")
-        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name) or not isinstance(value, str):
-            raise BadRequest(f"{where}: a header needs a Name (printable ASCII, no ':') and a Value")
-        if "\r" in value or "\n" in value:
-            raise BadRequest(f"{where}: the value of {name} has a line break")
-        checked.append((name, value))
-    return checked
-
-
-def _json_object(text, where: str) -> dict:
-    if text is None:
-        return {}
-    try:
-        value = json.loads(text)
-    except (TypeError, ValueError):
-        raise BadRequest(f"{where} is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise BadRequest(f"{where} is not a JSON object")
-    return value
-
-
-@dataclass(frozen=True)
-class _Template:
-    from_address: str
-    reply_to: tuple[str, ...]
-    subject: str
-    html: str | None
-    text: str | None
-    data: dict
-    headers: tuple[tuple[str, str], ...]
-
-
-def _check_bulk_request(body) -> tuple[_Template, list[dict]]:
-    """The template and the entries, or BadRequest for what SES refuses as a
-    whole: no sender, no inline template, 0 or more than 50 entries, an entry
-    without a destination, a sender, reply-to or destination that is not
-    ASCII (SES wants a non-ASCII display name as RFC 2047 encoded words and
-    has no SMTPUTF8), headers with line breaks, template data that is not a
-    JSON object, a template over 500 KB. (Which of these real SES refuses as
-    a whole rather than per entry is the stand-in's reading of its docs.)"""
-    if not isinstance(body, dict):
-        raise BadRequest("the request body is not a JSON object")
-    if not body.get("FromEmailAddress"):
-        raise BadRequest("FromEmailAddress is required")
-    for address in [body["FromEmailAddress"], *(body.get("ReplyToAddresses") or [])]:
-        if not isinstance(address, str) or not address.isascii():
-            # SES: a non-ASCII display name must be RFC 2047 encoded words.
-            raise BadRequest(f"invalid address {address!r}: addresses must be 7-bit ASCII")
-    template = ((body.get("DefaultContent") or {}).get("Template")) or {}
-    content = template.get("TemplateContent")
-    if not isinstance(content, dict):
-        raise BadRequest("DefaultContent.Template.TemplateContent is required (the stand-in has no stored templates)")
-    subject, html_part, text_part = content.get("Subject"), content.get("Html"), content.get("Text")
-    if not isinstance(subject, str) or not subject or not (html_part or text_part):
-        raise BadRequest("TemplateContent needs a Subject and an Html or a Text part")
-    size = sum(len(part.encode()) for part in (subject, html_part or "", text_part or ""))
-    if size > MAX_TEMPLATE_BYTES:
-        raise BadRequest(f"the template is {size} bytes, more than {MAX_TEMPLATE_BYTES}")
-    data = _json_object(template.get("TemplateData"), "TemplateData")
-    headers = _check_headers(template.get("Headers"), "DefaultContent.Template.Headers")
-    entries = body.get("BulkEmailEntries")
-    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_BULK_ENTRIES:
-        raise BadRequest(f"BulkEmailEntries must hold 1 to {MAX_BULK_ENTRIES} entries")
-    for number, entry in enumerate(entries, start=1):
-        if not isinstance(entry, dict):
-            raise BadRequest(f"BulkEmailEntries[{number}] is not an object")
-        destinations = _destinations(entry)
-        if not destinations or not all(isinstance(d, str) and d for d in destinations):
-            raise BadRequest(f"BulkEmailEntries[{number}] needs Destination.ToAddresses")
-        for destination in destinations:
-            pairs = getaddresses([destination])
-            if not destination.isascii() or len(pairs) != 1 or "@" not in pairs[0][1]:
-                raise BadRequest(f"BulkEmailEntries[{number}]: invalid destination {destination!r}")
-        _check_headers(entry.get("ReplacementHeaders"), f"BulkEmailEntries[{number}].ReplacementHeaders")
-        replacement = ((entry.get("ReplacementEmailContent") or {}).get("ReplacementTemplate")) or {}
-        _json_object(replacement.get("ReplacementTemplateData"), f"BulkEmailEntries[{number}] ReplacementTemplateData")
-    reply_to = body.get("ReplyToAddresses") or []
-    return (
-        _Template(
-            from_address=body["FromEmailAddress"],
-            reply_to=tuple(reply_to),
-            subject=subject,
-            html=html_part,
-            text=text_part,
-            data=data,
-            headers=tuple(headers),
-        ),
-        entries,
-    )
-
-
-# {{{name}}} or {{name}}: a name, dotted for a value inside an object.
-_NAME = r"([A-Za-z0-9_$@-]+(?:\.[A-Za-z0-9_$@-]+)*)"
-_VARIABLE = re.compile(rf"\{{\{{\{{\s*{_NAME}\s*\}}\}}\}}|\{{\{{\s*{_NAME}\s*\}}\}}")
-# What Handlebars escapes in {{name}}.
+# Inline templates get "only simple substitutions" (the SES v2 reference for
+# Template.TemplateContent): {{name}}, spaces allowed inside the braces, a
+# name of letters, digits and _$@- (no dots: nothing looks into objects).
+_VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_$@-]+)\s*\}\}")
+# What Handlebars escapes in {{name}}; the Html part keeps this escaping, as
+# the docs do not say whether inline templates escape.
 _HANDLEBARS_ESCAPES = {
     "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;", "`": "&#x60;", "=": "&#x3D;",
 }  # fmt: skip
@@ -763,11 +843,10 @@ class _RenderingFailure(Exception):
 
 
 def _lookup(data: dict, name: str) -> str:
-    value = data
-    for part in name.split("."):
-        if not isinstance(value, dict) or part not in value:
-            raise _RenderingFailure(f"Attribute '{name}' is not present in the rendering data.")
-        value = value[part]
+    if name not in data:
+        # SES's own words, in the Rendering Failure event's errorMessage.
+        raise _RenderingFailure(f"Attribute '{name}' is not present in the rendering data.")
+    value = data[name]
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -778,43 +857,38 @@ def _lookup(data: dict, name: str) -> str:
 
 
 def render_template(template: str, data: dict, *, escape_html: bool) -> str:
-    """Minimal Handlebars: `{{{name}}}` inserts the value as it is, `{{name}}`
-    HTML-escaped when `escape_html`. A name with no value, or any other
-    "{{", is a _RenderingFailure."""
-
-    def substitute(match: re.Match) -> str:
-        raw_name, name = match.group(1), match.group(2)
-        if raw_name is not None:
-            return _lookup(data, raw_name)
-        value = _lookup(data, name)
-        if escape_html:
-            return "".join(_HANDLEBARS_ESCAPES.get(ch, ch) for ch in value)
-        return value
-
+    """Simple substitution, all an inline SES template gets: `{{name}}` is the
+    value (HTML-escaped when `escape_html`). Nothing of Handlebars beyond it:
+    `{{{name}}}` is not a raw insert but a literal "{", the value and "}"
+    (a link written with triple braces keeps them); a "}}" of the text's own
+    stays as it is. A name with no value, or any other "{{" (a block, a
+    comment, a dotted name, "{{" alone), is a _RenderingFailure."""
     pieces = []
     position = 0
     for match in _VARIABLE.finditer(template):
         literal = template[position : match.start()]
         if "{{" in literal:
-            raise _RenderingFailure("the template has a '{{' that is not a variable")
-        pieces.append(literal)
-        pieces.append(substitute(match))
+            raise _RenderingFailure("the template has a '{{' that is not a simple variable")
+        value = _lookup(data, match.group(1))
+        if escape_html:
+            value = "".join(_HANDLEBARS_ESCAPES.get(ch, ch) for ch in value)
+        pieces += (literal, value)
         position = match.end()
     rest = template[position:]
     if "{{" in rest:
-        raise _RenderingFailure("the template has a '{{' that is not a variable")
+        raise _RenderingFailure("the template has a '{{' that is not a simple variable")
     pieces.append(rest)
     return "".join(pieces)
 
 
 def _delivery(
-    record: Recorded, index: int, entry: dict, template: _Template, default_tags: dict, message_id: str,
+    record: Recorded, index: int, entry: dict, template: Template, default_tags: dict, message_id: str,
     accepted_at: float, date: str,
 ) -> BulkDelivery:
     replacement = ((entry.get("ReplacementEmailContent") or {}).get("ReplacementTemplate")) or {}
-    data = {**template.data, **_json_object(replacement.get("ReplacementTemplateData"), "ReplacementTemplateData")}
+    data = {**template.data, **json_object(replacement.get("ReplacementTemplateData"), "ReplacementTemplateData")}
     # An entry's header replaces the template's header of the same name.
-    replacement_headers = _check_headers(entry.get("ReplacementHeaders"), "ReplacementHeaders")
+    replacement_headers = check_headers(entry.get("ReplacementHeaders"), "ReplacementHeaders")
     replaced = {name.lower() for name, _ in replacement_headers}
     headers = [(n, v) for n, v in template.headers if n.lower() not in replaced] + replacement_headers
     subject = html_part = text_part = ""
@@ -941,6 +1015,7 @@ def _handler_for(standin: SesStandIn):
                 headers={k.lower(): v for k, v in self.headers.items()},
                 body=body,
                 received_at=time.monotonic(),
+                received_time=time.time(),
             )
             status, headers, answer = standin._answer(record)
             record.status = status
