@@ -305,7 +305,7 @@ def mailout_test(mailout_id: UUID, addresses: tuple[str, ...]):
 
 @main.group("subscribers")
 def subscribers_group():
-    """The list: import, export, count."""
+    """The list: import, export, count, unsubscribe."""
 
 
 @subscribers_group.command("import")
@@ -358,6 +358,32 @@ def subscribers_count():
     for status, n in counts.items():
         click.echo(f"{status:<13} {n}")
     click.echo(f"{'total':<13} {sum(counts.values())}")
+
+
+@subscribers_group.command("unsubscribe")
+@click.argument("address")
+def subscribers_unsubscribe(address: str):
+    """Unsubscribe ADDRESS (any case) by hand, for a request that came by
+    reply: what the unsubscribe link does. A bounced or complained address
+    keeps its status, which stops every mailout already."""
+    from . import subscribers
+
+    if not address.strip():
+        raise click.UsageError("ADDRESS must not be empty")
+    with database_pool() as pool:
+        found = subscribers.unsubscribe_address(pool, address)
+    if found is None:
+        raise click.ClickException(
+            f"{address.strip()} is not on the list (in any case): nothing to unsubscribe."
+            " Check the address the request came from; `subscribers export` lists them all"
+        )
+    stored, before = found
+    if before == "active":
+        click.echo(f"unsubscribed {stored} (it was active)")
+    elif before == "unsubscribed":
+        click.echo(f"{stored} was already unsubscribed: nothing changed")
+    else:
+        click.echo(f"{stored} is '{before}', which already stops every mailout: left as it is")
 
 
 @main.command("dev")

@@ -158,3 +158,25 @@ def count_by_status(pool: ConnectionPool) -> dict[str, int]:
     with pool.connection() as conn:
         rows = conn.execute("SELECT status, count(*) AS n FROM subscribers GROUP BY status ORDER BY status")
         return {row["status"]: row["n"] for row in rows}
+
+
+def unsubscribe_address(pool: ConnectionPool, address: str) -> tuple[str, str] | None:
+    """Unsubscribe by address, for a request that came by reply or by hand.
+    The address matches in any case, as the list's unique index does. The
+    rule is the link's (store.unsubscribe): only an active subscriber
+    changes, a bounced or complained one keeps its stronger status. Returns
+    (the address as stored, its status before), or None when it is not on
+    the list."""
+    from . import store
+
+    with pool.connection() as conn:
+        # FOR UPDATE: the status reported is the one the update saw, even if
+        # an SES event arrives for the same address meanwhile.
+        row = conn.execute(
+            "SELECT id, email, status FROM subscribers WHERE lower(email) = lower(%s) FOR UPDATE",
+            (address.strip(),),
+        ).fetchone()
+        if row is None:
+            return None
+        store.unsubscribe(conn, row["id"])
+    return row["email"], row["status"]

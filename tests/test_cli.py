@@ -172,3 +172,23 @@ def test_mailout_send_rejects_an_id_that_is_not_a_uuid(database_url, ses, tmp_pa
     assert result.returncode != 0
     assert "not-a-uuid" in result.stderr and "UUID" in result.stderr
     assert ses.requests == []
+
+
+def test_subscribers_unsubscribe_needs_only_the_database(database_url, conn, tmp_path):
+    """The real command, in a process of its own: the exit status and the
+    streams an operator's script would see."""
+    add_subscribers(conn, ["Reply@Example.org"])
+    add_subscribers(conn, ["bounced@example.org"], status="bounced")
+    env = clean_env(tmp_path, DATABASE_URL=database_url)
+
+    done = cli("subscribers", "unsubscribe", "reply@example.org", env=env)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "unsubscribed Reply@Example.org (it was active)\n", "")
+    again = cli("subscribers", "unsubscribe", "REPLY@example.org", env=env)
+    assert again.returncode == 0 and "was already unsubscribed" in again.stdout
+    kept = cli("subscribers", "unsubscribe", "bounced@example.org", env=env)
+    assert kept.returncode == 0 and "'bounced'" in kept.stdout
+    unknown = cli("subscribers", "unsubscribe", "stranger@example.org", env=env)
+    assert unknown.returncode == 1 and unknown.stdout == ""
+    assert "stranger@example.org is not on the list" in unknown.stderr
+    rows = {r["email"]: r["status"] for r in conn.execute("SELECT email, status FROM subscribers")}
+    assert rows == {"Reply@Example.org": "unsubscribed", "bounced@example.org": "bounced"}

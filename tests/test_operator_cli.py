@@ -7,8 +7,17 @@ import email
 import email.policy
 import io
 
+import pytest
+
 from tests.conftest import add_mailout, add_subscribers, ledger, mailout_row
 from tests.test_resume import invoke, standin  # noqa: F401 - fixtures
+
+
+@pytest.fixture(autouse=True)
+def postal_address(monkeypatch):
+    """Production settings need POSTAL_ADDRESS. `invoke` runs the command in
+    this process, on top of this process's environment."""
+    monkeypatch.setenv("POSTAL_ADDRESS", "Example Newsletter, 1 Main Street, Springfield")
 
 
 def test_import_reports_a_summary_and_bad_lines(invoke, conn, tmp_path):
@@ -94,3 +103,34 @@ def test_mailout_test_without_recipients_says_what_to_do(invoke, conn):
     mailout_id = add_mailout(conn)
     result = invoke("mailout", "test", mailout_id)
     assert result.exit_code != 0 and "TEST_EMAILS" in result.output
+
+
+def test_unsubscribe_by_hand_in_any_case(invoke, conn):
+    add_subscribers(conn, ["Ann@Example.org", "bob@example.org"])
+    result = invoke("subscribers", "unsubscribe", "ann@example.ORG")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "unsubscribed Ann@Example.org (it was active)"
+    statuses = {r["email"]: r["status"] for r in conn.execute("SELECT email, status FROM subscribers")}
+    assert statuses == {"Ann@Example.org": "unsubscribed", "bob@example.org": "active"}
+    again = invoke("subscribers", "unsubscribe", "Ann@Example.org")
+    assert again.exit_code == 0 and "already unsubscribed" in again.output
+
+
+def test_unsubscribe_by_hand_keeps_a_bounce_or_complaint(invoke, conn):
+    add_subscribers(conn, ["b@example.org"], status="bounced")
+    add_subscribers(conn, ["c@example.org"], status="complained")
+    for address, status in (("b@example.org", "bounced"), ("c@example.org", "complained")):
+        result = invoke("subscribers", "unsubscribe", address)
+        assert result.exit_code == 0, result.output
+        assert f"'{status}'" in result.output and "left as it is" in result.output
+    statuses = {r["email"]: r["status"] for r in conn.execute("SELECT email, status FROM subscribers")}
+    assert statuses == {"b@example.org": "bounced", "c@example.org": "complained"}
+
+
+def test_unsubscribe_by_hand_of_an_address_not_on_the_list_fails(invoke, conn):
+    add_subscribers(conn, ["ann@example.org"])
+    result = invoke("subscribers", "unsubscribe", "nobody@example.org")
+    assert result.exit_code == 1
+    assert "nobody@example.org is not on the list" in result.output
+    assert invoke("subscribers", "unsubscribe", "  ").exit_code == 2  # a usage error
+    assert conn.execute("SELECT status FROM subscribers").fetchone()["status"] == "active"

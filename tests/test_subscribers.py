@@ -104,3 +104,42 @@ def test_count_by_status(pool, conn):
     add_subscribers(conn, ["a@example.org", "b@example.org"])
     add_subscribers(conn, ["c@example.org"], status="unsubscribed")
     assert subscribers.count_by_status(pool) == {"active": 2, "unsubscribed": 1}
+
+
+# --- unsubscribe by address (a request by reply) ------------------------------------
+
+
+def row_of(conn, address: str) -> dict:
+    return conn.execute("SELECT * FROM subscribers WHERE lower(email) = lower(%s)", (address,)).fetchone()
+
+
+def test_unsubscribe_address_unsubscribes_an_active_subscriber_in_any_case(pool, conn):
+    add_subscribers(conn, ["Ann@Example.org", "bob@example.org"])
+    assert subscribers.unsubscribe_address(pool, "  ann@EXAMPLE.ORG ") == ("Ann@Example.org", "active")
+    ann = row_of(conn, "ann@example.org")
+    assert ann["status"] == "unsubscribed" and ann["status_updated_at"] is not None
+    bob = row_of(conn, "bob@example.org")
+    assert bob["status"] == "active" and bob["status_updated_at"] is None
+
+
+def test_unsubscribe_address_twice_changes_nothing_the_second_time(pool, conn):
+    add_subscribers(conn, ["ann@example.org"])
+    subscribers.unsubscribe_address(pool, "ann@example.org")
+    before = row_of(conn, "ann@example.org")
+    assert subscribers.unsubscribe_address(pool, "ann@example.org") == ("ann@example.org", "unsubscribed")
+    assert row_of(conn, "ann@example.org") == before
+
+
+@pytest.mark.parametrize("status", ["bounced", "complained"])
+def test_unsubscribe_address_keeps_a_stronger_status(pool, conn, status):
+    add_subscribers(conn, ["gone@example.org"], status=status)
+    before = row_of(conn, "gone@example.org")
+    assert subscribers.unsubscribe_address(pool, "Gone@example.org") == ("gone@example.org", status)
+    assert row_of(conn, "gone@example.org") == before
+
+
+def test_unsubscribe_address_not_on_the_list(pool, conn):
+    add_subscribers(conn, ["ann@example.org"])
+    assert subscribers.unsubscribe_address(pool, "nobody@example.org") is None
+    assert subscribers.unsubscribe_address(pool, "ann@example") is None  # no partial matches
+    assert row_of(conn, "ann@example.org")["status"] == "active"
