@@ -416,3 +416,15 @@ def test_the_composed_from_reads_back_as_name_and_address(name):
 def test_local_from_takes_the_newsletter_name():
     settings = Settings.from_env({"APP_ENV": "local", "DATABASE_URL": DATABASE_URL, "NEWSLETTER_NAME": "Weekly"})
     assert settings.ses_from_email == "Weekly <newsletter@localhost.localdomain>"
+
+
+def test_the_example_env_file_is_a_complete_production_configuration():
+    from pathlib import Path
+
+    from dotenv import dotenv_values
+
+    example = Path(__file__).resolve().parent.parent / ".env.example"
+    settings = Settings.from_env(dict(dotenv_values(example)))
+    assert settings.app_env == "production"
+    assert settings.postal_address and "," in settings.postal_address
+    assert "NEWSLETTER_NAME" in example.read_text()
