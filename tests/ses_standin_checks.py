@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.errors
 import email.policy
 import functools
 import json
@@ -90,7 +91,7 @@ SINGLE_FIELDS = frozenset(
         "Subject", "Thread-Index", "Thread-Topic", "User-Agent", "VBR-Info",
     )
 )  # fmt: skip
-ADDRESS_FIELDS = ("From", "Sender", "Reply-To", "To", "Cc", "Bcc")
+_ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
 _POLICY = email.policy.default
 
 
@@ -223,11 +224,24 @@ def check_address(value, where: str) -> str:
             f"{where}: {value!r} is not 7-bit ASCII (SES does not support SMTPUTF8: a display name must be "
             "RFC 2047 encoded words, a domain punycode, a local part ASCII)"
         )
-    header = _POLICY.header_factory("To", value)
-    addresses = header.addresses
-    if header.defects or len(addresses) != 1:
+    addresses = _parse_addresses("To", value, where)
+    if len(addresses) != 1:
         raise BadRequest(f"{where}: {value!r} is not one email address")
     return check_mailbox(addresses[0], where)
+
+
+def _parse_addresses(field: str, value: str, where: str) -> tuple:
+    """The addresses of an address header's value, or BadRequest when
+    email.policy.default finds a defect (or gives up: the parser raises on
+    some malformed addresses)."""
+    try:
+        header = _POLICY.header_factory(field, value)
+        addresses, defects = header.addresses, header.defects
+    except (email.errors.HeaderParseError, IndexError, ValueError):
+        defects = True
+    if defects:
+        raise BadRequest(f"{where}: {value[:80]!r} is not one email address or a list of them")
+    return addresses
 
 
 def check_mailbox(address, where: str) -> str:
@@ -346,14 +360,14 @@ def check_raw_message(raw: bytes) -> list[str]:
     if repeated:
         raise BadRequest(f"the raw message has more than one {repeated[0]} header (SES allows it once)")
     to_addresses: list[str] = []
-    for field in ADDRESS_FIELDS:
-        for header in message.get_all(field) or []:
-            if header.defects:
-                raise BadRequest(f"the {field} header of the raw message does not parse: {str(header)[:80]!r}")
-            for address in header.addresses:
-                bare = check_mailbox(address, f"the {field} header")
-                if field == "To":
-                    to_addresses.append(bare)
+    for name, value in message.raw_items():
+        if name.lower() not in _ADDRESS_FIELDS:
+            continue
+        where = f"the {name} header of the raw message"
+        for address in _parse_addresses(name, re.sub(r"\r?\n", "", value), where):
+            bare = check_mailbox(address, where)
+            if name.lower() == "to":
+                to_addresses.append(bare)
     return to_addresses
 
 

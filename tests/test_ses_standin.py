@@ -1,10 +1,12 @@
 """The SES stand-in speaks the SES v2 API well enough for a real boto3 client."""
 
+import base64
 import json
 import time
 
 import boto3
 import pytest
+import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -23,7 +25,14 @@ from amazonsender.ses import (
     bulk_result,
     classify_client_error,
 )
-from tests.ses_standin import BULK_EMAIL_PATH, BulkDelivery, SesStandIn, bulk_status_for, render_template
+from tests.ses_standin import (
+    BULK_EMAIL_PATH,
+    SEND_EMAIL_PATH,
+    BulkDelivery,
+    SesStandIn,
+    bulk_status_for,
+    render_template,
+)
 
 RAW = b"From: news@example.test\r\nTo: ann@x.org\r\nSubject: Hi\r\n\r\nHello Ann\r\n"
 
@@ -574,10 +583,335 @@ def test_simple_substitution(template, data, escape, expected):
 
 @pytest.mark.parametrize(
     "template",
-    ["{{missing}}", "{{#if x}}y{{/if}}", "a {{ b", "{{x.y}}", "{{{{x}}}}", "{{! comment }}", "{{> partial}}", "{{x y}}"],
+    [
+        "{{missing}}", "{{#if x}}y{{/if}}", "a {{ b", "{{x.y}}", "{{{{x}}}}", "{{! comment }}", "{{> partial}}",
+        "{{x y}}", "{{&x}}",
+    ],  # fmt: skip
 )
 def test_simple_substitution_refuses_what_it_cannot_render(template):
     from tests.ses_standin import _RenderingFailure
 
     with pytest.raises(_RenderingFailure):
         render_template(template, {"x": "1", "y": {"z": 1}}, escape_html=True)
+
+
+# --- SendEmail: what SES refuses ------------------------------------------------------
+
+
+def raw(*header_lines, body="Hello Ann"):
+    """A raw message: these header lines (From and To by default), a blank line, the body."""
+    lines = header_lines or ("From: news@example.test", "To: ann@x.org", "Subject: Hi")
+    return ("\r\n".join(lines) + "\r\n\r\n" + body + "\r\n").encode()
+
+
+def send_request(**change):
+    request = {
+        "FromEmailAddress": "news@example.test",
+        "Destination": {"ToAddresses": ["ann@x.org"]},
+        "Content": {"Raw": {"Data": RAW}},
+        "EmailTags": [{"Name": "mailout_id", "Value": "m-1"}],
+    }
+    request.update(change)
+    return request
+
+
+def raw_data(*header_lines, body="Hello Ann"):
+    return {"Content": {"Raw": {"Data": raw(*header_lines, body=body)}}}
+
+
+HEADERS = ("From: news@example.test", "To: ann@x.org", "Subject: Hi")
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        # Addresses: 7-bit ASCII (no SMTPUTF8), one mailbox each.
+        pytest.param({"FromEmailAddress": "Café <news@example.test>"}, "not 7-bit ASCII", id="non-ASCII sender name"),
+        pytest.param({"FromEmailAddress": "café@example.test"}, "not 7-bit ASCII", id="non-ASCII sender local part"),
+        pytest.param({"ReplyToAddresses": ["Zoë <z@x.org>"]}, "ReplyToAddresses[0]", id="non-ASCII reply-to"),
+        pytest.param({"Destination": {"ToAddresses": ["zoë@x.org"]}}, "not 7-bit ASCII", id="non-ASCII local part"),
+        pytest.param(
+            {"Destination": {"ToAddresses": ["ann@bücher.example"]}}, "not 7-bit ASCII", id="IDN domain not punycode"
+        ),
+        pytest.param(
+            {"Destination": {"ToAddresses": ["ann@xn--zz.example"]}}, "not valid punycode", id="broken punycode"
+        ),
+        pytest.param(
+            {"Destination": {"ToAddresses": ["ann@x.org"], "CcAddresses": ["Zoë <z@x.org>"]}},
+            "Destination.CcAddresses[0]",
+            id="non-ASCII cc",
+        ),
+        pytest.param(
+            {"Destination": {"ToAddresses": ["ann@x.org"], "BccAddresses": ["nobody"]}},
+            "Destination.BccAddresses[0]",
+            id="bcc not an address",
+        ),
+        pytest.param({"Destination": {"ToAddresses": ["ann@x.org, bob@x.org"]}}, "not one email", id="two in one"),
+        pytest.param({"Destination": {"ToAddresses": ["ann"]}}, "not one email", id="no domain"),
+        pytest.param({"Destination": {"ToAddresses": ["ann@localhost"]}}, "not a host name", id="one-label domain"),
+        pytest.param({"Destination": {"ToAddresses": ["ann@x_y.org"]}}, "not a host name", id="underscore domain"),
+        pytest.param({"Destination": {}}, "ToAddresses are required", id="no recipient"),
+        # Message tags: letters, digits, "_" and "-".
+        pytest.param({"EmailTags": [{"Name": "mailout_id", "Value": "m 1"}]}, "EmailTags[0].Value", id="tag space"),
+        pytest.param({"EmailTags": [{"Name": "mailout:id", "Value": "m"}]}, "EmailTags[0].Name", id="tag colon"),
+        pytest.param({"EmailTags": [{"Name": "t", "Value": "v" * 257}]}, "256", id="tag too long"),
+        # The raw message.
+        pytest.param(raw_data(*HEADERS, "X-Name: Caf\u00e9"), "not 7-bit ASCII", id="non-ASCII header"),
+        pytest.param(raw_data(*HEADERS, "X-Long: " + "a" * 991), "(header) has 999", id="header line 999"),
+        pytest.param(raw_data(*HEADERS, body="b" * 999), "(body) has 999", id="body line 999"),
+        pytest.param(
+            raw_data(*HEADERS, body="ok\r\n" + "b" * 2000 + "\r\nok"), "(body) has 2000", id="body line 2000"
+        ),
+        pytest.param({"Content": {"Raw": {"Data": b"From: news@example.test\r\nTo: ann@x.org"}}}, "no blank line",
+                     id="no body separator"),
+        pytest.param(raw_data("To: ann@x.org", "Subject: Hi"), "no From header", id="no From"),
+        pytest.param(raw_data(*HEADERS, "Subject: Again"), "more than one subject", id="two Subjects"),
+        pytest.param(raw_data(*HEADERS, "Message-ID: <a@x>", "Message-ID: <b@x>"), "more than one message-id",
+                     id="two Message-IDs"),
+        pytest.param(raw_data(*HEADERS, "Hello there"), "not a header field", id="not a field"),
+        pytest.param(raw_data(" folded: first", *HEADERS), "not a header field", id="continuation first"),
+        pytest.param(raw_data(*HEADERS, "X-Space : x"), "not a header field", id="space before colon"),
+        pytest.param(raw_data("From: news@example.test", "To: Smith, John <j@x.org>"), "To header",
+                     id="To does not parse"),
+        pytest.param(raw_data("From: news@", "To: ann@x.org"), "From header", id="From does not parse"),
+        pytest.param(raw_data(*HEADERS, "Cc: a@x.org, ann@"), "Cc header", id="Cc does not parse"),
+        pytest.param(raw_data("From: news@example.test", "To: ann@bad_domain.org"), "not a host name",
+                     id="To domain not a host"),
+    ],
+)
+def test_send_email_refuses_what_ses_refuses(ses, change, problem):
+    with pytest.raises(ClientError) as caught:
+        make_client(ses).send_email(**send_request(**change))
+
+    error = caught.value.response
+    assert (error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]) == ("BadRequestException", 400)
+    assert problem.lower() in error["Error"]["Message"].lower()
+    assert classify_client_error(caught.value, "news@example.test").kind == RECIPIENT
+    assert ses.sent == [] and [r.status for r in ses.send_email_requests] == [400]
+
+
+@pytest.mark.parametrize(
+    "change, header_to",
+    [
+        pytest.param({}, ["ann@x.org"], id="plain"),
+        pytest.param({"FromEmailAddress": "=?utf-8?q?Caf=C3=A9?= <news@example.test>"}, ["ann@x.org"],
+                     id="RFC 2047 sender name"),
+        pytest.param(
+            {"Destination": {"ToAddresses": ["ann@xn--bcher-kva.example"]},
+             **raw_data("From: news@example.test", "To: Ann <ann@xn--bcher-kva.example>")},
+            ["ann@xn--bcher-kva.example"],
+            id="punycode domain",
+        ),
+        pytest.param(
+            raw_data("From: News <news@example.test>", "To: =?utf-8?b?Wm/Dqw==?= <zoe@x.org>,", " bob@x.org",
+                     "Subject: folded"),
+            ["zoe@x.org", "bob@x.org"],
+            id="folded To, encoded name",
+        ),
+        pytest.param(raw_data("From: news@example.test", "To: undisclosed-recipients:;"), [], id="group"),
+        pytest.param(raw_data("From: news@example.test", "Subject: no To"), [], id="no To header"),
+        pytest.param(raw_data(*HEADERS, "X-Long: " + "a" * 990, body="b" * 998), ["ann@x.org"], id="998 is fine"),
+        pytest.param(raw_data(*HEADERS, body="ends with }} and {{ braces"), ["ann@x.org"], id="braces in a body"),
+    ],
+)
+def test_send_email_takes_what_ses_takes_and_records_the_to_header(ses, change, header_to):
+    make_client(ses).send_email(**send_request(**change))
+
+    [record] = ses.sent
+    assert record.header_to == header_to
+
+
+def test_the_to_header_can_be_checked_against_the_recipient(ses):
+    """What a test of the application asserts: the To header names exactly
+    the recipient, whatever Destination says."""
+    client = make_client(ses)
+    send(client, "ann@x.org")  # RAW's To is ann@x.org
+    send(client, "bob@x.org")  # ... and not bob
+
+    assert [(r.to_addresses, r.header_to) for r in ses.sent] == [
+        (["ann@x.org"], ["ann@x.org"]),
+        (["bob@x.org"], ["ann@x.org"]),
+    ]
+    send_bulk(client, [bulk_entry("Ann <ann@x.org>")])
+    assert ses.sent[-1].header_to == ["ann@x.org"] == ses.sent[-1].message["To"].addresses[0].addr_spec.split()
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        pytest.param(lambda r: r.update(FromEmailAddress="news@xn--zz.example"), "punycode", id="sender punycode"),
+        pytest.param(lambda r: r["BulkEmailEntries"].append(bulk_entry("a@bücher.example")), "7-bit ASCII",
+                     id="IDN destination"),
+        pytest.param(lambda r: r["BulkEmailEntries"].append(bulk_entry("a@x.org, b@x.org")), "not one",
+                     id="two in one destination"),
+        pytest.param(
+            lambda r: r["BulkEmailEntries"].append(
+                {"Destination": {"ToAddresses": ["a@x.org"], "CcAddresses": ["Zoë <z@x.org>"]}}
+            ),
+            "CcAddresses[0]",
+            id="non-ASCII cc",
+        ),
+        pytest.param(lambda r: r["BulkEmailEntries"].append(bulk_entry("a@x.org", tags={"extra": "a.b"})),
+                     "ReplacementTags[0].Value", id="tag with a dot"),
+        pytest.param(lambda r: r.update(DefaultEmailTags=[{"Name": "mailout id", "Value": "m"}]),
+                     "DefaultEmailTags[0].Name", id="tag name with a space"),
+        pytest.param(
+            lambda r: r["BulkEmailEntries"].append(bulk_entry("a@x.org", headers=[("X-Long", "v" * 991)])),
+            "996",
+            id="header name and value over 996",
+        ),
+    ],
+)
+def test_a_bulk_request_with_what_ses_refuses_is_refused_as_a_whole(ses, change, problem):
+    request = {
+        "FromEmailAddress": "news@example.test",
+        "DefaultContent": {"Template": {"TemplateContent": dict(TEMPLATE), "TemplateData": "{}"}},
+        "BulkEmailEntries": [bulk_entry("ok@x.org")],
+    }
+    change(request)
+
+    with pytest.raises(ClientError) as caught:
+        make_client(ses).send_bulk_email(**request)
+
+    assert caught.value.response["Error"]["Code"] == "BadRequestException"
+    assert problem in caught.value.response["Error"]["Message"]
+    assert ses.sent == [] and [r.status for r in ses.bulk_requests] == [400]
+
+
+# --- Every request body against botocore's model of SES v2 ------------------------------
+
+
+def post(ses, path, body):
+    """A request botocore would refuse to send: JSON as rest-json carries it."""
+    return requests.post(ses.url + path, data=json.dumps(body), headers={"Content-Type": "application/json"}, timeout=5)
+
+
+def json_send_email(**change):
+    body = {
+        "FromEmailAddress": "news@example.test",
+        "Destination": {"ToAddresses": ["ann@x.org"]},
+        "Content": {"Raw": {"Data": base64.b64encode(RAW).decode()}},
+    }
+    body.update(change)
+    return body
+
+
+def json_bulk(**change):
+    body = {
+        "FromEmailAddress": "news@example.test",
+        "DefaultContent": {"Template": {"TemplateContent": dict(TEMPLATE), "TemplateData": '{"name": "x"}'}},
+        "BulkEmailEntries": [bulk_entry("ok@x.org")],
+    }
+    body.update(change)
+    return body
+
+
+@pytest.mark.parametrize(
+    "path, body, problems",
+    [
+        pytest.param(SEND_EMAIL_PATH, json_send_email(Foo=1), ["Foo"], id="unknown member"),
+        pytest.param(SEND_EMAIL_PATH, json_send_email(Destination={"ToAddresses": ["ann@x.org"], "To": ["b@x.org"]}),
+                     ["Destination: unknown member 'To'"], id="unknown nested member"),
+        pytest.param(SEND_EMAIL_PATH, {k: v for k, v in json_send_email().items() if k != "Content"},
+                     ["required member 'Content'"], id="no Content"),
+        pytest.param(SEND_EMAIL_PATH, json_send_email(Content={"Raw": {}}), ["Content.Raw: required member 'Data'"],
+                     id="no Raw.Data"),
+        pytest.param(SEND_EMAIL_PATH, json_send_email(Destination={"ToAddresses": "ann@x.org"}),
+                     ["Destination.ToAddresses: expected a list"], id="a string for a list"),
+        pytest.param(SEND_EMAIL_PATH, json_send_email(FromEmailAddress=5), ["FromEmailAddress: expected a string"],
+                     id="a number for a string"),
+        pytest.param(SEND_EMAIL_PATH, json_send_email(Content={"Raw": {"Data": "not base64!"}}),
+                     ["Content.Raw.Data: expected base64"], id="blob not base64"),
+        pytest.param(SEND_EMAIL_PATH, json_send_email(TenantName=""), ["TenantName: 0 characters, fewer than"],
+                     id="string under its min"),
+        pytest.param(SEND_EMAIL_PATH, json_send_email(EmailTags=[{"Name": "mailout_id"}]),
+                     ["EmailTags[0]: required member 'Value'"], id="tag without a value"),
+        pytest.param(SEND_EMAIL_PATH, json_send_email(Foo=1, Bar=2, FromEmailAddress=[]),
+                     ["3 validation errors", "'Foo'", "'Bar'", "FromEmailAddress: expected a string"],
+                     id="every problem listed"),
+        pytest.param(BULK_EMAIL_PATH, json_bulk(BulkEmailEntries=[{**bulk_entry("a@x.org"), "Tags": []}]),
+                     ["BulkEmailEntries[0]: unknown member 'Tags'"], id="bulk unknown member"),
+        pytest.param(BULK_EMAIL_PATH, {k: v for k, v in json_bulk().items() if k != "BulkEmailEntries"},
+                     ["required member 'BulkEmailEntries'"], id="bulk no entries member"),
+        pytest.param(BULK_EMAIL_PATH, json_bulk(BulkEmailEntries={"Destination": {}}),
+                     ["BulkEmailEntries: expected a list"], id="bulk object for a list"),
+        pytest.param(BULK_EMAIL_PATH, json_bulk(BulkEmailEntries=[{"ReplacementTags": []}]),
+                     ["BulkEmailEntries[0]: required member 'Destination'"], id="bulk entry without Destination"),
+        pytest.param(BULK_EMAIL_PATH, json_bulk(DefaultContent="template"), ["DefaultContent: expected an object"],
+                     id="bulk string for an object"),
+        pytest.param(
+            BULK_EMAIL_PATH,
+            json_bulk(BulkEmailEntries=[bulk_entry("a@x.org", headers=[("X-A", "")])]),
+            ["BulkEmailEntries[0].ReplacementHeaders[0].Value: 0 characters, fewer than the minimum 1"],
+            id="bulk header value under its min",
+        ),
+    ],
+)
+def test_a_body_off_the_model_is_refused_listing_its_problems(ses, path, body, problems):
+    answer = post(ses, path, body)
+
+    assert answer.status_code == 400
+    assert answer.headers["x-amzn-ErrorType"].split(":")[0] == "BadRequestException"
+    message = answer.json()["message"]
+    assert "validation error" in message
+    for problem in problems:
+        assert problem in message
+    assert ses.sent == [] and [r.status for r in ses.send_requests] == [400]
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        # What botocore does not check before sending (max, enum, pattern).
+        pytest.param(
+            lambda t: t.update(TemplateData=json.dumps({"x": "y" * 262_144})),
+            "TemplateData: 262153 characters, more than the maximum 262144",
+            id="string over its max",
+        ),
+        pytest.param(lambda t: t.update(Headers=[{"Name": f"X-{i}", "Value": "v"} for i in range(16)]),
+                     "Headers: 16 entries, more than the maximum 15", id="list over its max"),
+        pytest.param(
+            lambda t: t.update(Headers=[{"Name": "X-A:B", "Value": "v"}]),
+            "Headers[0].Name: 'X-A:B' does not match",
+            id="header name pattern",
+        ),
+        pytest.param(lambda t: t.update(Headers=[{"Name": "X-A", "Value": "caf\u00e9"}]), "Headers[0].Value:",
+                     id="header value not printable ASCII"),
+        pytest.param(lambda t: t.update(Headers=[{"Name": "X-A", "Value": "a\tb"}]), "does not match the pattern",
+                     id="header value with a tab"),
+    ],
+)
+def test_a_bulk_request_off_the_model_is_refused_through_boto3(ses, change, problem):
+    request = {
+        "FromEmailAddress": "news@example.test",
+        "DefaultContent": {"Template": {"TemplateContent": dict(TEMPLATE), "TemplateData": '{"name": "x"}'}},
+        "BulkEmailEntries": [bulk_entry("ok@x.org")],
+    }
+    change(request["DefaultContent"]["Template"])
+
+    with pytest.raises(ClientError) as caught:
+        make_client(ses).send_bulk_email(**request)
+
+    assert caught.value.response["Error"]["Code"] == "BadRequestException"
+    assert problem in caught.value.response["Error"]["Message"]
+    assert ses.sent == []
+
+
+def test_an_enum_off_the_model_is_refused(ses):
+    with pytest.raises(ClientError) as caught:
+        make_client(ses).send_email(
+            **send_request(ConfigurationOverrides={"Tracking": {"OpenTrackingEnabled": "YES"}})
+        )
+    message = caught.value.response["Error"]["Message"]
+    assert "ConfigurationOverrides.Tracking.OpenTrackingEnabled: 'YES' is not one of ENABLED, DISABLED" in message
+
+
+def test_the_model_is_botocores(ses):
+    """The checks walk the installed botocore's shapes, so a member botocore
+    knows is accepted and one it does not know is refused."""
+    from tests.ses_standin_checks import input_shape
+
+    assert set(input_shape("SendEmail").members) >= {"FromEmailAddress", "Destination", "Content", "EmailTags"}
+    assert input_shape("SendBulkEmail").required_members == ["DefaultContent", "BulkEmailEntries"]
+    assert send(make_client(ses))["MessageId"]
+    assert post(ses, SEND_EMAIL_PATH, json_send_email(ConfigurationSetName="newsletter")).status_code == 200
