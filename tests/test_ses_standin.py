@@ -2,7 +2,9 @@
 
 import base64
 import json
+import re
 import time
+import uuid
 
 import boto3
 import pytest
@@ -14,6 +16,7 @@ try:
     from amazonsender.template import bulk_content
 except ImportError:  # before bulk_content moved out of message.py
     from amazonsender.message import bulk_content
+from amazonsender.events import parse_ses_event
 from amazonsender.ses import (
     ACCOUNT,
     IN_DOUBT,
@@ -915,3 +918,109 @@ def test_the_model_is_botocores(ses):
     assert input_shape("SendBulkEmail").required_members == ["DefaultContent", "BulkEmailEntries"]
     assert send(make_client(ses))["MessageId"]
     assert post(ses, SEND_EMAIL_PATH, json_send_email(ConfigurationSetName="newsletter")).status_code == 200
+
+
+# --- The events SES publishes ------------------------------------------------------------
+
+ISO_MILLIS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def test_a_rendering_failure_is_published_as_ses_documents_it(ses):
+    """Field for field the "Rendering Failure record" of AWS's "Examples of
+    event data that Amazon SES publishes to Amazon SNS"."""
+    mailout_id = str(uuid.uuid4())
+    entries = [bulk_entry("ok@x.org"), {"Destination": {"ToAddresses": ["No Token <no-token@x.org>"]}}]
+
+    results = send_bulk(
+        make_client(ses), entries, DefaultEmailTags=[{"Name": "mailout_id", "Value": mailout_id}]
+    )["BulkEmailEntryResults"]
+
+    [text] = ses.rendering_failure_events()
+    event = json.loads(text)
+    assert list(event) == ["eventType", "mail", "failure"]
+    assert event["eventType"] == "Rendering Failure"
+    assert event["failure"] == {
+        "errorMessage": "Attribute 't' is not present in the rendering data.",
+        "templateName": None,  # an inline template has no name
+    }
+    mail = event["mail"]
+    assert list(mail) == [
+        "timestamp", "source", "sourceArn", "sendingAccountId", "messageId", "destination", "headersTruncated", "tags",
+    ]  # fmt: skip
+    assert ISO_MILLIS.fullmatch(mail["timestamp"])
+    assert mail["source"] == "News <news@example.test>"
+    assert mail["sourceArn"] == "arn:aws:ses:us-east-1:123456789012:identity/example.test"
+    assert mail["sendingAccountId"] == "123456789012"
+    assert mail["messageId"] == results[1]["MessageId"] == ses.rendering_failures[0].message_id
+    assert mail["destination"] == ["No Token <no-token@x.org>"]
+    assert mail["headersTruncated"] is False
+    assert mail["tags"]["ses:configuration-set"] == ["newsletter"]
+    assert mail["tags"]["ses:operation"] == ["SendBulkEmail"]
+    assert mail["tags"]["mailout_id"] == [mailout_id]
+
+    # The application reads it as the event it is.
+    parsed = parse_ses_event(text)
+    assert (parsed.event_type, parsed.ses_message_id, str(parsed.mailout_id)) == (
+        "Rendering Failure", results[1]["MessageId"], mailout_id,
+    )  # fmt: skip
+
+
+def test_a_rendering_failure_names_the_template_the_request_named(ses):
+    entries = [{"Destination": {"ToAddresses": ["a@x.org"]}, "ReplacementTags": [{"Name": "extra", "Value": "1"}]}]
+    request = {
+        "FromEmailAddress": "news@example.test",
+        "DefaultContent": {"Template": {"TemplateName": "newsletter-inline", "TemplateContent": dict(TEMPLATE)}},
+        "DefaultEmailTags": [{"Name": "mailout_id", "Value": "m-3"}],
+        "BulkEmailEntries": entries,
+    }
+
+    make_client(ses).send_bulk_email(**request)
+
+    [event] = [json.loads(text) for text in ses.rendering_failure_events()]
+    assert event["failure"] == {
+        "errorMessage": "Attribute 'name' is not present in the rendering data.",
+        "templateName": "newsletter-inline",
+    }
+    assert event["mail"]["tags"]["mailout_id"] == ["m-3"] and event["mail"]["tags"]["extra"] == ["1"]
+    assert "ses:configuration-set" not in event["mail"]["tags"]  # the request named none
+    assert ses.sent == []
+
+
+@pytest.mark.parametrize("api", ["SendEmail", "SendBulkEmail"])
+def test_bounce_and_complaint_events_for_a_sent_email(ses, api):
+    mailout_id = str(uuid.uuid4())
+    client = make_client(ses)
+    if api == "SendEmail":
+        client.send_email(**send_request(EmailTags=[{"Name": "mailout_id", "Value": mailout_id}],
+                                         ConfigurationSetName="newsletter"))
+    else:
+        send_bulk(client, [bulk_entry("ann@x.org")], DefaultEmailTags=[{"Name": "mailout_id", "Value": mailout_id}])
+    [email] = ses.sent
+
+    bounce = json.loads(ses.bounce_event(email))
+    assert list(bounce) == ["eventType", "bounce", "mail"]
+    assert bounce["bounce"]["bounceType"] == "Permanent" and bounce["bounce"]["bounceSubType"] == "General"
+    assert bounce["bounce"]["bouncedRecipients"] == [
+        {"emailAddress": "ann@x.org", "action": "failed", "status": "5.1.1",
+         "diagnosticCode": "smtp; 550 5.1.1 user unknown"}
+    ]  # fmt: skip
+    assert set(bounce["bounce"]) == {"bounceType", "bounceSubType", "bouncedRecipients", "timestamp", "feedbackId",
+                                     "reportingMTA"}
+    mail = bounce["mail"]
+    assert mail["messageId"] == email.message_id and mail["destination"] == ["ann@x.org"]
+    assert mail["tags"]["ses:operation"] == [api] and mail["tags"]["mailout_id"] == [mailout_id]
+    assert mail["commonHeaders"]["to"] == ["ann@x.org"] and mail["commonHeaders"]["messageId"] == email.message_id
+    assert {"name": "To", "value": "ann@x.org"} in mail["headers"]
+
+    complaint = json.loads(ses.complaint_event(email))
+    assert complaint["eventType"] == "Complaint"
+    assert complaint["complaint"]["complainedRecipients"] == [{"emailAddress": "ann@x.org"}]
+    assert complaint["complaint"]["complaintFeedbackType"] == "abuse"
+    assert complaint["complaint"]["feedbackId"] != bounce["bounce"]["feedbackId"]
+
+    undetermined = json.loads(ses.bounce_event(email, bounce_type="Undetermined", bounce_sub_type="Undetermined"))
+    assert undetermined["bounce"]["bouncedRecipients"] == [{"emailAddress": "ann@x.org"}]
+    for text, kind in ((ses.bounce_event(email, bounce_type="Transient", bounce_sub_type="MailboxFull"), "Bounce"),
+                       (ses.complaint_event(email), "Complaint")):
+        parsed = parse_ses_event(text)
+        assert (parsed.event_type, parsed.addresses, str(parsed.mailout_id)) == (kind, ["ann@x.org"], mailout_id)
