@@ -17,6 +17,7 @@ from dotenv import load_dotenv
 
 from . import store
 from .config import ConfigError, Settings
+from .content import ContentProblem, check_content
 from .db import create_pool
 
 
@@ -120,7 +121,7 @@ def mailout_resume(mailout_id: UUID, force: bool):
             claim = sender.resume_mailout(pool, mailout_id, settings, force=force)
         except sender.MailoutNotFound:
             raise click.ClickException(f"no mailout with id {mailout_id}") from None
-        except (sender.MailoutNotResumable, sender.RunnerAlive) as exc:
+        except (sender.MailoutNotResumable, sender.MailoutInvalid, sender.RunnerAlive) as exc:
             raise click.ClickException(f"mailout {mailout_id}: {exc}") from None
         with pool.connection() as conn:
             queued = store.count_by_status(conn, mailout_id).get("queued", 0)
@@ -247,6 +248,10 @@ def mailout_create(subject: str, html_file, markdown_file, ready: bool):
         body = markdown.markdown(markdown_file.read(), extensions=["extra", "sane_lists"])
     if not body.strip():
         raise click.UsageError("the body file is empty")
+    try:
+        check_content(subject.strip(), body)
+    except ContentProblem as exc:
+        raise click.UsageError(str(exc)) from None
     with database_pool() as pool, pool.connection() as conn:
         mailout_id = store.create_mailout(conn, subject.strip(), body, "ready" if ready else "draft")
     click.echo(mailout_id)
@@ -257,6 +262,12 @@ def mailout_create(subject: str, html_file, markdown_file, ready: bool):
 def mailout_ready(mailout_id: UUID):
     """Mark a draft 'ready', so the webhook or `mailout send` can send it."""
     with database_pool() as pool, pool.connection() as conn:
+        mailout = store.get_mailout(conn, mailout_id)
+        if mailout is not None and mailout["status"] == "draft":
+            try:
+                check_content(mailout["subject"], mailout["body"])
+            except ContentProblem as exc:
+                raise click.ClickException(f"mailout {mailout_id} cannot be made ready: {exc}") from None
         if not store.mark_ready(conn, mailout_id):
             mailout = store.get_mailout(conn, mailout_id)
             if mailout is None:
@@ -297,6 +308,8 @@ def mailout_test(mailout_id: UUID, addresses: tuple[str, ...]):
             results = sender.send_test(pool, transport, settings, mailout_id, recipients)
         except sender.MailoutNotFound:
             raise click.ClickException(f"no mailout with id {mailout_id}") from None
+        except sender.MailoutInvalid as exc:
+            raise click.ClickException(f"mailout {mailout_id}: {exc}") from None
     for result in results:
         click.echo(f"{result['status']:<6} {result['to']}  {result.get('ses_message_id') or result.get('error')}")
     if any(result["status"] != "sent" for result in results):

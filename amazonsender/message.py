@@ -9,24 +9,25 @@ from __future__ import annotations
 
 import binascii
 import html
-import json
 import random
 import re
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from email.header import Header
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime
 from html.parser import HTMLParser
 
-# Headers as the email package writes them for SMTP: CR LF line ends, folded
-# at 78, so a long non-ASCII Subject or name becomes several short RFC 2047
-# encoded words (RFC 2047 forbids one encoded word hundreds of characters
-# long). Not List-Unsubscribe: its URL has no space to fold at, and the email
+from .addresses import header_line, mailbox_header, mailbox_of, ses_address, text_words
+from .content import subject_problem
+
+# The fixed headers (Date, MIME-Version, Content-Type, the parts') as the email
+# package writes them for SMTP: CR LF line ends, folded at 78. From, To,
+# Reply-To and Subject hold text from outside and are written by addresses.py
+# instead, which never reads header syntax into that text. Not
+# List-Unsubscribe either: its URL has no space to fold at, and the email
 # package would turn it into an encoded word that mail clients no longer
 # recognise; MessageBuilder.build writes it raw, on one line.
 HEADER_POLICY = SMTP
@@ -78,18 +79,18 @@ class MessageBuilder:
         self.body_text = html_to_text(body_html)
         self.from_address = from_address
         self.reply_to = reply_to
-        # Encoded on the first build, not here: a mailout the email package
-        # cannot write (a Subject with a line break) must fail each build as it
-        # always did, inside the run that records the failure, not while the
-        # run is being set up. Two threads may both encode it at first; each
-        # message uses one complete _Shared, so either is fine.
+        # Encoded by prepare() (or the first build), not here: a MessageBuilder
+        # is made where no error can be recorded yet.
         self._shared: _Shared | None = None
         # (second, Date header); see _date_header.
         self._date: tuple[int, bytes] = (-1, b"")
 
     def build(self, *, to_email: str, to_name: str | None, unsubscribe_url: str) -> OutgoingEmail:
-        shared = self._shared or self._encode_shared()
-        to_header = _to_header(format_recipient(to_email, to_name))
+        """One recipient's message. Raises AddressError (a ValueError) when
+        SES cannot take the address, ValueError for an unwritable link."""
+        shared = self._shared or self.prepare()
+        to_address = ses_address(to_email)
+        to_header = mailbox_header("To", to_address, to_name)
         if _CONTROL_CHARACTERS.search(unsubscribe_url):
             # A raw header is written unchecked: never let it start a new header.
             raise ValueError("the unsubscribe URL must be on one line")
@@ -117,7 +118,17 @@ class MessageBuilder:
                 shared.html_end,
             )
         )
-        return OutgoingEmail(to_address=to_email, raw=raw, tags={"mailout_id": self.mailout_id})
+        return OutgoingEmail(to_address=to_address, raw=raw, tags={"mailout_id": self.mailout_id})
+
+    def prepare(self) -> _Shared:
+        """Encode what every recipient's message shares. A run calls this
+        before it takes any recipient, so a mailout that cannot be written
+        (a sender SES cannot take, say) stops the run with every row still
+        queued, instead of failing recipient after recipient."""
+        problem = subject_problem(self.subject)
+        if problem:
+            raise ValueError(problem)
+        return self._shared or self._encode_shared()
 
     def _encode_shared(self, also_avoid: tuple[bytes, ...] = ()) -> _Shared:
         text = _EncodedBody(self.body_text, "")
@@ -135,9 +146,9 @@ class MessageBuilder:
         # (it belongs to the delimiter, RFC 2046) and "--boundary--" at the end.
         delimiter = b"--" + boundary.encode("ascii")
         shared = _Shared(
-            from_header=_header("From", self.from_address),
-            subject_header=_header("Subject", self.subject),
-            reply_to_header=_header("Reply-To", self.reply_to) if self.reply_to else b"",
+            from_header=header_line("From", mailbox_of(self.from_address).split(" ")),
+            subject_header=header_line("Subject", text_words(self.subject)),
+            reply_to_header=header_line("Reply-To", mailbox_of(self.reply_to).split(" ")) if self.reply_to else b"",
             up_to_text_footer=after_unsubscribe + CRLF + delimiter + CRLF + text_headers + CRLF + text.head,
             text_end_to_html_footer=text.rest + CRLF + delimiter + CRLF + html_headers + CRLF + html_part.head,
             html_end=html_part.rest + CRLF + delimiter + b"--" + CRLF,
@@ -292,45 +303,9 @@ def _part_headers() -> tuple[bytes, bytes]:
     )
 
 
-# RFC 5322 atext, without "=" and "?" so that no word can be an RFC 2047
-# encoded word ("=?...?="), which the email package would decode.
-_ATOM = r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+"
-_PLAIN_ADDRESS = rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
-_PLAIN_MAILBOX = re.compile(rf"(?:{_ATOM}(?: {_ATOM})* <{_PLAIN_ADDRESS}>|{_PLAIN_ADDRESS})")
-
-
-def _to_header(value: str) -> bytes:
-    """The To header. The email package's header parsing and folding costs
-    0.1–0.2 ms, as much as the rest of the message; for the usual ASCII name
-    and address, which need no quoting, encoding or folding, it writes the
-    value unchanged on one line (the tests check that it does), so that is
-    written directly. Anything else (non-ASCII, quotes, commas, dots in a
-    name, a header longer than 78) goes through the email package as before."""
-    if len(value) <= 78 - len("To: ") and _PLAIN_MAILBOX.fullmatch(value):
-        return b"To: " + value.encode("ascii") + CRLF
-    return _header("To", value)
-
-
 # What must never be in a raw header: any of them could end the line (the
 # email package splits at \v, \f and \x1c-\x1e as well as CR and LF).
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def format_recipient(email: str, name: str | None) -> str:
-    """`Name <email>` when the name is known; quoting and encoding of
-    non-ASCII names is left to the email package."""
-    clean_name = " ".join((name or "").split())
-    if not clean_name:
-        return email
-    try:
-        local, _, domain = email.rpartition("@")
-        return str(Address(display_name=clean_name, username=local, domain=domain))
-    except (ValueError, IndexError):
-        return formataddr((clean_name, email))
-
-
-def address_only(value: str) -> str:
-    return parseaddr(value)[1]
 
 
 def append_footer(body_html: str, unsubscribe_url: str) -> str:
@@ -421,91 +396,3 @@ def html_to_text(body_html: str) -> str:
     lines = [line.strip() for line in text.split("\n")]
     text = "\n".join(lines)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
-
-
-# -- SES SendBulkEmail -------------------------------------------------------
-
-# The one template variable: the recipient's unsubscribe token. Triple braces
-# insert it as it is (no HTML escaping); a token is URL-safe base64 and dots.
-TOKEN_PLACEHOLDER = "{{{t}}}"
-# SES reads "{{" in a template as the start of a variable; a mailout whose own
-# text has one cannot be sent as a template.
-TEMPLATE_MARKER = "{{"
-# SES's limit on a template is 500 KB; stay clear of it.
-MAX_TEMPLATE_BYTES = 400_000
-
-
-@dataclass(frozen=True)
-class BulkRecipient:
-    """One destination of a SendBulkEmail call."""
-
-    to_address: str  # the address alone
-    destination: str  # `Name <address>`, a non-ASCII name as RFC 2047 encoded words
-    unsubscribe_url: str
-    template_data: str  # JSON: {"t": token}
-
-
-@dataclass(frozen=True)
-class BulkContent:
-    """A mailout as the inline SES template of SendBulkEmail: what every
-    recipient shares, with the unsubscribe token as the only variable (in the
-    footer's link), plus the headers every copy carries. Per recipient, SES
-    gets the To address, the template data and the List-Unsubscribe header."""
-
-    mailout_id: str
-    subject: str
-    html: str
-    text: str
-    unsubscribe_base: str  # the unsubscribe URL up to the token
-    headers: tuple[tuple[str, str], ...] = (("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),)
-
-    @property
-    def tags(self) -> dict[str, str]:
-        return {"mailout_id": self.mailout_id}
-
-    def recipient(self, *, to_email: str, to_name: str | None, token: str) -> BulkRecipient:
-        url = self.unsubscribe_base + token
-        if _CONTROL_CHARACTERS.search(url) or not url.isascii():
-            raise ValueError("the unsubscribe URL must be one line of ASCII")
-        return BulkRecipient(
-            to_address=to_email,
-            destination=ses_address(to_email, to_name),
-            unsubscribe_url=url,
-            template_data=json.dumps({"t": token}, separators=(",", ":")),
-        )
-
-
-def bulk_content(
-    *, mailout_id: str, subject: str, body_html: str, unsubscribe_base: str
-) -> tuple[BulkContent | None, str]:
-    """The mailout as an SES template, or None and the reason it cannot be one."""
-    body_text = html_to_text(body_html)
-    for name, value in (("subject", subject), ("body", body_html), ("plain-text body", body_text)):
-        if TEMPLATE_MARKER in value:
-            return None, f"the {name} contains '{{{{', which SES would read as a template variable"
-    if TEMPLATE_MARKER in unsubscribe_base or _CONTROL_CHARACTERS.search(subject):
-        return None, "the subject or the unsubscribe URL cannot go into an SES template"
-    url = unsubscribe_base + TOKEN_PLACEHOLDER
-    html_part = append_footer(body_html, url)
-    text_part = body_text + FOOTER_TEXT.format(url=url)
-    if len(html_part.encode()) + len(text_part.encode()) > MAX_TEMPLATE_BYTES:
-        return None, f"the mailout is larger than {MAX_TEMPLATE_BYTES // 1000} KB, too large for an SES template"
-    content = BulkContent(
-        mailout_id=str(mailout_id), subject=subject, html=html_part, text=text_part, unsubscribe_base=unsubscribe_base
-    )
-    return content, ""
-
-
-def ses_address(email: str, name: str | None) -> str:
-    """`Name <email>` as SES's SendBulkEmail takes addresses (it writes the
-    header from them): a plain ASCII name as it is, quoted when it needs
-    quotes, a non-ASCII one as RFC 2047 encoded words (SES requires that of
-    display names)."""
-    clean_name = " ".join("".join(ch for ch in (name or "") if ch >= " " and ch != "\x7f").split())
-    if not clean_name:
-        return email
-    if "=?" in clean_name:
-        # Looks like an encoded word: encoded itself, so that a mail client
-        # shows it as written instead of decoding it (as MessageBuilder does).
-        return f"{Header(clean_name, 'utf-8').encode()} <{email}>"
-    return formataddr((clean_name, email), charset="utf-8")

@@ -21,21 +21,22 @@ import math
 import random
 import threading
 import time
-import unicodedata
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from email.utils import getaddresses
+from email.utils import parseaddr
 from uuid import UUID
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from . import metrics, store
-from .config import is_plausible_address
-from .message import MessageBuilder, bulk_content
+from .addresses import AddressError, bare_address, is_one_address, ses_address
+from .content import ContentProblem, check_content
+from .message import MessageBuilder
 from .ses import ACCESS_DENIED_CODES, ACCOUNT, IN_DOUBT, RECIPIENT, THROTTLED, TRANSIENT, BulkResult, SendError
+from .template import bulk_content
 from .tokens import UnsubscribeTokens
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class MailoutNotReady(Exception):
 
 
 class MailoutInvalid(Exception):
-    """The mailout cannot be sent as it is (an empty subject or body)."""
+    """The mailout cannot be sent as it is (content.py says why)."""
 
 
 class MailoutNotResumable(Exception):
@@ -318,7 +319,16 @@ def ready_mailout(conn, mailout_id: UUID) -> dict:
         raise MailoutNotFound(str(mailout_id))
     if mailout["status"] != "ready":
         raise MailoutNotReady(mailout["status"])
+    sendable(mailout)
     return mailout
+
+
+def sendable(mailout: dict) -> None:
+    """MailoutInvalid when the subject or body cannot go out as they are."""
+    try:
+        check_content(mailout["subject"], mailout["body"])
+    except ContentProblem as exc:
+        raise MailoutInvalid(str(exc)) from None
 
 
 def claim_mailout(pool: ConnectionPool, mailout_id: UUID, *, rate_per_sec: float | None = None) -> Claim:
@@ -327,10 +337,6 @@ def claim_mailout(pool: ConnectionPool, mailout_id: UUID, *, rate_per_sec: float
     runner_id = uuid.uuid4()
     with pool.connection() as conn:
         mailout = ready_mailout(conn, mailout_id)
-        if not mailout["subject"].strip():
-            raise MailoutInvalid("the mailout's subject is empty")
-        if not mailout["body"].strip():
-            raise MailoutInvalid("the mailout's body is empty")
         if not store.claim_mailout(conn, mailout_id, runner_id):
             # Someone else claimed it between our read and our UPDATE.
             current = store.get_mailout(conn, mailout_id)
@@ -348,8 +354,8 @@ def claim_mailout(pool: ConnectionPool, mailout_id: UUID, *, rate_per_sec: float
 def resume_mailout(pool: ConnectionPool, mailout_id: UUID, settings, *, force: bool = False) -> Claim:
     """Take over a mailout whose run ended early ('failed', 'paused', or
     'sending' with a stale heartbeat) and mark the rows its last run left
-    'sending' as 'unknown'. Raises MailoutNotFound, MailoutNotResumable or
-    RunnerAlive."""
+    'sending' as 'unknown'. Raises MailoutNotFound, MailoutNotResumable,
+    MailoutInvalid or RunnerAlive."""
     runner_id = uuid.uuid4()
     with pool.connection() as conn:
         mailout = store.get_mailout(conn, mailout_id)
@@ -363,6 +369,8 @@ def resume_mailout(pool: ConnectionPool, mailout_id: UUID, settings, *, force: b
                 "draft": "it is a draft",
             }
             raise MailoutNotResumable(status, f"mailout is '{status}': {hints.get(status, 'nothing to resume')}")
+        # Written before these checks existed, say: resuming would only stop again.
+        sendable(mailout)
         if not store.claim_for_resume(conn, mailout_id, runner_id, settings.heartbeat_stale_seconds, force):
             current = store.get_mailout(conn, mailout_id)
             if current and current["status"] == "sending":
@@ -460,6 +468,11 @@ class _Run:
             ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send") if concurrency > 1 else None
         )
         self.counts = {"sent": 0, "failed": 0, "skipped": 0, "unknown": 0}
+        # This batch's rows handed to an SES call, and the outcomes known so
+        # far: if our own code fails part way, a row SES may have is
+        # 'unknown' and a row no call carried goes back to the queue.
+        self.handed: set[UUID] = set()
+        self.settled: dict[UUID, store.Outcome] = {}
 
     # -- the loop ---------------------------------------------------------
 
@@ -498,6 +511,9 @@ class _Run:
             # the count takes a few hundred ms, which the first email need not
             # wait for.
             sent_so_far = None
+            halt = self.cannot_write_mailout()
+            if halt:
+                return self.halt(halt)
             while True:
                 if self.stop.is_set():
                     return self.halt(_Halt("paused", f"interrupted: {stop_reason}"))
@@ -551,7 +567,29 @@ class _Run:
             return self.summary(f"database unreachable: {exc}", from_database=False)
         except Exception as exc:  # noqa: BLE001 - the run must end in a recorded state
             log.exception("mailout %s stopped by an unexpected error", mailout_id)
+            self.record_once_more()
             return self.halt(_Halt("failed", f"{type(exc).__name__}: {exc}"))
+
+    def record_once_more(self) -> None:
+        """After an unexpected error between sending a batch and recording it:
+        one more try, so that rows SES never saw do not stay 'sending'."""
+        if not self.unrecorded:
+            return
+        try:
+            with self.pool.connection() as conn:
+                store.record_outcomes(conn, self.claim.mailout_id, self.unrecorded)
+            self.unrecorded = []
+        except Exception:  # noqa: BLE001 - the error that brought us here is logged already
+            log.exception("mailout %s: the batch's outcomes could not be recorded", self.claim.mailout_id)
+
+    def cannot_write_mailout(self) -> _Halt | None:
+        """Encode what every message shares before any row is taken: a
+        mailout that cannot be written stops here with every row queued."""
+        try:
+            self.builder.prepare()
+        except Exception as exc:  # noqa: BLE001 - whatever it is, nothing was sent
+            return _Halt("failed", f"the mailout cannot be written as an email: {exc}")
+        return None
 
     def take_batch(self, conn, batch_id: UUID):
         if not store.heartbeat(conn, self.claim.mailout_id, self.claim.runner_id):
@@ -634,17 +672,21 @@ class _Run:
         per SendBulkEmail. On a reason to stop, the recipients not yet
         attempted go back in the queue, and the reason is returned."""
         halts: list[_Halt] = []
+        self.handed, self.settled = set(), {}
 
         def attempt(chunk: list[store.Recipient]) -> list[store.Outcome]:
-            halt = None if halts or self.lost else self.reason_to_stop_before_sending()
-            if halt:
-                halts.append(halt)
-            if halts or self.lost:
-                return [store.Outcome(recipient.log_id, "queued") for recipient in chunk]
-            if self.bulk is not None:
-                outcomes, halt = self.send_chunk(chunk)
-            else:
-                outcomes, halt = self.send_one_by_one(chunk)
+            try:
+                halt = None if halts or self.lost else self.reason_to_stop_before_sending()
+                if halt:
+                    halts.append(halt)
+                if halts or self.lost:
+                    return [store.Outcome(recipient.log_id, "queued") for recipient in chunk]
+                if self.bulk is not None:
+                    outcomes, halt = self.send_chunk(chunk)
+                else:
+                    outcomes, halt = self.send_one_by_one(chunk)
+            except Exception as exc:  # noqa: BLE001 - a bug or a lost database must not strand rows
+                return self.after_unexpected(chunk, exc, halts)
             if halt:
                 halts.append(halt)
             return outcomes
@@ -656,6 +698,33 @@ class _Run:
         else:
             results = list(self.executor.map(attempt, chunks))
         return [outcome for outcomes in results for outcome in outcomes], (halts[0] if halts else None)
+
+    def after_unexpected(self, chunk: list[store.Recipient], exc: Exception, halts: list[_Halt]) -> list[store.Outcome]:
+        """Our own code failed while sending `chunk`: stop the run, keep what
+        is known, and leave no row 'sending' that no SES call carried."""
+        if isinstance(exc, DatabaseUnavailable):
+            halts.append(_Halt("failed", f"database unreachable: {exc}"))
+        else:
+            log.exception("mailout %s: unexpected error while sending", self.claim.mailout_id)
+            halts.append(_Halt("failed", f"{type(exc).__name__}: {exc}"))
+        with self.lock:
+            return [
+                self.settled.get(r.log_id)
+                or (
+                    store.Outcome(r.log_id, "unknown", error=f"in doubt after an unexpected error: {exc}"[:500])
+                    if r.log_id in self.handed
+                    else store.Outcome(r.log_id, "queued")
+                )
+                for r in chunk
+            ]
+
+    def call_ses(self, log_ids, call, *args):
+        """Make one SES call carrying these rows, noting first that SES may
+        have them: if anything but a SendError comes out of the call (a bug
+        of ours, say), after_unexpected marks them 'unknown', never resent."""
+        with self.lock:
+            self.handed.update(log_ids)
+        return call(*args)
 
     def reason_to_stop_before_sending(self) -> _Halt | None:
         if not self.keep_heartbeat():
@@ -675,20 +744,27 @@ class _Run:
         return None
 
     def send_one(self, recipient: store.Recipient) -> tuple[store.Outcome | None, _Halt | None]:
-        email = self.builder.build(
-            to_email=recipient.email,
-            to_name=recipient.name,
-            unsubscribe_url=self.unsubscribe_url(recipient.subscriber_id),
-        )
         try:
-            message_id = self.send_with_retries(email)
+            email = self.builder.build(
+                to_email=recipient.email,
+                to_name=recipient.name,
+                unsubscribe_url=self.unsubscribe_url(recipient.subscriber_id),
+            )
+        except Exception as exc:  # noqa: BLE001 - one recipient's data fails that recipient alone
+            outcome = store.Outcome(recipient.log_id, "failed", error=cannot_write(exc))
+            self.note_outcomes([outcome])
+            return outcome, None
+        try:
+            message_id = self.send_with_retries(email, recipient.log_id)
         except SendError as exc:
             if exc.kind in (RECIPIENT, TRANSIENT):
                 outcome = store.Outcome(recipient.log_id, "failed", error=str(exc))
                 self.note_outcomes([outcome])
                 return outcome, None
             if exc.kind == IN_DOUBT:
-                return store.Outcome(recipient.log_id, "unknown", error=str(exc)), None
+                outcome = store.Outcome(recipient.log_id, "unknown", error=str(exc))
+                self.note_outcomes([outcome])
+                return outcome, None
             if exc.kind == STOPPED:
                 return None, _Halt("paused", f"interrupted: {stop_reason}")
             if exc.kind == THROTTLED:
@@ -706,6 +782,7 @@ class _Run:
         recipient adds one, a sent one starts again from zero."""
         with self.lock:
             for outcome in outcomes:
+                self.settled[outcome.log_id] = outcome
                 if outcome.status == "failed":
                     self.consecutive_failures += 1
                     self.last_error = outcome.error
@@ -725,14 +802,14 @@ class _Run:
         )
         self.sleep(backoff_seconds(attempt))
 
-    def send_with_retries(self, email) -> str:
+    def send_with_retries(self, email, log_id: UUID) -> str:
         throttled = transient = 0
         while True:
             self.pacer.wait()
             if self.stop.is_set():
                 raise SendError("stopped before sending", kind=STOPPED)
             try:
-                return self.transport.send(email)
+                return self.call_ses([log_id], self.transport.send, email)
             except SendError as exc:
                 if exc.kind == THROTTLED and throttled < THROTTLE_ATTEMPTS:
                     throttled += 1
@@ -767,12 +844,8 @@ class _Run:
                 entries[recipient.log_id] = content.recipient(
                     to_email=recipient.email, to_name=recipient.name, token=self.tokens.make(recipient.subscriber_id)
                 )
-            except (ValueError, UnicodeError) as exc:
-                # This address cannot be written (a non-ASCII local part, say):
-                # it fails alone, as SES would refuse it.
-                outcomes[recipient.log_id] = store.Outcome(
-                    recipient.log_id, "failed", error=f"cannot address this recipient: {exc}"
-                )
+            except Exception as exc:  # noqa: BLE001 - one recipient's data fails that recipient alone
+                outcomes[recipient.log_id] = store.Outcome(recipient.log_id, "failed", error=cannot_write(exc))
         halt = None
         pending = [recipient for recipient in chunk if recipient.log_id in entries]
         throttled = transient = 0
@@ -782,7 +855,9 @@ class _Run:
                 halt = _Halt("paused", f"interrupted: {stop_reason}")
                 break
             try:
-                results = self.transport.send_bulk(content, [entries[r.log_id] for r in pending])
+                results = self.call_ses(
+                    [r.log_id for r in pending], self.transport.send_bulk, content, [entries[r.log_id] for r in pending]
+                )
             except SendError as exc:
                 results = [BulkResult(error=exc)] * len(pending)
                 if exc.code in ACCESS_DENIED_CODES:
@@ -906,24 +981,31 @@ TEST_SUBJECT_PREFIX = "[TEST] "
 
 
 def is_one_test_address(value: str) -> bool:
-    """One plausible address, as `a@b.c` or `Name <a@b.c>`. No control
-    characters (a NUL cannot go into Postgres, a line break would end the To
-    header) and no unpaired surrogates (not text), and not two addresses in
-    one entry, which would get round the webhook's MAX_TEST_RECIPIENTS."""
-    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
-        return False
-    return len(getaddresses([value])) == 1 and is_plausible_address(value)
+    """One address SES can send to, as `a@b.c` or `Name <a@b.c>`, and not
+    two in one entry, which would get round the webhook's MAX_TEST_RECIPIENTS."""
+    return is_one_address(value)
+
+
+def test_key(address: str) -> str:
+    """How a test address is found on the list: its address alone, as stored."""
+    bare = bare_address(address)
+    try:
+        return ses_address(bare).lower()
+    except AddressError:
+        return bare.lower()
 
 
 def send_test(pool: ConnectionPool, transport, settings, mailout_id: UUID, addresses: list[str]) -> list[dict]:
     """Send the mailout to a few test addresses, subject prefixed [TEST],
     through the same message builder and transport, without touching the
-    mailout's state or its ledger. Repeatable, whatever the status."""
+    mailout's state or its ledger. Repeatable, whatever the status. Raises
+    MailoutNotFound, or MailoutInvalid for a subject or body that cannot go out."""
     with pool.connection() as conn:
         mailout = store.get_mailout(conn, mailout_id)
         if mailout is None:
             raise MailoutNotFound(str(mailout_id))
-        subscribers = store.subscribers_by_email(conn, addresses)
+        sendable(mailout)
+        subscribers = store.subscribers_by_email(conn, [test_key(address) for address in addresses])
     builder = MessageBuilder(
         mailout_id=str(mailout_id),
         subject=TEST_SUBJECT_PREFIX + mailout["subject"],
@@ -938,15 +1020,19 @@ def send_test(pool: ConnectionPool, transport, settings, mailout_id: UUID, addre
         if stop_requested.is_set():
             results.append({"to": address, "status": "failed", "error": f"not sent: {stop_reason}"})
             continue
-        subscriber = subscribers.get(address.lower())
+        subscriber = subscribers.get(test_key(address))
         # A test address that is not on the list gets a link that works and
         # changes nothing (no subscriber has the nil id).
         subscriber_id = subscriber["id"] if subscriber else UUID(int=0)
-        email = builder.build(
-            to_email=address,
-            to_name=subscriber["from_name"] if subscriber else None,
-            unsubscribe_url=f"{settings.app_base_url}/unsubscribe?token={tokens.make(subscriber_id)}",
-        )
+        try:
+            email = builder.build(
+                to_email=bare_address(address),
+                to_name=subscriber["from_name"] if subscriber else parseaddr(address)[0],
+                unsubscribe_url=f"{settings.app_base_url}/unsubscribe?token={tokens.make(subscriber_id)}",
+            )
+        except Exception as exc:  # noqa: BLE001 - this address fails alone, with the reason
+            results.append({"to": address, "status": "failed", "error": cannot_write(exc)})
+            continue
         pacer.wait()
         try:
             results.append({"to": address, "status": "sent", "ses_message_id": transport.send(email)})
@@ -983,6 +1069,14 @@ def reputation_problem(sent: int, reputation: dict, settings) -> str | None:
             f" is above MAX_COMPLAINT_RATE {settings.max_complaint_rate:.2%}"
         )
     return None
+
+
+def cannot_write(exc: Exception) -> str:
+    """The reason a recipient failed before any SES call: its address, name
+    or link could not be written."""
+    if isinstance(exc, AddressError):
+        return f"SES cannot send to this address: {exc}"
+    return f"this recipient's email could not be written: {type(exc).__name__}: {exc}"
 
 
 def kept_throttling(error: SendError) -> _Halt:

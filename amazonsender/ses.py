@@ -20,7 +20,6 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
-from email.utils import parseaddr
 from pathlib import Path
 
 import boto3
@@ -39,7 +38,10 @@ from botocore.exceptions import (
 )
 
 from . import metrics
-from .message import BulkContent, BulkRecipient, OutgoingEmail, address_only, ses_address
+from .addresses import bare_address as address_only
+from .addresses import mailbox_of
+from .message import OutgoingEmail
+from .template import BulkContent, BulkRecipient
 
 log = logging.getLogger(__name__)
 
@@ -157,20 +159,15 @@ def bulk_result(answer: dict | None, from_address: str) -> BulkResult:
     return BulkResult(error=SendError(text, kind=kind))
 
 
-def encoded_address(value: str) -> str:
-    """SES_FROM_EMAIL or SES_REPLY_TO as SendBulkEmail takes it: a
-    non-ASCII display name as RFC 2047 encoded words (message.ses_address)."""
-    if value.isascii():
-        return value
-    name, address = parseaddr(value)
-    return ses_address(address, name) if address else value
-
-
 class SesTransport:
     def __init__(
         self, client, *, from_address: str, configuration_set: str | None = None, reply_to: str | None = None
     ):
         self.client = client
+        # FromEmailAddress and ReplyToAddresses as SES takes them on both
+        # APIs: 7-bit ASCII, a non-ASCII display name as RFC 2047 encoded words.
+        self.from_mailbox = mailbox_of(from_address)
+        self.reply_to_mailbox = mailbox_of(reply_to) if reply_to else None
         self.from_address = from_address
         self.configuration_set = configuration_set
         # Only SendBulkEmail takes it here; a raw message carries its own.
@@ -199,7 +196,7 @@ class SesTransport:
 
     def send(self, email: OutgoingEmail) -> str:
         request = {
-            "FromEmailAddress": self.from_address,
+            "FromEmailAddress": self.from_mailbox,
             "Destination": {"ToAddresses": [email.to_address]},
             "Content": {"Raw": {"Data": email.raw}},
             "EmailTags": [{"Name": name, "Value": value} for name, value in email.tags.items()],
@@ -215,7 +212,7 @@ class SesTransport:
         SendError when SES refuses the call as a whole; otherwise one result
         per recipient, in order."""
         request = {
-            "FromEmailAddress": encoded_address(self.from_address),
+            "FromEmailAddress": self.from_mailbox,
             "DefaultEmailTags": [{"Name": name, "Value": value} for name, value in content.tags.items()],
             "DefaultContent": {
                 "Template": {
@@ -236,7 +233,7 @@ class SesTransport:
             ],
         }
         if self.reply_to:
-            request["ReplyToAddresses"] = [encoded_address(self.reply_to)]
+            request["ReplyToAddresses"] = [self.reply_to_mailbox]
         if self.configuration_set:
             request["ConfigurationSetName"] = self.configuration_set
         response = self._call("SendBulkEmail", self.client.send_bulk_email, request)

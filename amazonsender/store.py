@@ -228,7 +228,7 @@ def record_outcomes(conn: Connection, mailout_id: UUID, outcomes: list[Outcome])
                 [o.log_id for o in outcomes],
                 [o.status for o in outcomes],
                 [o.ses_message_id for o in outcomes],
-                [o.error for o in outcomes],
+                [storable(o.error) for o in outcomes],
             ),
         )
         # An event can arrive before its batch is recorded (identity
@@ -252,6 +252,12 @@ def record_outcomes(conn: Connection, mailout_id: UUID, outcomes: list[Outcome])
             )
 
 
+def storable(text: str | None) -> str | None:
+    """Text Postgres can hold: an error message may quote a NUL (an SES
+    answer, an exception about a recipient's data), which text columns refuse."""
+    return text.replace("\x00", "\\x00") if text and "\x00" in text else text
+
+
 def finish_mailout(
     conn: Connection, mailout_id: UUID, runner_id: UUID, status: str, error: str | None = None
 ) -> bool:
@@ -266,7 +272,7 @@ def finish_mailout(
                heartbeat_at = now()
          WHERE id = %(id)s AND status = 'sending' AND runner_id = %(runner)s
         """,
-        {"id": mailout_id, "runner": runner_id, "status": status, "error": error},
+        {"id": mailout_id, "runner": runner_id, "status": status, "error": storable(error)},
     )
     return cur.rowcount == 1
 

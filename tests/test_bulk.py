@@ -20,11 +20,11 @@ from uuid import UUID
 import pytest
 
 from amazonsender import sender
-from amazonsender.message import (
+from amazonsender.message import MessageBuilder
+from amazonsender.template import (
     MAX_TEMPLATE_BYTES,
     TOKEN_PLACEHOLDER,
     BulkContent,
-    MessageBuilder,
     bulk_content,
 )
 from amazonsender.ses import (

@@ -12,17 +12,19 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
-from email.utils import formatdate
+from email.header import decode_header, make_header
+from email.utils import formatdate, getaddresses
 
 import pytest
+from email.headerregistry import Address
 
 from amazonsender import message as message_module
+from amazonsender.addresses import AddressError
 from amazonsender.message import (
     FOOTER_HTML,
     FOOTER_TEXT,
     MessageBuilder,
     append_footer,
-    format_recipient,
     html_to_text,
 )
 
@@ -53,6 +55,20 @@ def parse(raw: bytes):
 def parts(message) -> dict[str, str]:
     """The decoded text of each alternative, by content type."""
     return {part.get_content_type(): part.get_content() for part in message.iter_parts()}
+
+
+def mailboxes_as_read(raw: bytes, name: str) -> list[tuple[str, str]] | None:
+    """(display name, address) of each mailbox in header `name`, decoded as
+    RFC 2047 says: white space between adjacent encoded words is dropped.
+    (The email package's address parser keeps it, so a long name split into
+    several encoded words would read with stray spaces; mail clients follow
+    the RFC.)"""
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii").lower()
+    if not head.startswith(name.lower() + ":") and f"\r\n{name.lower()}:" not in head:
+        return None
+    lines = raw_header_lines(raw, name)
+    value = "".join(lines).split(":", 1)[1]
+    return [(str(make_header(decode_header(display))), address) for display, address in getaddresses([value])]
 
 
 def raw_header_lines(raw: bytes, name: str) -> list[str]:
@@ -118,10 +134,14 @@ def test_a_name_with_line_breaks_is_put_on_one_line():
     assert parse(build(to_name="Ann\r\nBcc: evil@example.org").raw)["Bcc"] is None
 
 
-def test_format_recipient():
-    assert format_recipient("ann@example.org", None) == "ann@example.org"
-    assert format_recipient("ann@example.org", "  Ann   Lee ") == "Ann Lee <ann@example.org>"
-    assert format_recipient("ann@example.org", "Lee, Ann") == '"Lee, Ann" <ann@example.org>'
+def format_recipient(email: str, name: str | None) -> str:
+    """The To header as the email package writes it: the reference that
+    MessageBuilder's own writing is compared with, as a mail client reads it."""
+    clean_name = " ".join((name or "").split())
+    if not clean_name:
+        return email
+    local, _, domain = email.rpartition("@")
+    return str(Address(display_name=clean_name, username=local, domain=domain))
 
 
 def test_non_ascii_subject_is_encoded_and_decodes_back():
@@ -141,7 +161,8 @@ def test_long_non_ascii_subject_is_folded_into_short_encoded_words():
         lines = raw_header_lines(raw, name)
         assert len(lines) > 1
         assert all(len(line) <= 78 for line in lines), lines
-        assert all(re.search(r"=\?utf-8\?[bq]\?", line) for line in lines), lines
+        words = [line for line in lines if "@" not in line]
+        assert all(re.search(r"=\?utf-8\?[bq]\?", line) for line in words), lines
 
 
 def test_reply_to_only_when_configured():
@@ -348,11 +369,13 @@ def as_read(raw: bytes) -> dict:
     """What a mail client reads in a message: headers, parts and their text."""
     message = parse(raw)
     reply_to = message["Reply-To"]
+    assert len(message["To"].addresses) == 1
+    assert reply_to is None or len(reply_to.addresses) == 1
     return {
-        "From": [(a.display_name, a.addr_spec) for a in message["From"].addresses],
-        "To": [(a.display_name, a.addr_spec) for a in message["To"].addresses],
+        "From": mailboxes_as_read(raw, "From"),
+        "To": mailboxes_as_read(raw, "To"),
         "Subject": str(message["Subject"]),
-        "Reply-To": [(a.display_name, a.addr_spec) for a in reply_to.addresses] if reply_to else None,
+        "Reply-To": mailboxes_as_read(raw, "Reply-To"),
         "List-Unsubscribe": message.get_all("List-Unsubscribe"),
         "List-Unsubscribe-Post": message.get_all("List-Unsubscribe-Post"),
         "MIME-Version": str(message["MIME-Version"]),
@@ -418,7 +441,6 @@ VARIED_CASES = {
     "name with quotes": dict(to_name='Ann "The Boss" Lee'),
     "name with a dot and an apostrophe": dict(to_name="Zoë O'Brien, Jr."),
     "name with specials": dict(to_name="<Ann> @ (Lee);"),
-    "name like an encoded word": dict(to_name="=?utf-8?q?Bcc=3A_evil?="),
     "long ascii name": dict(to_name="Annabelle Leigh-Worthington " * 4),
     "non-ascii from": dict(from_address="Société Générale <news@example.test>", reply_to="Rédaction <r@example.test>"),
     "no body tag": dict(body_html="<p>Just a fragment = 1 + 1</p>"),
@@ -481,18 +503,12 @@ def test_random_bodies_read_as_the_email_packages_did():
         ("ann@example.org", "Ann"),
         ("ann.lee+news@mail.example.org", "Ann Lee"),
         ("o'brien@example.org", "Mary-Kate O'Brien"),
-        ("a@b", "x"),
         ("ann@example.org", "Ann #1 & co ~ {x} | y"),
         ("ann@example.org", "Ann B. Lee"),
         ("ann@example.org", "Lee, Ann"),
-        ("ann@example.org", "Ann =?utf-8?q?x?="),
         ("ann@example.org", "Zoë"),
         ("ANN@EXAMPLE.ORG", "ANN"),
         ("ann@xn--exmple-cua.org", "Ann"),
-        ("ann lee@example.org", None),
-        ("ann@@example.org", "Ann"),
-        ("ann", "Ann"),
-        ("", "Ann"),
         # "To: " and the value: 77, 78 (the longest on one line) and 79 characters.
         ("ann@example.org", "A" * 55),
         ("ann@example.org", "A" * 56),
@@ -502,9 +518,38 @@ def test_random_bodies_read_as_the_email_packages_did():
         ("a" * 70 + "@example.org", "Ann"),
     ],
 )
-def test_the_to_header_is_written_as_the_email_package_writes_it(to_email, to_name):
+def test_the_to_header_reads_as_the_email_package_writes_it(to_email, to_name):
     new, reference = build_both(to_email=to_email, to_name=to_name)
-    assert raw_header_lines(new, "To") == raw_header_lines(reference, "To")
+    assert mailboxes_as_read(new, "To") == mailboxes_as_read(reference, "To")
+    [address] = parse(new)["To"].addresses
+    assert address.addr_spec == to_email
+    lines = raw_header_lines(new, "To")
+    assert all(line.isascii() for line in lines)
+    # Folded at 78 where there is a space to fold at.
+    assert all(len(line) <= 78 or len(line.removeprefix("To:").split()) == 1 for line in lines), lines
+
+
+@pytest.mark.parametrize("to_email", ["a@b", "ann lee@example.org", "ann@@example.org", "ann", "", "üser@example.org"])
+def test_an_address_ses_cannot_take_is_refused_when_its_message_is_built(to_email):
+    with pytest.raises(AddressError):
+        build(to_email=to_email, to_name="Ann")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "=?utf-8?q?Bcc=3A_evil?=",
+        "=?utf-8?b?eA0KQmNjOiBhQGV2aWwuY29t?=",
+        "Ann =?utf-8?q?x?=",
+        "=?iso-8859-1?q?Zo=EB?= <zoe@example.org>, other@example.org",
+    ],
+)
+def test_a_name_that_looks_like_an_encoded_word_is_shown_as_written(name):
+    raw = build(to_name=name).raw
+    assert mailboxes_as_read(raw, "To") == [(name, "ann@example.org")]
+    message = parse(raw)
+    assert [a.addr_spec for a in message["To"].addresses] == ["ann@example.org"]
+    assert message["Bcc"] is None and message["Cc"] is None
 
 
 def test_an_ordinary_newsletter_is_byte_for_byte_the_email_packages():
