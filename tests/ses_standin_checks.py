@@ -52,6 +52,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email.errors
+import email.headerregistry
 import email.policy
 import functools
 import json
@@ -234,14 +235,31 @@ def _parse_addresses(field: str, value: str, where: str) -> tuple:
     """The addresses of an address header's value, or BadRequest when
     email.policy.default finds a defect (or gives up: the parser raises on
     some malformed addresses)."""
+    addresses = _parsed(field, value)
+    if addresses is None:
+        raise BadRequest(f"{where}: {value[:80]!r} is not one email address or a list of them")
+    return addresses
+
+
+# A bare dot-atom address, which the email package takes without a defect.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_BARE_ADDRESS = re.compile(rf"({_ATEXT}(?:\.{_ATEXT})*)@({_ATEXT}(?:\.{_ATEXT})*)")
+
+
+@functools.lru_cache(maxsize=8192)
+def _parsed(field: str, value: str) -> tuple | None:
+    """The addresses in `value`, None when it does not parse. Cached, and a
+    bare address skips the parser: it costs some 0.2 ms an address, and a
+    bulk call has 50 (the same From in every call)."""
+    bare = _BARE_ADDRESS.fullmatch(value.strip(" \t"))
+    if bare:
+        return (email.headerregistry.Address(username=bare[1], domain=bare[2]),)
     try:
         header = _POLICY.header_factory(field, value)
         addresses, defects = header.addresses, header.defects
     except (email.errors.HeaderParseError, IndexError, ValueError):
-        defects = True
-    if defects:
-        raise BadRequest(f"{where}: {value[:80]!r} is not one email address or a list of them")
-    return addresses
+        return None
+    return None if defects else tuple(addresses)
 
 
 def check_mailbox(address, where: str) -> str:
