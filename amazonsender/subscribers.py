@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from email_validator import EmailNotValidError, validate_email
 from psycopg_pool import ConnectionPool
+
+from .addresses import AddressError, clean_name, normalize_address
 
 IMPORT_BATCH_ROWS = 2000
 EXPORT_COLUMNS = ("email", "name", "status", "status_updated_at", "created_at")
@@ -41,14 +42,6 @@ class ImportReport:
         }
 
 
-def normalize_address(value: str) -> str:
-    """Check the syntax (no DNS lookups) and lower-case the domain; the local
-    part keeps its case, as mail servers may treat it as significant."""
-    result = validate_email(value.strip(), check_deliverability=False)
-    local, _, domain = result.normalized.rpartition("@")
-    return f"{local}@{domain.lower()}"
-
-
 def read_rows(file: TextIO, report: ImportReport) -> Iterator[tuple[str, str | None]]:
     """Yield (address, name) for each valid, first-seen row; record the rest."""
     reader = csv.DictReader(file)
@@ -62,7 +55,7 @@ def read_rows(file: TextIO, report: ImportReport) -> Iterator[tuple[str, str | N
         raw = (row.get(email_column) or "").strip()
         try:
             address = normalize_address(raw)
-        except EmailNotValidError as exc:
+        except AddressError as exc:
             report.invalid.append((line, raw, str(exc)))
             continue
         key = address.lower()
@@ -70,7 +63,9 @@ def read_rows(file: TextIO, report: ImportReport) -> Iterator[tuple[str, str | N
             report.duplicates_in_file += 1
             continue
         seen.add(key)
-        name = (row.get(name_column) or "").strip() if name_column else ""
+        # Stored as text: controls and line breaks as spaces, at most
+        # MAX_NAME_CHARS, so that what the list holds is what readers see.
+        name = clean_name(row.get(name_column)) if name_column else ""
         yield address, name or None
 
 
