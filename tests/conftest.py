@@ -195,6 +195,24 @@ def ses_transport(moto_ses, settings) -> SesTransport:
     )
 
 
+@pytest.fixture
+def standin_transport(monkeypatch, tmp_path, settings):
+    """(stand-in, the production SesTransport pointed at it) in this process,
+    with an account that lets the service go as fast as its settings say."""
+    from amazonsender.ses import SesTransport
+    from tests.ses_standin import SesStandIn
+
+    with SesStandIn() as standin:
+        standin.set_account(max_send_rate=10_000)
+        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in standin.client_env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+        yield standin, SesTransport.from_settings(settings)
+
+
 @dataclass
 class RecordingTransport:
     """Records what it is asked to send, with the time of each call; can be
