@@ -35,10 +35,34 @@ HEADER_POLICY = SMTP
 FOOTER_HTML = (
     '<div style="margin-top:32px;padding-top:16px;border-top:1px solid #ddd;'
     'font-family:sans-serif;font-size:12px;color:#666;text-align:center">'
-    "You are receiving this email because you subscribed to our newsletter.<br>"
+    "You are receiving this email because you subscribed to {who}.<br>"
+    "{address}"
     '<a href="{url}" style="color:#666">Unsubscribe</a></div>'
 )
-FOOTER_TEXT = "\n\n--\nYou are receiving this email because you subscribed to our newsletter.\nUnsubscribe: {url}\n"
+FOOTER_TEXT = "\n\n--\nYou are receiving this email because you subscribed to {who}.\n{address}Unsubscribe: {url}\n"
+
+
+@dataclass(frozen=True)
+class Footer:
+    """What the law asks at the foot of every email (docs/compliance.md): who
+    sends it (NEWSLETTER_NAME), where they can be reached (POSTAL_ADDRESS, as
+    CAN-SPAM requires) and a way out (the recipient's unsubscribe link)."""
+
+    newsletter_name: str | None = None
+    postal_address: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings) -> Footer:
+        return cls(getattr(settings, "newsletter_name", None), getattr(settings, "postal_address", None))
+
+    def html(self, unsubscribe_url: str) -> str:
+        address = f"{html.escape(self.postal_address)}<br>" if self.postal_address else ""
+        who = html.escape(self.newsletter_name) if self.newsletter_name else "our newsletter"
+        return FOOTER_HTML.format(who=who, address=address, url=html.escape(unsubscribe_url, quote=True))
+
+    def text(self, unsubscribe_url: str) -> str:
+        address = f"{self.postal_address}\n" if self.postal_address else ""
+        return FOOTER_TEXT.format(who=self.newsletter_name or "our newsletter", address=address, url=unsubscribe_url)
 
 
 @dataclass(frozen=True)
@@ -72,6 +96,7 @@ class MessageBuilder:
         body_html: str,
         from_address: str,
         reply_to: str | None = None,
+        footer: Footer = Footer(),
     ):
         self.mailout_id = str(mailout_id)
         self.subject = subject
@@ -79,6 +104,7 @@ class MessageBuilder:
         self.body_text = html_to_text(body_html)
         self.from_address = from_address
         self.reply_to = reply_to
+        self.footer = footer
         # Encoded by prepare() (or the first build), not here: a MessageBuilder
         # is made where no error can be recorded yet.
         self._shared: _Shared | None = None
@@ -97,8 +123,8 @@ class MessageBuilder:
         # Raw, one line, never folded or encoded: see HEADER_POLICY. A URL
         # that is not ASCII raises UnicodeEncodeError, as the email package did.
         unsubscribe_header = f"List-Unsubscribe: <{unsubscribe_url}>\r\n".encode("ascii")
-        text_middle = shared.text.personal_lines(FOOTER_TEXT.format(url=unsubscribe_url))
-        html_middle = shared.html.personal_lines(_html_footer(unsubscribe_url))
+        text_middle = shared.text.personal_lines(self.footer.text(unsubscribe_url))
+        html_middle = shared.html.personal_lines(self.footer.html(unsubscribe_url))
         if shared.delimiter in text_middle or shared.delimiter in html_middle:
             # Cannot happen (see _new_boundary), but a boundary inside a part
             # would cut the message short: this message gets another one.
@@ -308,13 +334,9 @@ def _part_headers() -> tuple[bytes, bytes]:
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def append_footer(body_html: str, unsubscribe_url: str) -> str:
+def append_footer(body_html: str, unsubscribe_url: str, footer: Footer = Footer()) -> str:
     before, after = _split_at_body_end(body_html)
-    return before + _html_footer(unsubscribe_url) + after
-
-
-def _html_footer(unsubscribe_url: str) -> str:
-    return FOOTER_HTML.format(url=html.escape(unsubscribe_url, quote=True))
+    return before + footer.html(unsubscribe_url) + after
 
 
 def _split_at_body_end(body_html: str) -> tuple[str, str]:

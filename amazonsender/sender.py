@@ -34,7 +34,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from . import metrics, store
 from .addresses import AddressError, bare_address, is_one_address, ses_address
 from .content import ContentProblem, check_content
-from .message import MessageBuilder
+from .message import Footer, MessageBuilder
 from .ses import ACCESS_DENIED_CODES, ACCOUNT, IN_DOUBT, RECIPIENT, THROTTLED, TRANSIENT, BulkResult, SendError
 from .template import bulk_content
 from .tokens import UnsubscribeTokens
@@ -436,6 +436,7 @@ class _Run:
             body_html=claim.body,
             from_address=settings.ses_from_email,
             reply_to=settings.ses_reply_to,
+            footer=Footer.from_settings(settings),
         )
         self.bulk = None
         self.per_call = 1
@@ -446,6 +447,7 @@ class _Run:
                 subject=claim.subject,
                 body_html=claim.body,
                 unsubscribe_base=f"{settings.app_base_url}/unsubscribe?token=",
+                footer=Footer.from_settings(settings),
             )
             if self.bulk is None:
                 log.warning(
@@ -1012,6 +1014,7 @@ def send_test(pool: ConnectionPool, transport, settings, mailout_id: UUID, addre
         body_html=mailout["body"],
         from_address=settings.ses_from_email,
         reply_to=settings.ses_reply_to,
+        footer=Footer.from_settings(settings),
     )
     tokens = UnsubscribeTokens(settings.unsubscribe_secret, settings.unsubscribe_old_secrets)
     pacer = Pacer(settings.rate_limit_per_sec, sleep=stop_requested.wait)

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 
 from .addresses import mailbox, ses_address
-from .message import _CONTROL_CHARACTERS, FOOTER_TEXT, append_footer, html_to_text
+from .message import _CONTROL_CHARACTERS, Footer, append_footer, html_to_text
 
 TOKEN_VARIABLE = "t"
 TOKEN_PLACEHOLDER = "{{" + TOKEN_VARIABLE + "}}"
@@ -71,7 +71,7 @@ class BulkContent:
 
 
 def bulk_content(
-    *, mailout_id: str, subject: str, body_html: str, unsubscribe_base: str
+    *, mailout_id: str, subject: str, body_html: str, unsubscribe_base: str, footer: Footer = Footer()
 ) -> tuple[BulkContent | None, str]:
     """The mailout as an SES template, or None and the reason it cannot be one."""
     body_text = html_to_text(body_html)
@@ -81,13 +81,13 @@ def bulk_content(
     if TEMPLATE_MARKER in unsubscribe_base or _CONTROL_CHARACTERS.search(subject):
         return None, "the subject or the unsubscribe URL cannot go into an SES template"
     url = unsubscribe_base + TOKEN_PLACEHOLDER
-    html_part = append_footer(body_html, url)
-    text_part = body_text + FOOTER_TEXT.format(url=url)
+    html_part = append_footer(body_html, url, footer)
+    text_part = body_text + footer.text(url)
     if TEMPLATE_MARKER in html_part.replace(TOKEN_PLACEHOLDER, "") or TEMPLATE_MARKER in text_part.replace(
         TOKEN_PLACEHOLDER, ""
     ):
-        # A "{" just before the footer's variable, say: a brace too many.
-        return None, "the body's text next to the unsubscribe link would read as a template variable"
+        # "{{" in NEWSLETTER_NAME or POSTAL_ADDRESS, say.
+        return None, "the footer would read as a template variable"
     if len(html_part.encode()) + len(text_part.encode()) > MAX_TEMPLATE_BYTES:
         return None, f"the mailout is larger than {MAX_TEMPLATE_BYTES // 1000} KB, too large for an SES template"
     content = BulkContent(

@@ -6,7 +6,6 @@ import binascii
 import datetime
 import email
 import email.policy
-import html
 import random
 import re
 import time
@@ -21,8 +20,7 @@ from email.headerregistry import Address
 from amazonsender import message as message_module
 from amazonsender.addresses import AddressError
 from amazonsender.message import (
-    FOOTER_HTML,
-    FOOTER_TEXT,
+    Footer,
     MessageBuilder,
     append_footer,
     html_to_text,
@@ -339,7 +337,7 @@ REFERENCE_OUTPUT_POLICY = email.policy.SMTP.clone(refold_source="none")
 
 
 def reference_append_footer(body_html: str, unsubscribe_url: str) -> str:
-    footer = FOOTER_HTML.format(url=html.escape(unsubscribe_url, quote=True))
+    footer = Footer().html(unsubscribe_url)
     matches = list(re.finditer(r"</body\s*>", body_html, flags=re.IGNORECASE))
     if matches:
         where = matches[-1].start()
@@ -359,7 +357,7 @@ def reference_build(*, subject, body_html, from_address, reply_to, to_email, to_
         raise ValueError("the unsubscribe URL must be on one line")
     message.set_raw("List-Unsubscribe", f"<{unsubscribe_url}>")
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message.set_content(html_to_text(body_html) + FOOTER_TEXT.format(url=unsubscribe_url), cte="quoted-printable")
+    message.set_content(html_to_text(body_html) + Footer().text(unsubscribe_url), cte="quoted-printable")
     html_part = reference_append_footer(body_html, unsubscribe_url)
     message.add_alternative(html_part, subtype="html", cte="quoted-printable")
     return message.as_bytes(policy=REFERENCE_OUTPUT_POLICY)
@@ -659,3 +657,20 @@ def test_a_part_encoded_in_pieces_decodes_as_the_whole():
         assert binascii.a2b_qp(encoded) == b"\r\n".join(whole.encode().splitlines()) + b"\r\n", (before, personal, after)
         assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
         assert b"\r" not in encoded.replace(b"\r\n", b"") and b"\n" not in encoded.replace(b"\r\n", b"")
+
+
+def test_the_footer_names_the_newsletter_and_its_postal_address_in_both_parts():
+    footer = Footer(newsletter_name="Café <Gazette> & Co", postal_address="1 Rue de la Paix, 75002 Paris")
+    shared = MessageBuilder(
+        mailout_id="m-1", subject="News", body_html=BODY, from_address="News <news@example.test>", footer=footer
+    )
+    message = parse(shared.build(to_email="ann@example.org", to_name=None, unsubscribe_url=UNSUBSCRIBE_URL).raw)
+    text, html_part = parts(message)["text/plain"].replace("\r\n", "\n"), parts(message)["text/html"]
+    assert "you subscribed to Café <Gazette> & Co." in text
+    assert "1 Rue de la Paix, 75002 Paris\nUnsubscribe: " + UNSUBSCRIBE_URL in text
+    assert "you subscribed to Café &lt;Gazette&gt; &amp; Co.<br>1 Rue de la Paix, 75002 Paris<br>" in html_part
+
+
+def test_without_settings_the_footer_says_our_newsletter_and_no_address():
+    assert "subscribed to our newsletter.\nUnsubscribe: u" in Footer().text("u")
+    assert Footer.from_settings(object()) == Footer()

@@ -64,7 +64,8 @@ def ses():
 
 def env(tmp_path, database_url, ses, path: str, **values) -> dict:
     return service_env(
-        tmp_path, database_url, ses, SES_FROM_EMAIL=SENDER, RATE_LIMIT_PER_SEC="200", BATCH_SIZE="7",
+        tmp_path, database_url, ses, SES_FROM_EMAIL=SENDER, NEWSLETTER_NAME="Café Gazette",
+        RATE_LIMIT_PER_SEC="200", BATCH_SIZE="7",
         **PATHS[path], **values,
     )
 
@@ -131,6 +132,9 @@ def test_every_addressable_reader_gets_one_email_naming_exactly_them(database_ur
         assert head.isascii() and all(len(line) <= 998 for line in head.split(b"\r\n"))
         html = message.get_body(("html",)).get_content()
         assert "Braces: }} and {single} and a lone }" in html and "{ return 1; }" in html
+        # What the law asks: who sends it, from where, and a way out.
+        text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+        assert "subscribed to Café Gazette." in text and "1 Main Street, Springfield\nUnsubscribe: https://" in text
 
 
 @pytest.mark.parametrize("path", list(PATHS))
@@ -145,7 +149,7 @@ def test_the_unsubscribe_link_of_each_path_works(database_url, conn, ses, tmp_pa
         message = record.message
         header_url = str(message["List-Unsubscribe"]).strip("<>")
         html = message.get_body(("html",)).get_content()
-        text = message.get_body(("plain",)).get_content()
+        text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
         assert "{" not in header_url and "}" not in header_url
         assert header_url in html.replace("&amp;", "&") and header_url in text
         token = parse_qs(urlparse(header_url).query)["token"][0]
