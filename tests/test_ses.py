@@ -165,3 +165,58 @@ def test_network_errors_before_and_after_the_request_left(aws_env, error, kind):
     with pytest.raises(SendError) as caught:
         SesTransport(client, from_address="news@example.test").send(EMAIL)
     assert caught.value.kind == kind
+
+
+def test_both_apis_give_ses_an_ascii_sender_and_reply_to(stubbed):
+    """SES requires 7-bit addresses, a non-ASCII display name as RFC 2047
+    encoded words: the exact request shapes, checked by botocore's Stubber
+    against the sesv2 model."""
+    from amazonsender.template import bulk_content
+
+    client, stubber = stubbed
+    sender_mailbox = "=?utf-8?b?Q2Fmw6kgR2F6ZXR0ZQ==?= <news@xn--bcher-kva.example>"
+    reply_mailbox = "=?utf-8?b?UsOpZGFjdGlvbg==?= <r@example.test>"
+    stubber.add_response(
+        "send_email",
+        {"MessageId": "m-1"},
+        {
+            "FromEmailAddress": sender_mailbox,
+            "Destination": {"ToAddresses": ["ann@list.example"]},
+            "Content": {"Raw": {"Data": EMAIL.raw}},
+            "EmailTags": [{"Name": "mailout_id", "Value": "m-1"}],
+        },
+    )
+    content, _ = bulk_content(
+        mailout_id="m-1", subject="News }}", body_html="<p>Hi }}</p>", unsubscribe_base="https://n.test/u?token="
+    )
+    recipient = content.recipient(to_email="zoe@bücher.example", to_name="Zoë", token="tok.en")
+    stubber.add_response(
+        "send_bulk_email",
+        {"BulkEmailEntryResults": [{"Status": "SUCCESS", "MessageId": "m-2"}]},
+        {
+            "FromEmailAddress": sender_mailbox,
+            "ReplyToAddresses": [reply_mailbox],
+            "DefaultEmailTags": [{"Name": "mailout_id", "Value": "m-1"}],
+            "DefaultContent": {
+                "Template": {
+                    "TemplateContent": {"Subject": "News }}", "Html": content.html, "Text": content.text},
+                    "TemplateData": "{}",
+                    "Headers": [{"Name": "List-Unsubscribe-Post", "Value": "List-Unsubscribe=One-Click"}],
+                }
+            },
+            "BulkEmailEntries": [
+                {
+                    "Destination": {"ToAddresses": ["=?utf-8?b?Wm/Dqw==?= <zoe@xn--bcher-kva.example>"]},
+                    "ReplacementEmailContent": {"ReplacementTemplate": {"ReplacementTemplateData": '{"t":"tok.en"}'}},
+                    "ReplacementHeaders": [{"Name": "List-Unsubscribe", "Value": "<https://n.test/u?token=tok.en>"}],
+                }
+            ],
+        },
+    )
+    transport = SesTransport(
+        client, from_address="Café Gazette <news@bücher.example>", reply_to="Rédaction <r@example.test>"
+    )
+    assert transport.send(EMAIL) == "m-1"
+    [result] = transport.send_bulk(content, [recipient])
+    assert result.message_id == "m-2"
+    assert "https://n.test/u?token={{t}}" in content.html and "{{{" not in content.html + content.text
