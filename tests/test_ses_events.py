@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from amazonsender import create_app
-from tests.conftest import add_mailout, add_subscribers, with_settings
+from amazonsender import create_app, store
+from tests.conftest import SHARED_SECRET, add_mailout, add_subscribers, with_settings
 from tests.sns_signing import CERT_URL, OTHER_TOPIC_ARN, SUBSCRIBE_URL, TOPIC_ARN, ses_sample
 
 ANN = "ann@list.example"
@@ -290,3 +290,183 @@ def test_a_tagged_event_for_an_unknown_mailout_is_still_recorded(sns_client, sns
     assert response.status_code == 200
     assert events_table(conn)[0]["mailout_id"] is None
     assert subscriber(conn)["status"] == "bounced"
+
+
+# --- rendering failures -------------------------------------------------------------------
+#
+# SES accepted a templated email (SendBulkEmail) and could not render it:
+# published only through a configuration set, as "Rendering Failure" with a
+# `failure` object (AWS: "Contents of event data that Amazon SES publishes
+# to Amazon SNS"). tests/data/ses/rendering_failure_event.json follows AWS's
+# example record, with our mailout_id tag.
+
+RENDER_ERROR = "SES could not render the email: Attribute 'unsubscribe_token' is not present in the rendering data."
+
+
+def ledger_row(conn, mailout_id, email=ANN) -> dict:
+    return conn.execute(
+        "SELECT * FROM send_logs WHERE mailout_id = %s AND email = %s", (mailout_id, email)
+    ).fetchone()
+
+
+def guard_counts(conn, mailout_id) -> tuple[int, int]:
+    """What the reputation guard divides: (sent, permanent bounces)."""
+    return store.count_sent(conn, mailout_id), store.reputation(conn, mailout_id)["bounces"]
+
+
+def add_ledger_row(conn, mailout_id, status, ses_message_id=None, email=ANN, error=None):
+    subscriber_id = conn.execute("SELECT id FROM subscribers WHERE lower(email) = lower(%s)", (email,)).fetchone()
+    return conn.execute(
+        "INSERT INTO send_logs (mailout_id, subscriber_id, email, status, ses_message_id, error_message)"
+        " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+        (mailout_id, subscriber_id and subscriber_id["id"], email, status, ses_message_id, error),
+    ).fetchone()["id"]
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_a_rendering_failure_fails_the_row_and_leaves_the_subscriber(
+    sns_client, sns_signer, conn, sent_mailout, version
+):
+    before = subscriber(conn)
+    assert guard_counts(conn, sent_mailout) == (1, 0)
+
+    response = deliver(sns_client, sns_signer, "rendering_failure_event", version=version, mailout_id=sent_mailout)
+
+    assert response.status_code == 200 and response.json["status"] == "processed"
+    row = ledger_row(conn, sent_mailout)
+    assert row["status"] == "failed"
+    assert row["error_message"] == RENDER_ERROR
+    assert row["ses_message_id"] == "0100-ses-id"
+    # Our template's fault, not the address's.
+    assert subscriber(conn) == before
+    # No longer sent: out of the guard's denominator, and no bounce counted.
+    assert guard_counts(conn, sent_mailout) == (0, 0)
+    (event,) = events_table(conn)
+    assert event["event_type"] == "Rendering Failure"
+    assert event["mailout_id"] == sent_mailout and event["addresses"] == [ANN]
+    assert event["payload"]["failure"]["templateName"] == "newsletter-inline"
+
+
+def test_the_status_answer_counts_a_rendering_failure_as_failed(sns_client, sns_signer, conn, sent_mailout):
+    deliver(sns_client, sns_signer, "rendering_failure_event", mailout_id=sent_mailout)
+    answer = sns_client.get(f"/mailouts/{sent_mailout}", headers={"Authorization": f"Bearer {SHARED_SECRET}"}).json
+    assert answer["counts"] == {"failed": 1}
+    assert answer["sent"] == 0 and answer["bounce_rate"] is None
+
+
+def test_a_rendering_failure_without_the_tag_is_found_by_its_ses_message_id(
+    sns_client, sns_signer, conn, sent_mailout
+):
+    response = deliver(sns_client, sns_signer, "rendering_failure_event", mailout_id="not-a-mailout-id")
+    assert response.status_code == 200
+    assert ledger_row(conn, sent_mailout)["status"] == "failed"
+    assert events_table(conn)[0]["mailout_id"] == sent_mailout
+
+
+def test_a_rendering_failure_without_an_error_message_still_fails_the_row(
+    sns_client, sns_signer, conn, sent_mailout
+):
+    body = json.loads(ses_sample("rendering_failure_event", address=ANN, ses_message_id="0100-ses-id",
+                                 mailout_id=sent_mailout))
+    del body["failure"]
+    post(sns_client, sns_signer.envelope(json.dumps(body)))
+    row = ledger_row(conn, sent_mailout)
+    assert row["status"] == "failed"
+    assert row["error_message"] == "SES could not render the email: SES gave no reason"
+
+
+@pytest.mark.parametrize("status", ["sending", "unknown"])
+def test_a_rendering_failure_before_the_outcome_is_recorded_fails_the_row_for_good(
+    sns_client, sns_signer, conn, status
+):
+    """The event can overtake its batch's outcomes (the row still 'sending',
+    no SES id yet), or find a row a dead run left 'unknown': the tag and the
+    address find it, and the outcome written later does not undo it."""
+    add_subscribers(conn, [ANN])
+    mailout_id = add_mailout(conn, status="sending")
+    log_id = add_ledger_row(conn, mailout_id, status)
+
+    deliver(sns_client, sns_signer, "rendering_failure_event", mailout_id=mailout_id, ses_message_id="0100-late")
+    row = ledger_row(conn, mailout_id)
+    assert (row["status"], row["error_message"], row["ses_message_id"]) == ("failed", RENDER_ERROR, "0100-late")
+
+    store.record_outcomes(conn, mailout_id, [store.Outcome(log_id, "sent", "0100-late")])
+    assert ledger_row(conn, mailout_id)["status"] == "failed"
+    assert guard_counts(conn, mailout_id) == (0, 0)
+    assert subscriber(conn)["status"] == "active"
+
+
+def test_a_rendering_failure_for_another_ses_message_changes_no_row(sns_client, sns_signer, conn, sent_mailout):
+    # Same mailout and address, but the row holds another SES message id.
+    deliver(sns_client, sns_signer, "rendering_failure_event", mailout_id=sent_mailout, ses_message_id="0100-other")
+    assert ledger_row(conn, sent_mailout)["status"] == "sent"
+    assert len(events_table(conn)) == 1
+
+
+@pytest.mark.parametrize(
+    "status, error",
+    [
+        # The first reason a row failed is kept.
+        ("failed", "SES refused the email: MessageRejected"),
+        # SES handed it over: a later rendering failure cannot undo that.
+        ("delivered", None),
+        # Never sent: the event is not about this row.
+        ("queued", None),
+        ("skipped", "subscriber is unsubscribed"),
+    ],
+)
+def test_a_rendering_failure_keeps_a_stronger_status(sns_client, sns_signer, conn, status, error):
+    add_subscribers(conn, [ANN])
+    mailout_id = add_mailout(conn, status="sent")
+    ses_id = "0100-ses-id" if status in ("failed", "delivered") else None
+    add_ledger_row(conn, mailout_id, status, ses_message_id=ses_id, error=error)
+    before = ledger_row(conn, mailout_id)
+
+    response = deliver(sns_client, sns_signer, "rendering_failure_event", mailout_id=mailout_id)
+
+    assert response.status_code == 200
+    assert ledger_row(conn, mailout_id) == before
+    assert len(events_table(conn)) == 1
+
+
+@pytest.mark.parametrize("sample", ["bounce_permanent_event", "complaint_event", "delivery_event"])
+def test_a_rendering_failure_after_a_bounce_of_the_same_email_leaves_the_row_sent(
+    sns_client, sns_signer, conn, sent_mailout, sample
+):
+    """SES attempted delivery of this message: it counts as sent, and a
+    bounce already counted by the guard keeps its email in the denominator."""
+    deliver(sns_client, sns_signer, sample, mailout_id=sent_mailout)
+    status_before = ledger_row(conn, sent_mailout)["status"]
+    counts_before = guard_counts(conn, sent_mailout)
+
+    deliver(sns_client, sns_signer, "rendering_failure_event", mailout_id=sent_mailout)
+
+    assert ledger_row(conn, sent_mailout)["status"] == status_before != "failed"
+    assert guard_counts(conn, sent_mailout) == counts_before
+    assert counts_before[0] == 1
+
+
+def test_a_repeated_rendering_failure_changes_nothing(sns_client, sns_signer, conn, sent_mailout):
+    envelope = sns_signer.envelope(
+        ses_sample("rendering_failure_event", address=ANN, ses_message_id="0100-ses-id", mailout_id=sent_mailout)
+    )
+    assert post(sns_client, envelope).json["status"] == "processed"
+    first = ledger_row(conn, sent_mailout)
+    # Even a row put back by hand stays as it is: a repeat applies nothing.
+    conn.execute("UPDATE send_logs SET status = 'sent', error_message = NULL WHERE id = %s", (first["id"],))
+
+    again = post(sns_client, envelope)
+
+    assert again.status_code == 200 and again.json["status"] == "duplicate"
+    row = ledger_row(conn, sent_mailout)
+    assert (row["status"], row["error_message"]) == ("sent", None)
+    assert len(events_table(conn)) == 1
+
+
+def test_a_rendering_failure_for_one_recipient_leaves_the_others(sns_client, sns_signer, conn, sent_mailout):
+    add_subscribers(conn, ["bob@list.example"])
+    add_ledger_row(conn, sent_mailout, "sent", ses_message_id="0100-bob", email="bob@list.example")
+    deliver(sns_client, sns_signer, "rendering_failure_event", mailout_id=sent_mailout)
+    assert ledger_row(conn, sent_mailout)["status"] == "failed"
+    assert ledger_row(conn, sent_mailout, "bob@list.example")["status"] == "sent"
+    assert guard_counts(conn, sent_mailout) == (1, 0)
