@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextvars
 import hmac
-import json
 import logging
 import threading
 from pathlib import Path
@@ -12,7 +11,7 @@ from uuid import UUID
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from . import metrics, sender, store
+from . import jsontext, metrics, sender, store
 from .db import get_pool
 from .web import ApiError
 
@@ -92,6 +91,8 @@ def test_send(settings, mailout_id: UUID, to):
         results = sender.send_test(get_pool(), transport, settings, mailout_id, addresses)
     except sender.MailoutNotFound:
         raise ApiError(404, f"no mailout with id {mailout_id}") from None
+    except sender.MailoutInvalid as exc:
+        raise ApiError(422, str(exc)) from None
     return jsonify(mailout_id=str(mailout_id), test=True, results=results), 200
 
 
@@ -165,11 +166,13 @@ def healthz():
 def read_json_body() -> tuple[dict, str | None]:
     """Returns (payload, error). The body is read whatever its content type:
     callers such as Notion do not always send application/json."""
-    raw = request.get_data(cache=True)
+    raw = jsontext.whole_body(request)
     if not raw.strip():
         return {}, "the request body is empty; send a JSON object"
     try:
-        payload = json.loads(raw)
+        payload = jsontext.loads(raw)
+    except jsontext.TooDeep as exc:
+        return {}, f"the request body {exc}"
     except (ValueError, UnicodeDecodeError):
         return {}, "the request body is not valid JSON"
     if not isinstance(payload, dict):

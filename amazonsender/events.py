@@ -15,7 +15,6 @@ See docs/ses-events.md.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from uuid import UUID
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
-from . import store
+from . import jsontext, store
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +64,12 @@ class SesEvent:
 
 def parse_ses_event(text: str) -> SesEvent:
     """Read the SNS `Message` of an SES event. Anything else (a test message
-    from the console, say) comes back as event type 'Unknown'."""
+    from the console, say) comes back as event type 'Unknown'; JSON nested
+    deeper than jsontext.MAX_DEPTH raises jsontext.TooDeep."""
     try:
-        body = json.loads(text)
+        body = jsontext.loads(text)
+    except jsontext.TooDeep:
+        raise
     except (ValueError, TypeError):
         return SesEvent("Unknown", payload=text)
     payload_json = text if isinstance(text, str) else None
@@ -98,11 +100,13 @@ def parse_ses_event(text: str) -> SesEvent:
     return event
 
 
-def process_notification(conn: Connection, sns_message: dict) -> tuple[bool, str]:
+def process_notification(conn: Connection, sns_message: dict, event: SesEvent | None = None) -> tuple[bool, str]:
     """Record the event and apply it, in one statement (see store.record_event).
     Returns (is_new, SES event type); is_new is False, and nothing changed,
-    when this SNS MessageId was processed before."""
-    event = parse_ses_event(sns_message["Message"])
+    when this SNS MessageId was processed before. `event` is the Message
+    already read by parse_ses_event, if the caller has read it."""
+    if event is None:
+        event = parse_ses_event(sns_message["Message"])
     effect, params = effect_of(event)
     record = record_rendering_failure if effect == RENDER_FAILED else store.record_event
     is_new, repeat = record(

@@ -13,7 +13,7 @@ import logging
 
 from flask import Blueprint, current_app, request
 
-from . import events, metrics
+from . import events, jsontext, metrics
 from .db import get_pool, single_statement
 from .sns import (
     NOTIFICATION,
@@ -45,7 +45,9 @@ def receive():
 
     # SNS posts JSON as text/plain: read the body whatever the content type.
     try:
-        message = read_json(request.get_data())
+        message = read_json(jsontext.whole_body(request))
+    except jsontext.TooDeep as exc:
+        raise ApiError(400, f"the body {exc}") from None
     except (ValueError, UnicodeError):
         raise ApiError(400, "the body is not JSON") from None
     try:
@@ -63,6 +65,7 @@ def receive():
         raise ApiError(503, "the signing certificate cannot be fetched now; try again") from None
 
     kind = message["Type"]
+    event = read_event(message) if kind == NOTIFICATION else None
     if kind == SUBSCRIPTION_CONFIRMATION:
         try:
             current_app.extensions["sns_fetch"](message["SubscribeURL"])
@@ -74,13 +77,26 @@ def receive():
     # What a message does is one statement: no transaction around it.
     with single_statement(get_pool()) as conn:
         if kind == NOTIFICATION:
-            is_new, event_type = events.process_notification(conn, message)
+            is_new, event_type = events.process_notification(conn, message, event)
         else:
             is_new, event_type = events.record_confirmation(conn, message), kind
     metrics.SNS_MESSAGES.labels(event_type, "processed" if is_new else "duplicate").inc()
     if kind != NOTIFICATION and kind != SUBSCRIPTION_CONFIRMATION:
         log.warning("SNS subscription to %s was removed (UnsubscribeConfirmation)", message["TopicArn"])
     return current_app.response_class(ANSWERS[is_new], status=200, mimetype="application/json")
+
+
+def read_event(message: dict) -> events.SesEvent:
+    """The SES event in a verified notification's Message, read before a
+    database connection is taken. Message is signed, so only AWS (or someone
+    who got SES to publish it) can send one that nests too deeply: it is
+    refused like a malformed body, and nothing is recorded."""
+    try:
+        return events.parse_ses_event(message["Message"])
+    except jsontext.TooDeep as exc:
+        metrics.SNS_MESSAGES.labels("Unknown", "refused").inc()
+        log.warning("SNS message %s refused: its Message %s", message["MessageId"], exc)
+        raise ApiError(400, f"the SES event in Message {exc}") from None
 
 
 def read_json(body: bytes):
@@ -91,8 +107,9 @@ def read_json(body: bytes):
     payload stored. json.loads also lets UTF-8-encoded surrogates through
     (and reads UTF-16 and UTF-32). Only a body with a \\u escape, a 0xED
     byte (how UTF-8 begins U+D000 to U+DFFF) or not in UTF-8 can hold one:
-    such a body is written out again to find out."""
-    message = json.loads(body)
+    such a body is written out again to find out. A body nested too deeply
+    is refused with jsontext.TooDeep, itself a ValueError."""
+    message = jsontext.loads(body)
     if b"\\u" in body or b"\xed" in body or json.detect_encoding(body) != "utf-8":
         json.dumps(message, ensure_ascii=False).encode("utf-8")
     return message

@@ -1,0 +1,87 @@
+"""Reading JSON that comes from outside (request bodies, the SES event inside
+an SNS message): the whole body or a 413, and a limit on how deeply it may
+nest. No Flask in here: the views pass their request in.
+
+Python's json parser recurses once per array or object level and raises
+RecursionError (not ValueError) at about a thousand: `[` repeated 30,000
+times, well under the 64 KiB body limit, would end in a 500. What we accept
+nests a few levels (an SES event about five, a Notion webhook body about
+eight), so anything deeper than MAX_DEPTH is refused before it is parsed.
+The limit sits far below the interpreter's, so nothing that walks an
+accepted document later (json.dumps, psycopg, Postgres) comes near it either.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from werkzeug.exceptions import RequestEntityTooLarge
+
+MAX_DEPTH = 64
+
+# A JSON string, escapes included; what is left once these are gone holds
+# every bracket that opens or closes an array or object, and no other.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+class TooDeep(ValueError):
+    """The JSON nests arrays and objects more than MAX_DEPTH levels deep."""
+
+
+def whole_body(request) -> bytes:
+    """request.get_data(), or RequestEntityTooLarge (413) for a body over
+    request.max_content_length, with or without a Content-Length.
+
+    werkzeug refuses a Content-Length over the limit, but a body sent without
+    one (chunked) it reads up to the limit and hands back cut off there. A
+    body that has reached the limit is therefore refused: one of exactly the
+    limit sent chunked too, since nothing tells it from a longer one short
+    of reading on."""
+    body = request.get_data(cache=True)
+    limit = request.max_content_length
+    if limit is not None and request.content_length is None and len(body) >= limit:
+        raise RequestEntityTooLarge()
+    return body
+
+
+def loads(data: str | bytes | bytearray):
+    """json.loads, but TooDeep (a ValueError) for JSON nested deeper than
+    MAX_DEPTH; otherwise the same answers and the same errors."""
+    # Fewer opening brackets than the limit cannot nest past it: nearly every
+    # real document is settled by these two counts, made in C.
+    if isinstance(data, str):
+        opening = data.count("[") + data.count("{")
+    elif isinstance(data, (bytes, bytearray)):
+        opening = data.count(b"[") + data.count(b"{")
+    else:
+        opening = 0  # not JSON text: json.loads raises its TypeError
+    if opening > MAX_DEPTH:
+        data = _text(data)
+        if _nests_deeper(data, MAX_DEPTH):
+            raise TooDeep(f"nests JSON arrays and objects more than {MAX_DEPTH} levels deep")
+    return json.loads(data)
+
+
+def _text(data: str | bytes | bytearray) -> str:
+    # As json.loads decodes bytes (UTF-8, -16 or -32, found from the first
+    # bytes); UnicodeDecodeError is a ValueError, as json.loads would raise.
+    if isinstance(data, str):
+        return data
+    return data.decode(json.detect_encoding(data), "surrogatepass")
+
+
+def _nests_deeper(text: str, limit: int) -> bool:
+    """Whether the brackets outside strings go more than `limit` deep. For
+    valid JSON this is the document's depth; for invalid JSON it is at least
+    the depth the parser would reach before it stops at the first error."""
+    depth = 0
+    for bracket in _NOT_A_BRACKET.sub("", _STRING.sub("", text)):
+        if bracket == "[" or bracket == "{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
