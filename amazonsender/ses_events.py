@@ -1,7 +1,8 @@
 """POST /ses-events: where an Amazon SNS HTTPS subscription delivers SES
-bounces, complaints and deliveries.
+bounces, complaints, deliveries and rendering failures.
 
-Answers: 200 processed or already seen; 400 malformed or badly signed; 403
+Answers: 200 processed or already seen; 400 malformed (JSON nested too
+deeply included, in the body or in a signed Message) or badly signed; 403
 topic not allowed (or none configured); 503 when a certificate or the
 subscription URL cannot be fetched, so SNS tries again later.
 """

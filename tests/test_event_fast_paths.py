@@ -132,8 +132,23 @@ def test_a_duplicate_message_id_changes_nothing_even_with_another_body(pool, con
 
 
 def test_every_effect_query_is_one_statement():
-    for sql in store._RECORD_EVENT_SQL.values():
+    for sql in [*store._RECORD_EVENT_SQL.values(), *events._RENDER_FAILED_SQL.values()]:
         assert sql.lstrip().startswith("WITH") and ";" not in sql
+
+
+@pytest.mark.parametrize("link", ["tag", "ledger", None])
+def test_a_rendering_failure_is_one_statement_like_the_others(pool, conn, link):
+    """Its statement is built from store's parts: for each way of linking the
+    mailout, it records the event once and fails Ann's row once."""
+    mailout_id = mailout_sent_to_ann(conn, ses_message_id="ses-1")
+    tag = {"tag": mailout_id, "ledger": "no-tag", None: "no-tag"}[link]
+    message = ses_sample("rendering_failure_event", address=ANN, ses_message_id="ses-1" if link else "", mailout_id=tag)
+    assert notify(pool, message, sns_id="sns-r") == (True, "Rendering Failure")
+    assert notify(pool, message, sns_id="sns-r") == (False, "Rendering Failure")
+    row = conn.execute("SELECT mailout_id FROM ses_events").fetchone()
+    assert row["mailout_id"] == (mailout_id if link else None)
+    status = conn.execute("SELECT status FROM send_logs").fetchone()["status"]
+    assert status == ("failed" if link else "sent")
 
 
 # --- addresses ----------------------------------------------------------------------------
