@@ -288,6 +288,7 @@ def service_env(home: Path, database_url: str, standin: StandIn, **values) -> di
         "UNSUBSCRIBE_SECRET": UNSUBSCRIBE_SECRET,
         "APP_BASE_URL": APP_BASE_URL,
         "SES_FROM_EMAIL": FROM_ADDRESS,
+        "POSTAL_ADDRESS": "Bench Newsletter, 1 Main Street, Springfield",
         **standin.client_env(),
     }
     env.update({name: str(value) for name, value in values.items() if value is not None})

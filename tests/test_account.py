@@ -401,6 +401,7 @@ def test_cli_resume_refused_by_the_account_leaves_the_mailout_paused(settings, p
         "UNSUBSCRIBE_SECRET": settings.unsubscribe_secret,
         "APP_BASE_URL": settings.app_base_url,
         "SES_FROM_EMAIL": settings.ses_from_email,
+        "POSTAL_ADDRESS": "Example Newsletter, 1 Main Street, Springfield",
         "LOG_FORMAT": "text",
     }
     root = logging.getLogger()

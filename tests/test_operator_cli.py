@@ -7,17 +7,9 @@ import email
 import email.policy
 import io
 
-import pytest
 
 from tests.conftest import add_mailout, add_subscribers, ledger, mailout_row
 from tests.test_resume import invoke, standin  # noqa: F401 - fixtures
-
-
-@pytest.fixture(autouse=True)
-def postal_address(monkeypatch):
-    """Production settings need POSTAL_ADDRESS. `invoke` runs the command in
-    this process, on top of this process's environment."""
-    monkeypatch.setenv("POSTAL_ADDRESS", "Example Newsletter, 1 Main Street, Springfield")
 
 
 def test_import_reports_a_summary_and_bad_lines(invoke, conn, tmp_path):

@@ -951,6 +951,7 @@ def invoke(settings, standin, tmp_path):
         UNSUBSCRIBE_SECRET=settings.unsubscribe_secret,
         APP_BASE_URL=settings.app_base_url,
         SES_FROM_EMAIL=settings.ses_from_email,
+        POSTAL_ADDRESS="Example Newsletter, 1 Main Street, Springfield",
         RATE_LIMIT_PER_SEC="500",
         BATCH_SIZE=str(settings.batch_size),
         HEARTBEAT_STALE_SECONDS="120",
