@@ -534,14 +534,18 @@ class _Run:
                 self.unrecorded = []
                 if sent_so_far is None:
                     sent_so_far = self.db(lambda conn: store.count_sent(conn, mailout_id))
+                    # Rendering failures from here on take their emails out
+                    # of the sent count (SES never sent them).
+                    unrendered_before = reputation["rendering_failures"]
                 else:
                     sent_so_far += sum(1 for o in outcomes if o.status == "sent")
+                sent_for_guard = sent_so_far - (reputation["rendering_failures"] - unrendered_before)
                 self.count(outcomes, skipped)
                 if self.lost:
                     return self.lost_ownership()
                 if halt:
                     return self.halt(halt)
-                problem = reputation["more_queued"] and reputation_problem(sent_so_far, reputation, self.settings)
+                problem = reputation["more_queued"] and reputation_problem(sent_for_guard, reputation, self.settings)
                 if problem:
                     return self.halt(_Halt("paused", f"reputation guard: {problem}"))
             self.db(lambda conn: store.finish_mailout(conn, mailout_id, self.claim.runner_id, "sent"))

@@ -462,9 +462,10 @@ def _text_array(values: list[str]) -> str:
 
 def reputation(conn: Connection, mailout_id: UUID) -> dict:
     """What the guard compares for one mailout: addresses that bounced for
-    good or complained, and whether any recipient is still queued. (The
-    sender keeps its own count of emails sent, so the big ledger is not
-    counted after every batch.)"""
+    good or complained, SES's rendering failures (emails it took and never
+    sent), and whether any recipient is still queued. (The sender keeps its
+    own count of emails sent, so the big ledger is not counted after every
+    batch.)"""
     return conn.execute(
         """
         SELECT
@@ -472,6 +473,8 @@ def reputation(conn: Connection, mailout_id: UUID) -> dict:
             WHERE mailout_id = %(id)s AND event_type = 'Bounce' AND bounce_type = 'Permanent') AS bounces,
           (SELECT count(DISTINCT lower(address)) FROM ses_events, unnest(addresses) AS address
             WHERE mailout_id = %(id)s AND event_type = 'Complaint') AS complaints,
+          (SELECT count(*) FROM ses_events
+            WHERE mailout_id = %(id)s AND event_type = 'Rendering Failure') AS rendering_failures,
           EXISTS (SELECT 1 FROM send_logs WHERE mailout_id = %(id)s AND status = 'queued') AS more_queued
         """,
         {"id": mailout_id},

@@ -219,3 +219,29 @@ def test_the_guard_counts_each_bounced_address_once(pool, conn, settings):
             events.process_notification(c, {"Type": "Notification", "MessageId": f"sns-{n}",
                                             "Message": json.dumps(body)})
     assert store.reputation(conn, mailout_id)["bounces"] == 1
+
+
+def test_rendering_failures_leave_the_guards_count_of_emails_sent(pool, conn, settings):
+    """After three batches SES has taken 150 emails and sent only 100 (50
+    Rendering Failures in the second batch): 7 bounces of 150 would be 4.7%,
+    but of the 100 that went out they are 7%, above the limit."""
+    add_subscribers(conn, addresses(300))
+    mailout_id = add_mailout(conn)
+    samples = {n: "bounce_permanent_event" for n in range(105, 136, 5)} | dict.fromkeys(
+        range(51, 101), "rendering_failure_event"
+    )
+
+    class Transport(BouncingTransport):
+        def send(self, email):
+            self.sample = samples.get(len(self.sent) + 1, "")
+            return super().send(email)
+
+    transport = Transport(pool, None, samples)
+    settings = with_settings(settings, batch_size=50, guard_min_sent=100, max_bounce_rate=0.05)
+    summary = run(pool, transport, settings, mailout_id)
+
+    assert summary.status == "paused", summary
+    assert "bounce rate 7.00% (7 of 100 sent)" in summary.error
+    assert len(transport.sent) == 150
+    states = sorted(ledger(conn, mailout_id).values())
+    assert states.count("failed") == 50 and states.count("queued") == 150

@@ -7,7 +7,6 @@ import email
 import email.policy
 import io
 
-
 from tests.conftest import add_mailout, add_subscribers, ledger, mailout_row
 from tests.test_resume import invoke, standin  # noqa: F401 - fixtures
 
