@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
+from .addresses import is_one_address
+
 log = logging.getLogger(__name__)
 
 LOCAL = "local"
@@ -274,15 +276,15 @@ class _Reader:
 
     def address(self, name: str, *, required: bool) -> str | None:
         value = self.required(name) if required else self.optional(name)
-        if value and not is_plausible_address(value):
-            self.problems.append(f"{name} is not an email address: {value!r}")
+        if value and not is_one_address(value):
+            self.problems.append(f"{name} is not an email address SES can take: {value!r}")
         return value
 
     def address_list(self, name: str) -> list[str]:
         values = self.listing(name)
         for value in values:
-            if not is_plausible_address(value):
-                self.problems.append(f"{name} contains something that is not an email address: {value!r}")
+            if not is_one_address(value):
+                self.problems.append(f"{name} contains something that is not an email address SES can take: {value!r}")
         return values
 
     def topic_arns(self, name: str) -> list[str]:
@@ -325,7 +327,6 @@ class _Reader:
 # paragraph separators.
 _CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _TOPIC_ARN = re.compile(r"^arn:aws(-[a-z]+)*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}$")
-_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
 
 
 # RFC 5322 specials: a display name containing one must be quoted.
@@ -339,7 +340,7 @@ def with_display_name(value: str | None, name: str | None) -> str | None:
     if not value or not name:
         return value
     display, address = parseaddr(value)
-    if display or not address or not is_plausible_address(value):
+    if display or not address or not is_one_address(value):
         return value
     if _SPECIALS.search(name):
         name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -357,8 +358,3 @@ def _warn_once(message: str) -> None:
         _warned.add(message)
         log.warning(message)
 
-
-def is_plausible_address(value: str) -> bool:
-    """Accept `a@b.c` and `Name <a@b.c>`; real validation is SES's job."""
-    _, address = parseaddr(value)
-    return bool(address) and bool(_ADDRESS.match(address))

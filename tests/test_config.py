@@ -428,3 +428,16 @@ def test_the_example_env_file_is_a_complete_production_configuration():
     assert settings.app_env == "production"
     assert settings.postal_address and "," in settings.postal_address
     assert "NEWSLETTER_NAME" in example.read_text()
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["üser@example.org", "Ann <ann@example.org>, bob@example.org", "news@example.org\r\nBcc: x@evil.example"],
+)
+def test_a_sender_ses_cannot_take_is_refused_at_start(value):
+    assert "SES can take" in problem_about(problems_of(production_env(SES_FROM_EMAIL=value)), "SES_FROM_EMAIL")
+
+
+def test_a_sender_with_an_accent_or_a_unicode_domain_is_taken():
+    for value in ("Café Gazette <news@example.org>", "news@bücher.example"):
+        assert Settings.from_env(production_env(SES_FROM_EMAIL=value)).ses_from_email == value
