@@ -90,16 +90,20 @@ class Server:
 
 
 @contextmanager
-def run_gunicorn(env: dict, tmp_path: Path, ready_path: str = "/healthz", ready_status: int | None = 200):
+def run_gunicorn(
+    env: dict, tmp_path: Path, ready_path: str = "/healthz", ready_status: int | None = 200, app: str = "wsgi:app"
+):
     """Start gunicorn from the repository root and wait until `ready_path`
-    answers `ready_status` (any status when None). Its stdout and stderr go
+    answers `ready_status` (any status when None). `app` may be
+    bench.snsapp:app, the production app that takes its SNS signing
+    certificate from BENCH_SNS_CERT_FILE instead of the network. Its stdout and stderr go
     to one log file. It is killed with its workers on the way out, whatever
     state the test left it in."""
     port = free_port()
     log_path = tmp_path / f"gunicorn-{port}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "wsgi:app"],
+            [sys.executable, "-m", "gunicorn", app],
             cwd=ROOT,
             env={**env, "PORT": str(port)},
             stdout=log,

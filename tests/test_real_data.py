@@ -236,3 +236,42 @@ def test_a_test_send_to_an_odd_name_goes_out_naming_only_that_address(database_u
     assert second.to_addresses == ["zoe@xn--bcher-kva.example"] and second.header_to == ["zoe@xn--bcher-kva.example"]
     assert mailout_row(conn, mailout_id)["status"] == "ready"
 
+
+
+def test_a_rendering_failure_from_sns_fails_that_row_alone(database_url, conn, ses, tmp_path, sns_signer):
+    """SES took a SendBulkEmail entry and could not render it: the event
+    arrives through SNS at the real service, signed, and that one row
+    becomes 'failed' with SES's reason; its subscriber stays active."""
+    from tests.sns_signing import TOPIC_ARN, ses_sample
+
+    add_subscribers(conn, [f"r{i}@example.org" for i in range(10)])
+    mailout_id = add_mailout(conn, body=BODY)
+    cert_file = tmp_path / "sns.pem"
+    cert_file.write_bytes(sns_signer.certificate_pem)
+    values = {"SNS_TOPIC_ARNS": TOPIC_ARN, "BENCH_SNS_CERT_FILE": str(cert_file)}
+
+    with run_gunicorn(env(tmp_path, database_url, ses, "SendBulkEmail", **values), tmp_path, app="bench.snsapp:app") as server:
+        start_send(server, mailout_id)
+        wait_for_status(server, mailout_id, "sent", timeout=30)
+        [victim, *_] = [r for r in ses.sent if r.tags.get("mailout_id") == str(mailout_id)]
+        assert victim.is_bulk
+        event = ses_sample(
+            "rendering_failure_event",
+            address=victim.to_addresses[0],
+            ses_message_id=victim.message_id,
+            mailout_id=mailout_id,
+        )
+        answer = requests.post(f"{server.url}/ses-events", json=sns_signer.envelope(event), timeout=10)
+        status = requests.get(
+            f"{server.url}/mailouts/{mailout_id}", headers={"Authorization": f"Bearer {SHARED_SECRET}"}, timeout=10
+        ).json()
+
+    assert answer.status_code == 200, answer.text
+    row = conn.execute(
+        "SELECT status, error_message FROM send_logs WHERE mailout_id = %s AND email = %s",
+        (mailout_id, victim.to_addresses[0]),
+    ).fetchone()
+    assert row["status"] == "failed" and row["error_message"].startswith("SES could not render the email")
+    assert status["counts"] == {"sent": 9, "failed": 1} and status["sent"] == 9
+    subscriber = conn.execute("SELECT status FROM subscribers WHERE email = %s", (victim.to_addresses[0],)).fetchone()
+    assert subscriber["status"] == "active"
