@@ -292,6 +292,20 @@ def with_settings(settings: Settings, **changes) -> Settings:
 # --- SNS: a key and certificate made here, and an app that trusts our topic --
 
 
+@pytest.fixture
+def sent_mailout(conn):
+    """A mailout whose ledger says it went to ann@list.example with SES id
+    0100-ses-id: what SES events are applied to."""
+    (ann_id,) = add_subscribers(conn, ["ann@list.example"])
+    mailout_id = add_mailout(conn, status="sent")
+    conn.execute(
+        "INSERT INTO send_logs (mailout_id, subscriber_id, email, status, ses_message_id)"
+        " VALUES (%s, %s, %s, 'sent', '0100-ses-id')",
+        (mailout_id, ann_id, "ann@list.example"),
+    )
+    return mailout_id
+
+
 @pytest.fixture(scope="session")
 def sns_key_and_certificate():
     from tests.sns_signing import make_key_and_certificate

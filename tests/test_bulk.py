@@ -58,16 +58,8 @@ def no_stop_request():
 
 
 @pytest.fixture
-def ses(monkeypatch, tmp_path):
-    with SesStandIn() as standin:
-        standin.set_account(max_send_rate=10_000)
-        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
-            monkeypatch.delenv(name, raising=False)
-        for name, value in standin.client_env().items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-        yield standin
+def ses(standin_transport):
+    return standin_transport[0]
 
 
 @pytest.fixture

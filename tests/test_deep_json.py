@@ -158,18 +158,6 @@ def test_send_mailout_reads_a_body_at_the_limit(client, conn):
 # --- POST /ses-events ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def sent_mailout(conn):
-    (ann_id,) = add_subscribers(conn, [ANN])
-    mailout_id = add_mailout(conn, status="sent")
-    conn.execute(
-        "INSERT INTO send_logs (mailout_id, subscriber_id, email, status, ses_message_id)"
-        " VALUES (%s, %s, %s, 'sent', '0100-ses-id')",
-        (mailout_id, ann_id, ANN),
-    )
-    return mailout_id
-
-
 def nothing_changed(conn, mailout_id) -> bool:
     ses_events = conn.execute("SELECT count(*) AS n FROM ses_events").fetchone()["n"]
     ann = conn.execute("SELECT status FROM subscribers WHERE email = %s", (ANN,)).fetchone()["status"]

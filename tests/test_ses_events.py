@@ -35,19 +35,6 @@ def deliver(client, signer, sample, version="1", message_id=None, **values):
     return post(client, envelope)
 
 
-@pytest.fixture
-def sent_mailout(conn):
-    """A mailout whose ledger says it went to Ann with SES id 0100-ses-id."""
-    (ann_id,) = add_subscribers(conn, [ANN])
-    mailout_id = add_mailout(conn, status="sent")
-    conn.execute(
-        "INSERT INTO send_logs (mailout_id, subscriber_id, email, status, ses_message_id)"
-        " VALUES (%s, %s, %s, 'sent', '0100-ses-id')",
-        (mailout_id, ann_id, ANN),
-    )
-    return mailout_id
-
-
 # --- bounces -----------------------------------------------------------------
 
 

@@ -379,6 +379,16 @@ def test_the_application_transport_sends_bulk_through_it(ses, app_transport):
     assert "https://n.test/u?token=tok2" in ses.sent[1].message.get_body(("html",)).get_content()
 
 
+
+
+def ok_bulk_request() -> dict:
+    """A SendBulkEmail request SES takes, for a test to spoil."""
+    return {
+        "FromEmailAddress": "news@example.test",
+        "DefaultContent": {"Template": {"TemplateContent": dict(TEMPLATE), "TemplateData": "{}"}},
+        "BulkEmailEntries": [bulk_entry("ok@x.org")],
+    }
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -407,11 +417,7 @@ def test_the_application_transport_sends_bulk_through_it(ses, app_transport):
     ],
 )
 def test_a_malformed_bulk_request_is_refused_as_a_whole(ses, change):
-    request = {
-        "FromEmailAddress": "news@example.test",
-        "DefaultContent": {"Template": {"TemplateContent": dict(TEMPLATE), "TemplateData": "{}"}},
-        "BulkEmailEntries": [bulk_entry("ok@x.org")],
-    }
+    request = ok_bulk_request()
     change(request)
 
     with pytest.raises(ClientError) as caught:
@@ -766,11 +772,7 @@ def test_the_to_header_can_be_checked_against_the_recipient(ses):
     ],
 )
 def test_a_bulk_request_with_what_ses_refuses_is_refused_as_a_whole(ses, change, problem):
-    request = {
-        "FromEmailAddress": "news@example.test",
-        "DefaultContent": {"Template": {"TemplateContent": dict(TEMPLATE), "TemplateData": "{}"}},
-        "BulkEmailEntries": [bulk_entry("ok@x.org")],
-    }
+    request = ok_bulk_request()
     change(request)
 
     with pytest.raises(ClientError) as caught:
