@@ -33,6 +33,11 @@ MAX_NAME_CHARS = 200
 # does not say that it folds): 600 + 254 + the rest < 998.
 MAX_ENCODED_NAME_CHARS = 600
 MAX_ADDRESS_CHARS = 254
+# RFC 5321 4.5.3.1: a local part of at most 64 octets, a domain label of at
+# most 63 (RFC 1035). SES refuses longer ones; email-validator does not check
+# the local part's.
+MAX_LOCAL_PART_CHARS = 64
+MAX_LABEL_CHARS = 63
 # RFC 2047: a line holding an encoded word is at most 76 characters. 39 bytes
 # make 52 base64 characters, 64 with `=?utf-8?b?` and `?=`: it fits after the
 # longest field name we write ("Reply-To: ").
@@ -79,6 +84,8 @@ def normalize_address(value: str, *, special_use_domains: bool = False) -> str:
             reason += " (SES cannot send to addresses with non-ASCII characters before the @)"
         raise AddressError(reason) from None
     local, _, domain = result.ascii_email.rpartition("@")
+    if len(local) > MAX_LOCAL_PART_CHARS:
+        raise AddressError(f"the part before the @ has {len(local)} characters, more than {MAX_LOCAL_PART_CHARS}")
     return f"{local}@{domain.lower()}"
 
 
@@ -87,7 +94,11 @@ def ses_address(value: str) -> str:
     imported before these checks existed may have a Unicode domain (converted
     here) or a non-ASCII local part (refused here, so that row fails alone)."""
     if len(value) <= MAX_ADDRESS_CHARS and _PLAIN_ADDRESS.fullmatch(value):
-        return value
+        local, _, domain = value.rpartition("@")
+        # Punycode labels and the length limits need the full check.
+        if len(local) <= MAX_LOCAL_PART_CHARS and "xn--" not in domain.lower():
+            if all(len(label) <= MAX_LABEL_CHARS for label in domain.split(".")):
+                return value
     # Whatever the import allowed then goes, reserved domain or not.
     return normalize_address(value, special_use_domains=True)
 

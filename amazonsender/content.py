@@ -17,10 +17,12 @@ from .addresses import not_text
 # characters. SES sets no limit of its own, but a subject of thousands of
 # characters is a paste gone wrong.
 MAX_SUBJECT_CHARS = 400
-# SES takes a raw message up to 10 MB (40 MB on request); the HTML and its
-# plain-text copy are both in each message, quoted-printable grows text by
-# up to a third, and SendBulkEmail's template limit is 500 KB (the bulk path
-# falls back to SendEmail above it).
+# Each message holds the HTML and its plain-text copy, quoted-printable, which
+# can triple non-ASCII text: 2 MB of body makes at most about 12.5 MB of raw
+# message, 16.7 MB once base64-encoded for SendEmail, within the 40 MB SES v2
+# takes ("Service quotas in Amazon SES"). Far more than a newsletter needs
+# (Gmail clips HTML past about 100 KB); SendBulkEmail's 500 KB template limit
+# sends larger bodies by SendEmail.
 MAX_BODY_BYTES = 2_000_000
 
 

@@ -80,14 +80,18 @@ def bulk_content(
             return None, f"the {name} contains '{{{{', which SES would read as a template variable"
     if TEMPLATE_MARKER in unsubscribe_base or _CONTROL_CHARACTERS.search(subject):
         return None, "the subject or the unsubscribe URL cannot go into an SES template"
+    if "=?" in subject:
+        # SES writes an ASCII subject into the header as it is, so a mail
+        # client would decode text that looks like an RFC 2047 encoded word;
+        # SendEmail writes it as encoded words of its own.
+        return None, "the subject contains '=?', which mail clients would read as an encoded word"
     url = unsubscribe_base + TOKEN_PLACEHOLDER
     html_part = append_footer(body_html, url, footer)
     text_part = body_text + footer.text(url)
-    if TEMPLATE_MARKER in html_part.replace(TOKEN_PLACEHOLDER, "") or TEMPLATE_MARKER in text_part.replace(
-        TOKEN_PLACEHOLDER, ""
-    ):
-        # "{{" in NEWSLETTER_NAME or POSTAL_ADDRESS, say.
-        return None, "the footer would read as a template variable"
+    if html_part.count(TEMPLATE_MARKER) != 1 or text_part.count(TEMPLATE_MARKER) != 1:
+        # Our one variable and nothing else: "{{" in NEWSLETTER_NAME or
+        # POSTAL_ADDRESS, even "{{t}}", would be substituted in every copy.
+        return None, "the footer (NEWSLETTER_NAME or POSTAL_ADDRESS) contains '{{'"
     if len(html_part.encode()) + len(text_part.encode()) > MAX_TEMPLATE_BYTES:
         return None, f"the mailout is larger than {MAX_TEMPLATE_BYTES // 1000} KB, too large for an SES template"
     content = BulkContent(

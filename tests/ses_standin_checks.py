@@ -68,6 +68,10 @@ MAX_BULK_ENTRIES = 50
 MAX_TEMPLATE_BYTES = 500_000
 # RFC 5322 2.1.1 / RFC 5321 4.5.3.1.6: 1000 characters a line with CR LF.
 MAX_LINE = 998
+# "Using the SES v2 API or SMTP - Maximum message size (including
+# attachments): 40 MB per message (after base64 encoding)",
+# https://docs.aws.amazon.com/ses/latest/dg/quotas.html.
+MAX_MESSAGE_BASE64_BYTES = 40 * 1024 * 1024
 # MessageHeader: name and value together.
 MAX_HEADER_NAME_AND_VALUE = 996
 MAX_TAG_CHARS = 256
@@ -353,6 +357,8 @@ def check_raw_message(raw: bytes) -> list[str]:
     7-bit ASCII or has a line that is not a field or a continuation, a line
     (anywhere) over 998 characters, no From, a field SES allows once given
     twice, an address field that does not parse."""
+    if len(raw) * 4 / 3 > MAX_MESSAGE_BASE64_BYTES:
+        raise BadRequest(f"the message is {len(raw)} bytes, over 40 MB once base64-encoded")
     match = re.search(rb"\r?\n\r?\n", raw)
     if match is None:
         raise BadRequest("the raw message has no blank line between its header and its body")

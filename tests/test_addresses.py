@@ -217,3 +217,20 @@ def test_a_token_that_cannot_be_made_fails_that_recipient_alone(pool, conn, sett
     assert mailout_row(conn, mailout_id)["status"] == "sent"
     assert any(r.is_bulk for r in ses.send_requests) is bulk
     assert sorted(a for r in ses.sent for a in r.to_addresses) == sorted(f"r{i}@example.org" for i in (0, 1, 2, 4, 5))
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["news@xn--zz.org", "a16@xn--a.com", "l" * 65 + "@example.org", "a@" + "b" * 64 + ".org", "a@XN--ZZ.org"],
+)
+def test_addresses_ses_refuses_for_their_punycode_or_length_are_refused_before_sending(value):
+    with pytest.raises(AddressError):
+        ses_address(value)
+    with pytest.raises(AddressError):
+        normalize_address(value)
+    assert not is_one_address(value)
+
+
+def test_the_longest_parts_ses_takes_still_go():
+    longest = "l" * 64 + "@" + "b" * 63 + ".org"
+    assert ses_address(longest) == longest

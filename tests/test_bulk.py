@@ -20,7 +20,7 @@ from uuid import UUID
 import pytest
 
 from amazonsender import sender
-from amazonsender.message import MessageBuilder
+from amazonsender.message import Footer, MessageBuilder
 from amazonsender.template import (
     MAX_TEMPLATE_BYTES,
     TOKEN_PLACEHOLDER,
@@ -262,6 +262,8 @@ def test_content_that_cannot_be_a_template_goes_by_send_email(pool, conn, ses, t
         ("News", "<p>Hello {{name}}</p>"),
         ("News", "<p>Braces: &#123;&#123;x&#125;&#125;</p>"),
         ("News", "<p>Big</p>" + "x" * MAX_TEMPLATE_BYTES),
+        # SES would write it as it is, and mail clients decode it.
+        ("=?utf-8?b?eA0KQmNjOiBhQGV2aWwuY29t?=", "<p>Hello</p>"),
     ]
     for subject, body in cases:
         mailout_id = add_mailout(conn, subject=subject, body=body)
@@ -881,3 +883,14 @@ def test_a_name_that_looks_like_an_encoded_word_is_shown_as_written(pool, conn, 
     [record] = ses.sent
     assert record.destination.endswith(f" <{address}>") and "SGFja2Vy" not in record.destination
     assert record.message["To"].addresses[0].display_name == "=?utf-8?b?SGFja2Vy?="
+
+
+@pytest.mark.parametrize(
+    "footer",
+    [Footer(newsletter_name="{{t}} news"), Footer(postal_address="{{t}} Street"), Footer(newsletter_name="A {{b")],
+)
+def test_braces_in_the_footer_settings_keep_the_mailout_out_of_a_template(footer):
+    content, why = bulk_content(
+        mailout_id="m", subject="News", body_html="<p>Hi</p>", unsubscribe_base="https://n.test/u?token=", footer=footer
+    )
+    assert content is None and "NEWSLETTER_NAME or POSTAL_ADDRESS" in why

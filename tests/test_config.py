@@ -441,3 +441,9 @@ def test_a_sender_ses_cannot_take_is_refused_at_start(value):
 def test_a_sender_with_an_accent_or_a_unicode_domain_is_taken():
     for value in ("Café Gazette <news@example.org>", "news@bücher.example"):
         assert Settings.from_env(production_env(SES_FROM_EMAIL=value)).ses_from_email == value
+
+
+@pytest.mark.parametrize("name", ["SES_FROM_EMAIL", "SES_REPLY_TO"])
+@pytest.mark.parametrize("value", ["news@xn--zz.org", "l" * 70 + "@example.org"])
+def test_a_sender_ses_would_refuse_for_its_punycode_or_length_is_refused_at_start(name, value):
+    assert "SES can take" in problem_about(problems_of(production_env(**{name: value})), name)

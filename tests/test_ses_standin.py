@@ -1026,3 +1026,14 @@ def test_bounce_and_complaint_events_for_a_sent_email(ses, api):
                        (ses.complaint_event(email), "Complaint")):
         parsed = parse_ses_event(text)
         assert (parsed.event_type, parsed.addresses, str(parsed.mailout_id)) == (kind, ["ann@x.org"], mailout_id)
+
+
+def test_a_raw_message_over_40_mb_once_base64_encoded_is_refused():
+    from tests.ses_standin_checks import BadRequest, check_raw_message
+
+    head = b"From: news@example.test\r\nTo: a@example.org\r\n\r\n"
+    line = b"x" * 76 + b"\r\n"
+    fits = head + line * (29 * 1024 * 1024 // len(line))
+    assert check_raw_message(fits) == ["a@example.org"]
+    with pytest.raises(BadRequest, match="40 MB"):
+        check_raw_message(fits + line * (1024 * 1024 // len(line) + 1000))
