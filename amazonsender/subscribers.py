@@ -8,8 +8,11 @@ re-import of an old spreadsheet.
 from __future__ import annotations
 
 import csv
+import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TextIO
 
 from psycopg_pool import ConnectionPool
@@ -20,8 +23,25 @@ IMPORT_BATCH_ROWS = 2000
 EXPORT_COLUMNS = ("email", "name", "status", "status_updated_at", "created_at")
 
 
+# csv's own limit on one field (131,072 characters) is kept, and a field over
+# it is reported with its line: an address has at most 254 characters and a
+# name is cut to MAX_NAME_CHARS, so such a field is nearly always a double
+# quote left open, swallowing the lines after it. A higher limit would only
+# let that swallow more rows quietly (and hold them in memory); the limit is
+# also process-wide, so it is not ours to change for one command.
+# A line is read at most this long: a file with no line breaks (a binary one)
+# never sits in memory whole.
+MAX_LINE_CHARS = 1 << 20
+
+# What UTF-8 text read by open_csv never holds: NUL (binary or UTF-16 files)
+# and lone surrogates, which surrogateescape makes of bytes that are not UTF-8.
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
+_UTF_16_BOMS = ("\udcff\udcfe", "\udcfe\udcff")
+
+
 class ImportFileError(Exception):
-    """The file cannot be imported at all (no `email` column, not CSV)."""
+    """The file cannot be imported at all (no `email` column, not CSV, not
+    UTF-8 text); the message says why, with the line where it can."""
 
 
 @dataclass
@@ -42,17 +62,29 @@ class ImportReport:
         }
 
 
+def open_csv(path: str | os.PathLike) -> TextIO:
+    """A CSV file opened for check_csv and import_csv: UTF-8, with or without
+    a BOM. Bytes that are not UTF-8 are read as lone surrogates
+    (surrogateescape) rather than failing in the decoder, somewhere in a block
+    of 8 KB: _lines then names the line they are on."""
+    return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+def check_csv(file: TextIO) -> int:
+    """Read the whole file as import_csv would, writing nothing and keeping
+    no rows; ImportFileError if it cannot be read. Returns the number of
+    records after the header."""
+    reader, _, _ = _open_reader(file)
+    return sum(1 for _ in _records(reader))
+
+
 def read_rows(file: TextIO, report: ImportReport) -> Iterator[tuple[str, str | None]]:
     """Yield (address, name) for each valid, first-seen row; record the rest."""
-    reader = csv.DictReader(file)
-    columns = {name.strip().lower(): name for name in (reader.fieldnames or []) if name}
-    if "email" not in columns:
-        raise ImportFileError("the CSV file needs a header row with an 'email' column (and optionally 'name')")
-    email_column, name_column = columns["email"], columns.get("name")
+    reader, email_column, name_column = _open_reader(file)
     seen = set()
-    for row in reader:
+    for row in _records(reader):
         line = reader.line_num
-        raw = (row.get(email_column) or "").strip()
+        raw = _field(row, email_column).strip()
         try:
             address = normalize_address(raw)
         except AddressError as exc:
@@ -65,14 +97,100 @@ def read_rows(file: TextIO, report: ImportReport) -> Iterator[tuple[str, str | N
         seen.add(key)
         # Stored as text: controls and line breaks as spaces, at most
         # MAX_NAME_CHARS, so that what the list holds is what readers see.
-        name = clean_name(row.get(name_column)) if name_column else ""
+        name = clean_name(_field(row, name_column)) if name_column is not None else ""
         yield address, name or None
+
+
+def _open_reader(file: TextIO) -> tuple[Iterator[list[str]], int, int | None]:
+    """A csv reader past the header, and the header's email and name columns
+    (a name given twice: the last, as csv.DictReader would)."""
+    reader = csv.reader(_lines(file))
+    header = next(_records(reader), [])
+    columns = {name.strip().lower(): i for i, name in enumerate(header) if name}
+    if "email" not in columns:
+        raise ImportFileError("the CSV file needs a header row with an 'email' column (and optionally 'name')")
+    return reader, columns["email"], columns.get("name")
+
+
+def _field(row: list[str], column: int) -> str:
+    return row[column] if column < len(row) else ""
+
+
+def _records(reader) -> Iterator[list[str]]:
+    """The reader's rows but blank lines; a csv.Error becomes ImportFileError
+    naming the line where its record begins (where a double quote was left
+    open, not where the field ran over the limit)."""
+    while True:
+        # csv.reader reads one record per call, a blank line being one.
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise ImportFileError(_csv_problem(start, exc)) from None
+        if row:
+            yield row
+
+
+def _csv_problem(line: int, exc: csv.Error) -> str:
+    if "field larger than field limit" in str(exc):
+        return (
+            f"line {line}: a field is longer than {csv.field_size_limit()} characters"
+            " (or a double quote opened there is never closed)"
+        )
+    return f"line {line} is not CSV: {exc}"
+
+
+def _lines(file: TextIO) -> Iterator[str]:
+    """The file's lines, for csv; ImportFileError at the first that is not
+    UTF-8 text or is longer than MAX_LINE_CHARS."""
+    number = 0
+    try:
+        for line in iter(partial(file.readline, MAX_LINE_CHARS), ""):
+            number += 1
+            if len(line) >= MAX_LINE_CHARS:
+                raise ImportFileError(f"line {number} is longer than {MAX_LINE_CHARS - 1} characters: not a CSV list")
+            bad = _NOT_TEXT.search(line)
+            if bad:
+                raise ImportFileError(_not_text_problem(number, line, bad.group()))
+            yield line
+    except UnicodeDecodeError:
+        # A file opened without open_csv's surrogateescape: the decoder reads
+        # ahead in blocks, so the line is not known.
+        raise ImportFileError(f"the file is not UTF-8 (after line {number}): save the file as UTF-8") from None
+
+
+def _not_text_problem(number: int, line: str, bad: str) -> str:
+    if number == 1 and line.startswith(_UTF_16_BOMS):
+        return "the file is UTF-16, not UTF-8: save the file as UTF-8 (in Excel: CSV UTF-8)"
+    if bad == "\x00":
+        return (
+            f"line {number} contains a NUL character: the file is binary or UTF-16, not CSV text;"
+            " save the file as CSV in UTF-8"
+        )
+    return f"line {number} is not UTF-8: save the file as UTF-8"
 
 
 def import_csv(
     pool: ConnectionPool, file: TextIO, *, progress: Callable[[int], None] | None = None
 ) -> ImportReport:
-    """Add the file's new addresses as 'active' subscribers, in batches."""
+    """Add the file's new addresses as 'active' subscribers, in batches. The
+    file is read twice, so it must be seekable (open_csv's is): first by
+    check_csv, so that a file that cannot be read as a whole (not UTF-8, a
+    broken line 10,000 rows down) adds nothing, then to import it."""
+    start = file.tell()
+    check_csv(file)
+    file.seek(start)
+    return import_checked_csv(pool, file, progress=progress)
+
+
+def import_checked_csv(
+    pool: ConnectionPool, file: TextIO, *, progress: Callable[[int], None] | None = None
+) -> ImportReport:
+    """import_csv's second pass, for a caller that has run check_csv on the
+    file itself (the command line, to size its progress bar). Should the file
+    change in between, ImportFileError may still come after some batches."""
     report = ImportReport()
     for batch in chunks(read_rows(file, report), IMPORT_BATCH_ROWS):
         with pool.connection() as conn:

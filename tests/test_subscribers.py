@@ -87,6 +87,62 @@ def test_a_big_file_imports_in_batches(pool, conn):
     print(f"imported 20,000 rows in {elapsed:.2f} s")
 
 
+# --- files that cannot be read as a whole ----------------------------------------------
+
+
+def test_a_bad_line_after_several_batches_imports_nothing(pool, conn, tmp_path):
+    path = tmp_path / "list.csv"
+    rows = "".join(f"r{i}@example.org\n" for i in range(subscribers.IMPORT_BATCH_ROWS * 2 + 500))
+    path.write_bytes(b"email\n" + rows.encode() + b"caf\xe9@example.org\nlast@example.org\n")
+    with subscribers.open_csv(path) as file, pytest.raises(subscribers.ImportFileError) as caught:
+        subscribers.import_csv(pool, file)
+    assert str(caught.value) == "line 4502 is not UTF-8: save the file as UTF-8"
+    assert statuses(conn) == {}
+
+
+def test_a_file_opened_without_open_csv_is_refused_without_a_line(pool, conn, tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_bytes(b"email\nann@example.org\n\xff\n")
+    with open(path, encoding="utf-8", newline="") as file, pytest.raises(subscribers.ImportFileError, match="UTF-8"):
+        subscribers.import_csv(pool, file)
+    assert statuses(conn) == {}
+
+
+def test_a_file_without_line_breaks_is_refused_at_its_first_line(pool, conn, tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_text("email\n" + "x" * subscribers.MAX_LINE_CHARS)
+    with subscribers.open_csv(path) as file, pytest.raises(subscribers.ImportFileError, match="line 2 is longer"):
+        subscribers.import_csv(pool, file)
+    assert statuses(conn) == {}
+
+
+def test_a_long_field_is_reported_where_its_record_begins(pool, conn):
+    text = 'email,name\nann@example.org,Ann\n\nbob@example.org,"Bob\n' + "z@example.org,Z\n" * 10_000
+    with pytest.raises(subscribers.ImportFileError, match="^line 4: a field is longer than 131072 characters"):
+        run_import(pool, text)
+    assert statuses(conn) == {}
+
+
+def test_checking_a_big_file_keeps_no_rows(tmp_path):
+    """The first pass holds a line and a row at a time: its memory does not
+    grow with the file."""
+    import tracemalloc
+
+    path = tmp_path / "big.csv"
+    with open(path, "w") as out:
+        out.write("email,name\n")
+        for block in range(20):
+            out.write("".join(f"reader{block}-{i}@example.org,Reader {i}\n" for i in range(10_000)))
+    with subscribers.open_csv(path) as file:
+        tracemalloc.start()
+        try:
+            assert subscribers.check_csv(file) == 200_000
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert peak < 256 * 1024, peak  # the file is about 8 MB
+
+
 def test_export_writes_csv_optionally_filtered(pool, conn):
     add_subscribers(conn, ["a@example.org", "b@example.org"], names={"a@example.org": "Ann, Jr."})
     add_subscribers(conn, ["c@example.org"], status="bounced")
