@@ -231,8 +231,8 @@ def finish_with(summary) -> None:
 
 @mailout.command("create")
 @click.option("--subject", required=True, help="The email's subject.")
-@click.option("--html", "html_file", type=click.File("r", encoding="utf-8"), help="The body, as an HTML file.")
-@click.option("--markdown", "markdown_file", type=click.File("r", encoding="utf-8"), help="The body, as Markdown.")
+@click.option("--html", "html_file", type=click.File("rb"), help="The body, as an HTML file (UTF-8).")
+@click.option("--markdown", "markdown_file", type=click.File("rb"), help="The body, as Markdown (UTF-8).")
 @click.option("--ready", is_flag=True, help="Create it 'ready' to send instead of 'draft'.")
 def mailout_create(subject: str, html_file, markdown_file, ready: bool):
     """Create a mailout from an HTML or Markdown file; prints its id."""
@@ -241,11 +241,11 @@ def mailout_create(subject: str, html_file, markdown_file, ready: bool):
     if not subject.strip():
         raise click.UsageError("--subject must not be empty")
     if html_file:
-        body = html_file.read()
+        body = read_utf8(html_file)
     else:
         import markdown
 
-        body = markdown.markdown(markdown_file.read(), extensions=["extra", "sane_lists"])
+        body = markdown.markdown(read_utf8(markdown_file), extensions=["extra", "sane_lists"])
     if not body.strip():
         raise click.UsageError("the body file is empty")
     try:
@@ -255,6 +255,18 @@ def mailout_create(subject: str, html_file, markdown_file, ready: bool):
     with database_pool() as pool, pool.connection() as conn:
         mailout_id = store.create_mailout(conn, subject.strip(), body, "ready" if ready else "draft")
     click.echo(mailout_id)
+
+
+def read_utf8(file) -> str:
+    """A body file's text, without a UTF-8 BOM. Read as bytes and decoded
+    here, so that a file in another encoding is named with its line rather
+    than ending in a traceback."""
+    data = file.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise click.ClickException(f"{file.name}: line {line} is not UTF-8: save the file as UTF-8") from None
 
 
 @mailout.command("ready")
@@ -329,17 +341,24 @@ def subscribers_import(csv_file: str):
     complained address."""
     from . import subscribers
 
-    with open(csv_file, encoding="utf-8-sig", newline="") as file:
-        rows = max(0, sum(1 for _ in file) - 1)
-    with database_pool() as pool, open(csv_file, encoding="utf-8-sig", newline="") as file:
+    with subscribers.open_csv(csv_file) as file:
+        # The whole file is read once before the database is touched: one
+        # that cannot be read (not UTF-8, a broken line far down) adds nothing.
         try:
-            if rows >= PROGRESS_BAR_ROWS:
-                with click.progressbar(length=rows, label="importing", file=sys.stderr) as bar:
-                    report = subscribers.import_csv(pool, file, progress=bar.update)
-            else:
-                report = subscribers.import_csv(pool, file)
+            rows = subscribers.check_csv(file)
         except subscribers.ImportFileError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(f"{csv_file}: {exc}; nothing was imported") from None
+        file.seek(0)
+        with database_pool() as pool:
+            try:
+                if rows >= PROGRESS_BAR_ROWS:
+                    with click.progressbar(length=rows, label="importing", file=sys.stderr) as bar:
+                        report = subscribers.import_checked_csv(pool, file, progress=bar.update)
+                else:
+                    report = subscribers.import_checked_csv(pool, file)
+            except subscribers.ImportFileError as exc:
+                # Only when the file changed since it was checked.
+                raise click.ClickException(f"{csv_file} changed while it was imported: {exc}") from None
     for line, value, reason in report.invalid[:MAX_LISTED_INVALID]:
         click.echo(f"line {line}: {value!r}: {reason}", err=True)
     if len(report.invalid) > MAX_LISTED_INVALID:

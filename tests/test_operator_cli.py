@@ -7,6 +7,8 @@ import email
 import email.policy
 import io
 
+import pytest
+
 from tests.conftest import add_mailout, add_subscribers, ledger, mailout_row
 from tests.test_resume import invoke, standin  # noqa: F401 - fixtures
 
@@ -125,3 +127,94 @@ def test_unsubscribe_by_hand_of_an_address_not_on_the_list_fails(invoke, conn):
     assert "nobody@example.org is not on the list" in result.output
     assert invoke("subscribers", "unsubscribe", "  ").exit_code == 2  # a usage error
     assert conn.execute("SELECT status FROM subscribers").fetchone()["status"] == "active"
+
+
+# --- files that cannot be read (the real command line, in a process of its own) ---------------
+
+GOOD_ROWS = "".join(f"r{i}@example.org,Reader {i}\n" for i in range(4500))
+
+
+def cli(tmp_path, database_url, *args):
+    from tests.processes import clean_env, run_cli
+
+    return run_cli(*map(str, args), env=clean_env(tmp_path, DATABASE_URL=database_url), tmp_path=tmp_path)
+
+
+def fails_cleanly(result, *expected: str) -> None:
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    for text in expected:
+        assert text in result.stderr, result.stderr
+
+
+def subscriber_count(conn) -> int:
+    return conn.execute("SELECT count(*) AS n FROM subscribers").fetchone()["n"]
+
+
+def test_a_latin_1_row_after_two_batches_imports_nothing(conn, database_url, tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_bytes(("email,name\n" + GOOD_ROWS).encode() + "zoë@example.org,Zoë\n".encode("latin-1"))
+    fails_cleanly(cli(tmp_path, database_url, "subscribers", "import", path),
+                  "line 4502 is not UTF-8: save the file as UTF-8")
+    assert subscriber_count(conn) == 0
+
+
+def test_a_field_over_the_csv_limit_imports_nothing(conn, database_url, tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_text("email,name\n" + GOOD_ROWS + "late@example.org," + "x" * (csv.field_size_limit() + 1) + "\n")
+    fails_cleanly(cli(tmp_path, database_url, "subscribers", "import", path),
+                  f"line 4502: a field is longer than {csv.field_size_limit()} characters")
+    assert subscriber_count(conn) == 0
+
+
+def test_an_unclosed_quote_is_reported_at_the_line_where_it_opens(conn, database_url, tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_text('email,name\nann@example.org,"Ann\n' + GOOD_ROWS * 2)
+    fails_cleanly(cli(tmp_path, database_url, "subscribers", "import", path), "line 2: a field is longer than")
+    assert subscriber_count(conn) == 0
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("email,name\nann@example.org,Ann\n".encode("utf-16"), "UTF-16"),
+        ("email,name\nann@example.org,Ann\n".encode("utf-16-le"), "line 1 contains a NUL character"),
+        (bytes(range(256)) * 40, "line 1 contains a NUL character: the file is binary"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "line 1 is not UTF-8"),
+        ("email\nann@example.org\n".encode() + b"\xed\xa0\x80@example.org\n", "line 3 is not UTF-8"),
+    ],
+    ids=["utf-16", "utf-16-without-bom", "binary", "png", "encoded-surrogate"],
+)
+def test_a_file_that_is_not_utf_8_text_imports_nothing(conn, database_url, tmp_path, content, expected):
+    path = tmp_path / "list.csv"
+    path.write_bytes(content)
+    fails_cleanly(cli(tmp_path, database_url, "subscribers", "import", path), expected)
+    assert subscriber_count(conn) == 0
+
+
+def test_a_utf_8_file_with_a_bom_and_crlf_line_ends_imports(conn, database_url, tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + "email,name\r\nzoe@example.org,Zoë\r\nbroken,X\r\n".encode())
+    result = cli(tmp_path, database_url, "subscribers", "import", path)
+    assert result.returncode == 0, result.stderr
+    assert "added 1" in result.stdout and "line 3: 'broken'" in result.stderr
+    assert conn.execute("SELECT email, from_name FROM subscribers").fetchall() == [
+        {"email": "zoe@example.org", "from_name": "Zoë"}
+    ]
+
+
+@pytest.mark.parametrize("option", ["--html", "--markdown"])
+def test_create_from_a_file_that_is_not_utf_8_fails_cleanly(conn, database_url, tmp_path, option):
+    source = tmp_path / "news.txt"
+    source.write_bytes("<p>Hello</p>\n<p>Grüße</p>\n".encode("latin-1"))
+    fails_cleanly(cli(tmp_path, database_url, "mailout", "create", "--subject", "S", option, source),
+                  "line 2 is not UTF-8: save the file as UTF-8")
+    assert conn.execute("SELECT count(*) AS n FROM mailouts").fetchone()["n"] == 0
+
+
+def test_create_from_a_utf_8_file_with_a_bom_drops_the_bom(conn, database_url, tmp_path):
+    source = tmp_path / "news.html"
+    source.write_bytes(b"\xef\xbb\xbf" + "<p>Grüße</p>".encode())
+    result = cli(tmp_path, database_url, "mailout", "create", "--subject", "S", "--html", source)
+    assert result.returncode == 0, result.stderr
+    assert mailout_row(conn, result.stdout.strip())["body"] == "<p>Grüße</p>"
