@@ -1,6 +1,7 @@
 """Reading JSON that comes from outside (request bodies, the SES event inside
-an SNS message): the whole body or a 413, and a limit on how deeply it may
-nest. No Flask in here: the views pass their request in.
+an SNS message): the whole body or a 413, a limit on how deeply it may nest,
+and its strings made storable. No Flask in here: the views pass their
+request in.
 
 Python's json parser recurses once per array or object level and raises
 RecursionError (not ValueError) at about a thousand: `[` repeated 30,000
@@ -24,6 +25,17 @@ MAX_DEPTH = 64
 # every bracket that opens or closes an array or object, and no other.
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+# What Postgres cannot store in text or jsonb: NUL, and lone surrogates
+# (UTF-8 cannot encode them). JSON spells both with \u escapes, so any
+# document may hold them, in a value or a key.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# In JSON text, the escapes that can spell one. A match may be a false alarm
+# (an escaped backslash before "u0000", a surrogate pair): it costs a walk.
+_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+_UNSTORABLE_ESCAPE_BYTES = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+REPLACEMENT = "\ufffd"
 
 
 class TooDeep(ValueError):
@@ -85,3 +97,47 @@ def _nests_deeper(text: str, limit: int) -> bool:
         else:
             depth -= 1
     return False
+
+
+def storable(value, source: str | bytes | bytearray | None = None):
+    """`value`, a parsed JSON value, with NUL and lone surrogates replaced by
+    U+FFFD in every string and key: what Postgres can store as text or jsonb.
+    The value itself comes back when nothing was replaced (`is` tells), so a
+    caller may keep the text it was parsed from.
+
+    `source` is the JSON text `value` was parsed from, if at hand: when it
+    holds no such character nor an escape of one, as nearly every document,
+    the value is not walked."""
+    if source is not None and not _may_hold_unstorable(source):
+        return value
+    return _storable(value)
+
+
+def _may_hold_unstorable(source: str | bytes | bytearray) -> bool:
+    if isinstance(source, str):
+        if "\\u" in source and _UNSTORABLE_ESCAPE.search(source):
+            return True
+        return "\x00" in source or (not source.isascii() and _UNSTORABLE.search(source) is not None)
+    if b"\\u" in source and _UNSTORABLE_ESCAPE_BYTES.search(source):
+        return True
+    # UTF-16 and UTF-32 hold NUL bytes, and 0xED begins UTF-8's surrogates.
+    return b"\x00" in source or b"\xed" in source
+
+
+def _storable(value):
+    # Recursion is bounded: what loads returns nests at most MAX_DEPTH deep.
+    if isinstance(value, str):
+        return _UNSTORABLE.sub(REPLACEMENT, value) if _UNSTORABLE.search(value) else value
+    if isinstance(value, list):
+        items = [_storable(item) for item in value]
+        return items if any(new is not old for new, old in zip(items, value)) else value
+    if isinstance(value, dict):
+        pairs, changed = [], False
+        for key, item in value.items():
+            new_key, new_item = _storable(key), _storable(item)
+            changed = changed or new_key is not key or new_item is not item
+            pairs.append((new_key, new_item))
+        # Two keys that differ only there become one: the last stays, as in
+        # a JSON object that repeats a key.
+        return dict(pairs) if changed else value
+    return value
