@@ -65,14 +65,26 @@ class SesEvent:
 def parse_ses_event(text: str) -> SesEvent:
     """Read the SNS `Message` of an SES event. Anything else (a test message
     from the console, say) comes back as event type 'Unknown'; JSON nested
-    deeper than jsontext.MAX_DEPTH raises jsontext.TooDeep."""
+    deeper than jsontext.MAX_DEPTH raises jsontext.TooDeep.
+
+    Every string in it is made storable first (jsontext.storable: NUL and
+    lone surrogates as U+FFFD), so that all that follows reads what will be
+    stored: a diagnosticCode is text a remote mail server wrote. An address
+    or id that held one matches nothing (see _recipients), and the event is
+    recorded and answered 200 like any other: it is signed, so it did come
+    from SES, and what else it says (a real recipient's bounce) still holds,
+    which a 400 would throw away with the rest."""
     try:
         body = jsontext.loads(text)
     except jsontext.TooDeep:
         raise
     except (ValueError, TypeError):
-        return SesEvent("Unknown", payload=text)
+        return SesEvent("Unknown", payload=jsontext.storable(text))
     payload_json = text if isinstance(text, str) else None
+    clean = jsontext.storable(body, text)
+    if clean is not body:
+        # The text still spells what was replaced: stored from the value.
+        body, payload_json = clean, None
     if not isinstance(body, dict):
         return SesEvent("Unknown", payload=body, payload_json=payload_json)
     event_type = body.get("eventType") or body.get("notificationType")
@@ -104,7 +116,8 @@ def process_notification(conn: Connection, sns_message: dict, event: SesEvent | 
     """Record the event and apply it, in one statement (see store.record_event).
     Returns (is_new, SES event type); is_new is False, and nothing changed,
     when this SNS MessageId was processed before. `event` is the Message
-    already read by parse_ses_event, if the caller has read it."""
+    already read by parse_ses_event, if the caller has read it. The view
+    passes `sns_message` with its strings storable (jsontext.storable)."""
     if event is None:
         event = parse_ses_event(sns_message["Message"])
     effect, params = effect_of(event)
@@ -283,7 +296,11 @@ def _recipients(body: dict, event_type: str, mail: dict) -> list[str]:
             # A bare address, as SES writes nearly all of them, is its own
             # result; parseaddr (tens of microseconds) only for the rest.
             address = value if PLAIN_ADDRESS.fullmatch(value) else parseaddr(value)[1] or value.strip()
-            if "@" in address:
+            # U+FFFD is what parse_ses_event made of a NUL or a lone
+            # surrogate: SES never sent to such an address (it takes only
+            # ASCII before the @), and a list that holds one, from an old
+            # import read with errors="replace", must not be matched by it.
+            if "@" in address and jsontext.REPLACEMENT not in address:
                 addresses.append(address)
     return addresses
 

@@ -4,7 +4,9 @@ bounces, complaints, deliveries and rendering failures.
 Answers: 200 processed or already seen; 400 malformed (JSON nested too
 deeply included, in the body or in a signed Message) or badly signed; 403
 topic not allowed (or none configured); 503 when a certificate or the
-subscription URL cannot be fetched, so SNS tries again later.
+subscription URL cannot be fetched, so SNS tries again later. A NUL or a
+lone surrogate in a signed message is no reason to refuse it: it is stored
+as U+FFFD (jsontext.storable), see events.parse_ses_event.
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ def receive():
         raise ApiError(403, "this endpoint trusts no SNS topic yet: set SNS_TOPIC_ARNS")
 
     # SNS posts JSON as text/plain: read the body whatever the content type.
+    body = jsontext.whole_body(request)
     try:
-        message = read_json(jsontext.whole_body(request))
+        message = read_json(body)
     except jsontext.TooDeep as exc:
         raise ApiError(400, f"the body {exc}") from None
     except (ValueError, UnicodeError):
@@ -75,6 +78,9 @@ def receive():
             raise ApiError(503, "could not confirm the subscription now; try again") from None
         log.info("confirmed the SNS subscription to %s", message["TopicArn"])
 
+    # The envelope's strings as they can be stored (its MessageId, a
+    # confirmation's Message), once it has been checked and used as it came.
+    message = jsontext.storable(message, body)
     # What a message does is one statement: no transaction around it.
     with single_statement(get_pool()) as conn:
         if kind == NOTIFICATION:

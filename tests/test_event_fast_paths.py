@@ -84,6 +84,24 @@ def test_the_payload_is_stored_as_it_came(pool, conn):
     assert row["payload"] == json.loads(message)
 
 
+def test_an_event_with_nothing_to_replace_keeps_its_text():
+    message = ses_sample("bounce_permanent_notification", address=ANN, ses_message_id="m")
+    event = events.parse_ses_event(message)
+    assert event.payload_json is message
+
+
+@pytest.mark.parametrize("escape", ["\\u0000", "\\ud800", "\\udc00"])
+def test_an_event_with_something_replaced_is_stored_from_its_value(pool, conn, escape):
+    message = ses_sample("bounce_permanent_notification", address=ANN, ses_message_id="m" + escape)
+    event = events.parse_ses_event(message)
+    assert event.payload_json is None and event.ses_message_id == "m\ufffd"
+    assert event.payload == json.loads(message.replace(escape, "\\ufffd"))
+    assert event.addresses == [ANN]
+    notify(pool, message)
+    row = conn.execute("SELECT ses_message_id, payload FROM ses_events").fetchone()
+    assert row == {"ses_message_id": "m\ufffd", "payload": event.payload}
+
+
 @pytest.mark.parametrize(
     "message, payload",
     [("hello from the console", "hello from the console"), ("[1, 2]", [1, 2]), ('{"a": 1}', {"a": 1})],

@@ -457,3 +457,166 @@ def test_a_rendering_failure_for_one_recipient_leaves_the_others(sns_client, sns
     assert ledger_row(conn, sent_mailout)["status"] == "failed"
     assert ledger_row(conn, sent_mailout, "bob@list.example")["status"] == "sent"
     assert guard_counts(conn, sent_mailout) == (1, 0)
+
+
+# --- text Postgres cannot store: NUL and lone surrogates -------------------------------------
+#
+# A signed event can carry a NUL (\u0000) or a lone surrogate (\ud800) in
+# any string: a diagnosticCode is text a remote mail server wrote. Every such
+# character is stored as U+FFFD; an address or id that held one matches
+# nothing, and the rest of the event still applies. Never a 500.
+
+NUL, SURROGATE = "\u0000", "\ud800"
+
+
+def spoiled(sample, change, **values) -> str:
+    """A sample event with one value spoiled by `change`, as the JSON text
+    SES would publish (json.dumps writes both as \\u escapes)."""
+    values.setdefault("address", ANN)
+    values.setdefault("ses_message_id", "0100-ses-id")
+    values.setdefault("mailout_id", "00000000-0000-0000-0000-000000000000")
+    body = json.loads(ses_sample(sample, **values))
+    change(body)
+    text = json.dumps(body)
+    assert "\\u0000" in text or "\\ud800" in text
+    return text
+
+
+def set_diagnostic_code(value):
+    def change(body):
+        body["bounce"]["bouncedRecipients"][0]["diagnosticCode"] = value
+    return change
+
+
+@pytest.mark.parametrize("bad", [NUL, SURROGATE])
+@pytest.mark.parametrize("sample", ["bounce_permanent_notification", "bounce_permanent_event"])
+def test_a_bounce_whose_diagnostic_code_is_not_text_still_suppresses(
+    sns_client, sns_signer, conn, sent_mailout, sample, bad
+):
+    message = spoiled(sample, set_diagnostic_code(f"smtp; 550 {bad}user unknown{bad}"), mailout_id=sent_mailout)
+    response = post(sns_client, sns_signer.envelope(message))
+
+    assert response.status_code == 200 and response.json["status"] == "processed"
+    assert subscriber(conn)["status"] == "bounced"
+    (event,) = events_table(conn)
+    assert event["addresses"] == [ANN] and event["mailout_id"] == sent_mailout
+    code = event["payload"]["bounce"]["bouncedRecipients"][0]["diagnosticCode"]
+    assert code == "smtp; 550 \ufffduser unknown\ufffd"
+
+
+@pytest.mark.parametrize("bad", [NUL, SURROGATE])
+def test_a_bounced_address_that_is_not_text_changes_nothing(sns_client, sns_signer, conn, sent_mailout, bad):
+    # "\ufffdann@list.example" is on the list too (an old import read with
+    # errors="replace"): the event must not reach it through the U+FFFD.
+    add_subscribers(conn, ["\ufffd" + ANN])
+    before = conn.execute("SELECT * FROM subscribers ORDER BY id").fetchall()
+
+    def change(body):
+        body["bounce"]["bouncedRecipients"] = [{"emailAddress": bad + ANN}]
+
+    response = post(sns_client, sns_signer.envelope(spoiled("bounce_permanent_notification", change)))
+
+    assert response.status_code == 200 and response.json["status"] == "processed"
+    assert conn.execute("SELECT * FROM subscribers ORDER BY id").fetchall() == before
+    (event,) = events_table(conn)
+    assert event["addresses"] == []
+    assert event["payload"]["bounce"]["bouncedRecipients"] == [{"emailAddress": "\ufffd" + ANN}]
+
+
+@pytest.mark.parametrize("bad", [NUL, SURROGATE, f"{NUL}{SURROGATE}6f0c1a43-0000-4000-8000-000000000000"])
+def test_a_mailout_tag_that_is_not_text_is_no_tag(sns_client, sns_signer, conn, sent_mailout, bad):
+    def change(body):
+        body["mail"]["tags"]["mailout_id"] = [bad]
+
+    response = post(sns_client, sns_signer.envelope(spoiled("bounce_permanent_event", change)))
+
+    assert response.status_code == 200
+    # Linked by its SES message id instead, as an event without the tag is.
+    (event,) = events_table(conn)
+    assert event["mailout_id"] == sent_mailout
+    assert event["payload"]["mail"]["tags"]["mailout_id"] == [bad.replace(NUL, "\ufffd").replace(SURROGATE, "\ufffd")]
+    assert subscriber(conn)["status"] == "bounced"
+
+
+@pytest.mark.parametrize("bad", [NUL, SURROGATE])
+@pytest.mark.parametrize("sample", ["delivery_notification", "rendering_failure_event"])
+def test_an_ses_message_id_that_is_not_text_matches_no_ledger_row(
+    sns_client, sns_signer, conn, sent_mailout, sample, bad
+):
+    def change(body):
+        body["mail"]["messageId"] = "0100-ses-id" + bad
+
+    response = post(sns_client, sns_signer.envelope(spoiled(sample, change, mailout_id="no-tag")))
+
+    assert response.status_code == 200
+    assert ledger_row(conn, sent_mailout)["status"] == "sent"
+    (event,) = events_table(conn)
+    assert event["ses_message_id"] == "0100-ses-id\ufffd" and event["mailout_id"] is None
+
+
+@pytest.mark.parametrize("bad", [NUL, SURROGATE])
+def test_a_destination_that_is_not_text_is_recorded(sns_client, sns_signer, conn, sent_mailout, bad):
+    def change(body):
+        body["mail"]["destination"] = [f"{bad}@x.org", ANN]
+
+    response = post(sns_client, sns_signer.envelope(spoiled("send_event", change, mailout_id=sent_mailout)))
+
+    assert response.status_code == 200
+    (event,) = events_table(conn)
+    assert event["event_type"] == "Send" and event["addresses"] == [ANN]
+    assert event["payload"]["mail"]["destination"] == ["\ufffd@x.org", ANN]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda body: body.update(notificationType="Bounce" + NUL),
+        lambda body: body["bounce"].update(bounceType=SURROGATE, bounceSubType=NUL, feedbackId=NUL),
+        lambda body: body.update({NUL: SURROGATE, SURROGATE: [NUL, {NUL: 1}]}),
+        lambda body: body["mail"]["headers"].append({"name": "Subject", "value": "\udfff\ud800" + NUL}),
+    ],
+    ids=["event-type", "bounce-fields", "keys", "headers"],
+)
+def test_any_value_that_is_not_text_is_stored_as_u_fffd(sns_client, sns_signer, conn, sent_mailout, change):
+    message = spoiled("bounce_permanent_notification", change)
+    response = post(sns_client, sns_signer.envelope(message))
+    assert response.status_code == 200
+    (event,) = events_table(conn)
+    expected = json.loads(message.replace("\\u0000", "\\ufffd").replace("\\ud800", "\\ufffd")
+                          .replace("\\udfff", "\\ufffd"))
+    assert event["payload"] == expected
+
+
+@pytest.mark.parametrize(
+    "message, payload",
+    [
+        (f"hello{NUL}", "hello\ufffd"),
+        ('{"a": "\\u0000\\udc00"}', {"a": "\ufffd\ufffd"}),
+        ('["\\ud800", 1]', ["\ufffd", 1]),
+        # Not JSON: a raw control character in a string.
+        (f'{{"eventType": "Bounce{NUL}"}}', '{"eventType": "Bounce\ufffd"}'),
+    ],
+)
+def test_a_message_that_is_not_an_ses_event_and_not_text_is_recorded(sns_client, sns_signer, conn, message, payload):
+    # (A raw lone surrogate cannot reach us: SNS signs the Message as UTF-8.)
+    response = post(sns_client, sns_signer.envelope(message))
+    assert response.status_code == 200
+    (event,) = events_table(conn)
+    assert event["event_type"] == "Unknown" and event["payload"] == payload
+
+
+def test_an_sns_message_id_with_a_nul_is_recorded(sns_client, sns_signer, conn, sent_mailout):
+    message = ses_sample("bounce_permanent_notification", address=ANN, ses_message_id="0100-ses-id")
+    response = post(sns_client, sns_signer.envelope(message, message_id=f"sns-{NUL}-1"))
+    assert response.status_code == 200
+    (event,) = events_table(conn)
+    assert event["sns_message_id"] == "sns-\ufffd-1"
+    assert subscriber(conn)["status"] == "bounced"
+
+
+@pytest.mark.parametrize("kind", ["SubscriptionConfirmation", "UnsubscribeConfirmation"])
+def test_a_confirmation_whose_message_has_a_nul_is_recorded(sns_client, sns_signer, conn, kind):
+    response = post(sns_client, sns_signer.envelope(f"You have chosen{NUL}", kind=kind))
+    assert response.status_code == 200
+    (event,) = events_table(conn)
+    assert event["payload"]["Message"] == "You have chosen\ufffd"
