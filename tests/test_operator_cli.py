@@ -181,7 +181,7 @@ def test_an_unclosed_quote_is_reported_at_the_line_where_it_opens(conn, database
         ("email,name\nann@example.org,Ann\n".encode("utf-16-le"), "line 1 contains a NUL character"),
         (bytes(range(256)) * 40, "line 1 contains a NUL character: the file is binary"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "line 1 is not UTF-8"),
-        ("email\nann@example.org\n".encode() + b"\xed\xa0\x80@example.org\n", "line 3 is not UTF-8"),
+        (b"email\nann@example.org\n" + b"\xed\xa0\x80@example.org\n", "line 3 is not UTF-8"),
     ],
     ids=["utf-16", "utf-16-without-bom", "binary", "png", "encoded-surrogate"],
 )

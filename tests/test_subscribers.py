@@ -131,8 +131,7 @@ def test_checking_a_big_file_keeps_no_rows(tmp_path):
     path = tmp_path / "big.csv"
     with open(path, "w") as out:
         out.write("email,name\n")
-        for block in range(20):
-            out.write("".join(f"reader{block}-{i}@example.org,Reader {i}\n" for i in range(10_000)))
+        out.writelines(f"reader{i}@example.org,Reader {i}\n" for i in range(200_000))
     with subscribers.open_csv(path) as file:
         tracemalloc.start()
         try:
