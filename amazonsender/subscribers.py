@@ -33,9 +33,9 @@ EXPORT_COLUMNS = ("email", "name", "status", "status_updated_at", "created_at")
 # never sits in memory whole.
 MAX_LINE_CHARS = 1 << 20
 
-# What UTF-8 text read by open_csv never holds: NUL (binary or UTF-16 files)
-# and lone surrogates, which surrogateescape makes of bytes that are not UTF-8.
-_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")
+# What a file read by open_csv holds only where it is not UTF-8: the lone
+# surrogates surrogateescape makes of those bytes.
+_NOT_UTF_8 = re.compile("[\ud800-\udfff]")
 _UTF_16_BOMS = ("\udcff\udcfe", "\udcfe\udcff")
 
 
@@ -106,6 +106,14 @@ def _open_reader(file: TextIO) -> tuple[Iterator[list[str]], int, int | None]:
     (a name given twice: the last, as csv.DictReader would)."""
     reader = csv.reader(_lines(file))
     header = next(_records(reader), [])
+    # A NUL in a name is cleaned like any control (clean_name), but in the
+    # header it means the file is not text: UTF-16 without a BOM (a NUL
+    # after every ASCII letter), or binary.
+    if any("\x00" in name for name in header):
+        raise ImportFileError(
+            f"line {reader.line_num} contains a NUL character: the file is binary or UTF-16, not CSV text;"
+            " save the file as CSV in UTF-8"
+        )
     columns = {name.strip().lower(): i for i, name in enumerate(header) if name}
     if "email" not in columns:
         raise ImportFileError("the CSV file needs a header row with an 'email' column (and optionally 'name')")
@@ -144,16 +152,15 @@ def _csv_problem(line: int, exc: csv.Error) -> str:
 
 def _lines(file: TextIO) -> Iterator[str]:
     """The file's lines, for csv; ImportFileError at the first that is not
-    UTF-8 text or is longer than MAX_LINE_CHARS."""
+    UTF-8 or is longer than MAX_LINE_CHARS."""
     number = 0
     try:
         for line in iter(partial(file.readline, MAX_LINE_CHARS), ""):
             number += 1
             if len(line) >= MAX_LINE_CHARS:
                 raise ImportFileError(f"line {number} is longer than {MAX_LINE_CHARS - 1} characters: not a CSV list")
-            bad = _NOT_TEXT.search(line)
-            if bad:
-                raise ImportFileError(_not_text_problem(number, line, bad.group()))
+            if _NOT_UTF_8.search(line):
+                raise ImportFileError(_not_utf_8_problem(number, line))
             yield line
     except UnicodeDecodeError:
         # A file opened without open_csv's surrogateescape: the decoder reads
@@ -161,14 +168,9 @@ def _lines(file: TextIO) -> Iterator[str]:
         raise ImportFileError(f"the file is not UTF-8 (after line {number}): save the file as UTF-8") from None
 
 
-def _not_text_problem(number: int, line: str, bad: str) -> str:
+def _not_utf_8_problem(number: int, line: str) -> str:
     if number == 1 and line.startswith(_UTF_16_BOMS):
         return "the file is UTF-16, not UTF-8: save the file as UTF-8 (in Excel: CSV UTF-8)"
-    if bad == "\x00":
-        return (
-            f"line {number} contains a NUL character: the file is binary or UTF-16, not CSV text;"
-            " save the file as CSV in UTF-8"
-        )
     return f"line {number} is not UTF-8: save the file as UTF-8"
 
 
