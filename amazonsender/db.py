@@ -106,6 +106,13 @@ def upgrade(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
             conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (path.name,))
             log.info("applying migration %s", path.name)
             applied_now.append(path.name)
+        # After every upgrade, not only 007's: whatever a later migration
+        # (or anyone) added to the schema loses what Supabase's default
+        # privileges granted the anon and authenticated roles.
+        if conn.execute("SELECT to_regproc('revoke_api_roles') IS NOT NULL").fetchone()[0]:
+            conn.execute(
+                "SELECT revoke_api_roles(relnamespace) FROM pg_class WHERE oid = 'schema_migrations'::regclass"
+            )
     return applied_now
 
 
