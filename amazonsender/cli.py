@@ -330,7 +330,29 @@ def mailout_test(mailout_id: UUID, addresses: tuple[str, ...]):
 
 @main.group("subscribers")
 def subscribers_group():
-    """The list: import, export, count, unsubscribe."""
+    """The list: import, export, count, unsubscribe, forget."""
+
+
+def suppression_key(required: bool):
+    """The suppression list's key, from SUPPRESSION_SECRET, else from
+    UNSUBSCRIBE_SECRET (which the service has anyway). Set SUPPRESSION_SECRET
+    once and never change it if UNSUBSCRIBE_SECRET may be rotated: the list's
+    hashes are made with the key, and a list made with another key is refused.
+    None when neither is set and `required` is False."""
+    from .config import MIN_SECRET_LENGTH
+    from .subscribers import SuppressionKey
+
+    for name in ("SUPPRESSION_SECRET", "UNSUBSCRIBE_SECRET"):
+        secret = os.environ.get(name, "").strip()
+        if secret:
+            if len(secret) < MIN_SECRET_LENGTH:
+                raise click.ClickException(f"{name} is too short: use at least {MIN_SECRET_LENGTH} random characters")
+            return SuppressionKey.from_secret(secret)
+    if required:
+        raise click.ClickException(
+            "the suppression list needs a key: set SUPPRESSION_SECRET (or UNSUBSCRIBE_SECRET) as the service has it"
+        )
+    return None
 
 
 @subscribers_group.command("import")
@@ -338,7 +360,11 @@ def subscribers_group():
 def subscribers_import(csv_file: str):
     """Add the addresses of a CSV file (columns `email`, optional `name`) as
     active subscribers. Never reactivates an unsubscribed, bounced or
-    complained address."""
+    complained address, and never adds an erased one (`subscribers forget`;
+    checking the suppression list needs SUPPRESSION_SECRET or
+    UNSUBSCRIBE_SECRET once it has entries). A cell that `subscribers
+    export` wrote with a leading apostrophe (a formula character after it)
+    is read without it, so an exported file imports as it was."""
     from . import subscribers
 
     with subscribers.open_csv(csv_file) as file:
@@ -349,13 +375,16 @@ def subscribers_import(csv_file: str):
         except subscribers.ImportFileError as exc:
             raise click.ClickException(f"{csv_file}: {exc}; nothing was imported") from None
         file.seek(0)
+        key = suppression_key(required=False)
         with database_pool() as pool:
             try:
                 if rows >= PROGRESS_BAR_ROWS:
                     with click.progressbar(length=rows, label="importing", file=sys.stderr) as bar:
-                        report = subscribers.import_checked_csv(pool, file, progress=bar.update)
+                        report = subscribers.import_checked_csv(pool, file, progress=bar.update, suppression_key=key)
                 else:
-                    report = subscribers.import_checked_csv(pool, file)
+                    report = subscribers.import_checked_csv(pool, file, suppression_key=key)
+            except subscribers.SuppressionKeyError as exc:
+                raise click.ClickException(f"{exc}; nothing was imported") from None
             except subscribers.ImportFileError as exc:
                 # Only when the file changed since it was checked.
                 raise click.ClickException(f"{csv_file} changed while it was imported: {exc}") from None
@@ -365,7 +394,7 @@ def subscribers_import(csv_file: str):
         click.echo(f"... and {len(report.invalid) - MAX_LISTED_INVALID} more invalid rows", err=True)
     click.echo(
         f"added {report.added}, already there {report.already_there}, suppressed {report.suppressed}"
-        f" (unsubscribed, bounced or complained: left as they are), invalid {len(report.invalid)},"
+        f" (unsubscribed, bounced, complained or erased: left as they are), invalid {len(report.invalid)},"
         f" duplicates in the file {report.duplicates_in_file}"
     )
 
@@ -373,7 +402,12 @@ def subscribers_import(csv_file: str):
 @subscribers_group.command("export")
 @click.option("--status", type=click.Choice(["active", "unsubscribed", "bounced", "complained"]))
 def subscribers_export(status: str | None):
-    """Write subscribers as CSV to standard output."""
+    """Write subscribers as CSV to standard output. Spreadsheet-safe: a cell
+    beginning with =, +, -, @, a tab or a carriage return (a name such as
+    `=HYPERLINK(...)`, an address such as `-ann@example.org`) is written
+    with a leading apostrophe, so that a spreadsheet shows it as text and
+    never runs it as a formula (OWASP's rule against CSV injection).
+    `subscribers import` reads such cells without the apostrophe."""
     from . import subscribers
 
     with database_pool() as pool:
@@ -416,6 +450,36 @@ def subscribers_unsubscribe(address: str):
         click.echo(f"{stored} was already unsubscribed: nothing changed")
     else:
         click.echo(f"{stored} is '{before}', which already stops every mailout: left as it is")
+
+
+@subscribers_group.command("forget")
+@click.argument("address")
+def subscribers_forget(address: str):
+    """Erase ADDRESS (any case) for good, as GDPR article 17 asks: its
+    subscriber row goes; in the mailouts' ledger and the SES events the
+    address is replaced by "forgotten:" and the start of its keyed hash, and
+    the events' copies of the email headers (with the name) are removed; the
+    counts and history stay. The hash (HMAC-SHA256 with a key from
+    SUPPRESSION_SECRET, else UNSUBSCRIBE_SECRET) joins the suppression list,
+    so `subscribers import` never adds the address again. An address that
+    is not on the list is added to the suppression list all the same.
+    Running it again changes nothing."""
+    from . import subscribers
+
+    if not address.strip():
+        raise click.UsageError("ADDRESS must not be empty")
+    key = suppression_key(required=True)
+    with database_pool() as pool:
+        try:
+            erased = subscribers.forget_address(pool, address, key)
+        except subscribers.SuppressionKeyError as exc:
+            raise click.ClickException(f"{exc}; nothing was erased") from None
+    found = ", ".join(erased.subscribers) or "no subscriber"
+    click.echo(
+        f"erased {address.strip()}: {found} removed, {erased.ledger_rows} ledger rows and"
+        f" {erased.events} SES events anonymised; "
+        + ("added to the suppression list" if erased.newly_suppressed else "it was on the suppression list already")
+    )
 
 
 @main.command("dev")

@@ -511,3 +511,103 @@ def list_mailouts(conn: Connection, limit: int) -> list[dict]:
         """,
         (limit,),
     ).fetchall()
+
+
+# --- erasure (GDPR article 17) and the suppression list ----------------------
+
+
+def suppression_key_ids(conn: Connection) -> list[str]:
+    """The fingerprints of the keys the suppression list was made with
+    (normally one; none when the list is empty)."""
+    rows = conn.execute("SELECT DISTINCT key_id FROM suppressions ORDER BY key_id").fetchall()
+    return [row["key_id"] for row in rows]
+
+
+def suppressed_hashes(conn: Connection, hashes: list[bytes]) -> set[bytes]:
+    rows = conn.execute("SELECT address_hash FROM suppressions WHERE address_hash = ANY(%s)", (hashes,)).fetchall()
+    return {bytes(row["address_hash"]) for row in rows}
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What forget_address found and changed."""
+
+    subscribers: list[str]  # the addresses as they were stored
+    ledger_rows: int
+    events: int
+    newly_suppressed: bool
+
+
+def forget_address(conn: Connection, *, lowered: list[str], address_hash: bytes, key_id: str, token: str,
+                   text_pattern: str, json_pattern: str) -> Erasure:
+    """Erase an address in the caller's transaction: its hash joins the
+    suppression list, its subscriber row goes, and in the ledger and SES
+    events every form of it in `lowered` (any case) becomes `token`.
+    `text_pattern` and `json_pattern` are regular expressions matching it in
+    error messages and in an event's JSON text. Running it again changes
+    nothing."""
+    newly = conn.execute(
+        "INSERT INTO suppressions (address_hash, key_id) VALUES (%s, %s) ON CONFLICT (address_hash) DO NOTHING",
+        (address_hash, key_id),
+    ).rowcount == 1
+    # The statement trigger send_logs_forget_subscribers fires even when no
+    # row goes: it takes the claims' advisory lock exclusively, so a claim
+    # under way commits its snapshot first and the UPDATE below (a new
+    # snapshot, READ COMMITTED) sees its rows; a later claim waits for this
+    # transaction and no longer finds the subscriber. Its queued rows are
+    # skipped as 'subscriber is deleted'.
+    gone = conn.execute(
+        "DELETE FROM subscribers WHERE lower(email) = ANY(%s) RETURNING email", (lowered,)
+    ).fetchall()
+    message_ids = _forget_in_ledger(conn, lowered, token, text_pattern)
+    events = _forget_in_events(conn, lowered, message_ids, token, json_pattern)
+    return Erasure([row["email"] for row in gone], len(message_ids), events, newly)
+
+
+def _forget_in_ledger(conn: Connection, lowered: list[str], token: str, text_pattern: str) -> list[str | None]:
+    """The ledger keeps its rows (the mailouts' counts and history) with the
+    address replaced; returns the SES message ids of the rows changed. A
+    mailout holding the address twice, in two cases, gets token#2 for the
+    second row, so that send_logs_one_per_recipient still holds. (A scan of
+    send_logs: no index holds lower(email); an operator's rare command.)"""
+    rows = conn.execute(
+        """
+        UPDATE send_logs l
+           SET email = %(token)s || CASE WHEN m.n > 1 THEN '#' || m.n ELSE '' END,
+               error_message = regexp_replace(l.error_message, %(pattern)s, %(token)s, 'gi'),
+               updated_at = now()
+          FROM (SELECT id, row_number() OVER (PARTITION BY mailout_id ORDER BY id) AS n
+                  FROM send_logs WHERE lower(email) = ANY(%(lowered)s)) AS m
+         WHERE l.id = m.id
+        RETURNING l.ses_message_id
+        """,
+        {"token": token, "pattern": text_pattern, "lowered": lowered},
+    ).fetchall()
+    return [row["ses_message_id"] for row in rows]
+
+
+def _forget_in_events(conn: Connection, lowered: list[str], message_ids: list[str | None], token: str,
+                      json_pattern: str) -> int:
+    """SES events about the address: those naming it among their recipients
+    and those of the emails sent to it (by SES message id, indexed). The
+    address becomes `token` in `addresses` and anywhere in the payload, and
+    the payload's copies of the email's headers (the To header holds the
+    subscriber's name) are removed. Each email we send has one recipient,
+    so these events concern no one else."""
+    return conn.execute(
+        """
+        UPDATE ses_events e
+           SET addresses = ARRAY(SELECT CASE WHEN lower(a) = ANY(%(lowered)s) THEN %(token)s ELSE a END
+                                   FROM unnest(e.addresses) WITH ORDINALITY AS u (a, n) ORDER BY n),
+               payload = CASE WHEN jsonb_typeof(x.payload) = 'object'
+                              THEN x.payload #- '{mail,headers}' #- '{mail,commonHeaders}'
+                              ELSE x.payload END
+          FROM (SELECT id, regexp_replace(payload::text, %(pattern)s, %(token)s, 'gi')::jsonb AS payload
+                  FROM ses_events
+                 WHERE ses_message_id = ANY(%(message_ids)s)
+                    OR EXISTS (SELECT 1 FROM unnest(addresses) AS a WHERE lower(a) = ANY(%(lowered)s))) AS x
+         WHERE e.id = x.id
+        """,
+        {"lowered": lowered, "token": token, "pattern": json_pattern,
+         "message_ids": [m for m in message_ids if m]},
+    ).rowcount

@@ -1,13 +1,18 @@
-"""Getting a list in and out: CSV import and export. No Flask, no click.
+"""Getting a list in and out: CSV import and export, and erasure (the
+suppression list). No Flask, no click.
 
 An import only ever adds: an address already on the list keeps its status,
 so an unsubscribed, bounced or complained address is never reactivated by a
-re-import of an old spreadsheet.
+re-import of an old spreadsheet, and an erased one (on the suppression list)
+is never added again.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
+import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -17,6 +22,7 @@ from typing import TextIO
 
 from psycopg_pool import ConnectionPool
 
+from . import store
 from .addresses import AddressError, clean_name, normalize_address
 
 IMPORT_BATCH_ROWS = 2000
@@ -33,6 +39,13 @@ EXPORT_COLUMNS = ("email", "name", "status", "status_updated_at", "created_at")
 # never sits in memory whole.
 MAX_LINE_CHARS = 1 << 20
 
+# OWASP's rule against CSV injection: a cell a spreadsheet would read as a
+# formula (it begins with =, +, -, @, tab or carriage return) is written
+# with a leading apostrophe, which spreadsheets show as text and hide.
+# Cells that already begin with apostrophes before such a character get one
+# more, so that reading undoes exactly what writing did (unescape_cell): an
+# exported file imports the same addresses and names, "-ann@x.org" included.
+_FORMULA_CELL = re.compile(r"'*[=+\-@\t\r]")
 # What a file read by open_csv holds only where it is not UTF-8: the lone
 # surrogates surrogateescape makes of those bytes.
 _NOT_UTF_8 = re.compile("[\ud800-\udfff]")
@@ -42,6 +55,53 @@ _UTF_16_BOMS = ("\udcff\udcfe", "\udcfe\udcff")
 class ImportFileError(Exception):
     """The file cannot be imported at all (no `email` column, not CSV, not
     UTF-8 text); the message says why, with the line where it can."""
+
+
+class SuppressionKeyError(Exception):
+    """The suppression list cannot be checked or written with the key at
+    hand (none given, or not the key it was made with)."""
+
+
+@dataclass(frozen=True)
+class SuppressionKey:
+    """The key of the suppression list's hashes: HMAC-SHA256(secret,
+    "amazonsender suppression list v1"), never stored. Its fingerprint
+    (key_id) is stored with each hash, so that a list made with another key
+    is refused rather than silently matching nothing."""
+
+    key: bytes = field(repr=False)
+
+    @classmethod
+    def from_secret(cls, secret: str) -> SuppressionKey:
+        return cls(hmac.new(secret.encode(), b"amazonsender suppression list v1", hashlib.sha256).digest())
+
+    @property
+    def key_id(self) -> str:
+        return hmac.new(self.key, b"key id", hashlib.sha256).hexdigest()[:16]
+
+    def hash(self, address: str) -> bytes:
+        """The hash of an address as the list holds it: of its lower-cased
+        form (the list's unique index is on lower(email) too)."""
+        return hmac.new(self.key, address.lower().encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
+
+
+def check_suppression_key(conn, key: SuppressionKey | None) -> bool:
+    """Whether the suppression list has entries to check; SuppressionKeyError
+    when it has and `key` is missing or not the one they were made with."""
+    key_ids = store.suppression_key_ids(conn)
+    if not key_ids:
+        return False
+    if key is None:
+        raise SuppressionKeyError(
+            "the suppression list holds erased addresses and no key to check them:"
+            " set SUPPRESSION_SECRET (or UNSUBSCRIBE_SECRET), as when they were erased"
+        )
+    if key_ids != [key.key_id]:
+        raise SuppressionKeyError(
+            "the suppression list was made with another key: set SUPPRESSION_SECRET to the secret in use"
+            " when addresses were erased (the UNSUBSCRIBE_SECRET of then, if SUPPRESSION_SECRET was not set)"
+        )
+    return True
 
 
 @dataclass
@@ -121,7 +181,22 @@ def _open_reader(file: TextIO) -> tuple[Iterator[list[str]], int, int | None]:
 
 
 def _field(row: list[str], column: int) -> str:
-    return row[column] if column < len(row) else ""
+    return unescape_cell(row[column]) if column < len(row) else ""
+
+
+def escape_cell(value: str) -> str:
+    """A cell as export writes it: see _FORMULA_CELL."""
+    return "'" + value if _FORMULA_CELL.match(value) else value
+
+
+def unescape_cell(value: str) -> str:
+    """What escape_cell did, undone, after leading white space (which the
+    import strips anyway). A cell that begins with an apostrophe before
+    anything else ("'ann@x.org", a valid address) is read as it is."""
+    stripped = value.lstrip()
+    if stripped.startswith("'") and _FORMULA_CELL.match(stripped, 1):
+        return stripped[1:]
+    return value
 
 
 def _records(reader) -> Iterator[list[str]]:
@@ -175,7 +250,11 @@ def _not_utf_8_problem(number: int, line: str) -> str:
 
 
 def import_csv(
-    pool: ConnectionPool, file: TextIO, *, progress: Callable[[int], None] | None = None
+    pool: ConnectionPool,
+    file: TextIO,
+    *,
+    progress: Callable[[int], None] | None = None,
+    suppression_key: SuppressionKey | None = None,
 ) -> ImportReport:
     """Add the file's new addresses as 'active' subscribers, in batches. The
     file is read twice, so it must be seekable (open_csv's is): first by
@@ -184,25 +263,45 @@ def import_csv(
     start = file.tell()
     check_csv(file)
     file.seek(start)
-    return import_checked_csv(pool, file, progress=progress)
+    return import_checked_csv(pool, file, progress=progress, suppression_key=suppression_key)
 
 
 def import_checked_csv(
-    pool: ConnectionPool, file: TextIO, *, progress: Callable[[int], None] | None = None
+    pool: ConnectionPool,
+    file: TextIO,
+    *,
+    progress: Callable[[int], None] | None = None,
+    suppression_key: SuppressionKey | None = None,
 ) -> ImportReport:
     """import_csv's second pass, for a caller that has run check_csv on the
     file itself (the command line, to size its progress bar). Should the file
-    change in between, ImportFileError may still come after some batches."""
+    change in between, ImportFileError may still come after some batches.
+    SuppressionKeyError, before anything is added, when the suppression list
+    has entries and `suppression_key` is not the key they were made with."""
+    with pool.connection() as conn:
+        key = suppression_key if check_suppression_key(conn, suppression_key) else None
     report = ImportReport()
     for batch in chunks(read_rows(file, report), IMPORT_BATCH_ROWS):
         with pool.connection() as conn:
-            add_batch(conn, batch, report)
+            add_batch(conn, batch, report, key)
         if progress:
             progress(len(batch))
     return report
 
 
-def add_batch(conn, batch: list[tuple[str, str | None]], report: ImportReport) -> None:
+def add_batch(
+    conn, batch: list[tuple[str, str | None]], report: ImportReport, key: SuppressionKey | None = None
+) -> None:
+    """Add one batch; with `key`, addresses on the suppression list are left
+    out and counted as suppressed."""
+    if key is not None:
+        hashes = {address: key.hash(address) for address, _ in batch}
+        erased = store.suppressed_hashes(conn, list(hashes.values()))
+        if erased:
+            batch = [(address, name) for address, name in batch if hashes[address] not in erased]
+            report.suppressed += len(hashes) - len(batch)
+            if not batch:
+                return
     addresses = [address for address, _ in batch]
     # Who is there already, and with which status, before this batch.
     rows = conn.execute(
@@ -241,7 +340,9 @@ def chunks(rows: Iterable, size: int) -> Iterator[list]:
 
 def export_csv(pool: ConnectionPool, out: TextIO, status: str | None = None) -> int:
     """Write subscribers as CSV, streamed with a server-side cursor so a big
-    list never sits in memory. Returns the number of rows."""
+    list never sits in memory. Returns the number of rows. Every cell is
+    spreadsheet-safe (escape_cell): a name such as `=HYPERLINK(...)` is
+    written `'=HYPERLINK(...)`."""
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)
     count = 0
@@ -256,15 +357,14 @@ def export_csv(pool: ConnectionPool, out: TextIO, status: str | None = None) -> 
                 {"status": status},
             )
             for row in cursor:
-                writer.writerow(
-                    [
-                        row["email"],
-                        row["from_name"] or "",
-                        row["status"],
-                        row["status_updated_at"].isoformat() if row["status_updated_at"] else "",
-                        row["created_at"].isoformat(),
-                    ]
-                )
+                cells = [
+                    row["email"],
+                    row["from_name"] or "",
+                    row["status"],
+                    row["status_updated_at"].isoformat() if row["status_updated_at"] else "",
+                    row["created_at"].isoformat(),
+                ]
+                writer.writerow([escape_cell(cell) for cell in cells])
                 count += 1
     return count
 
@@ -295,3 +395,39 @@ def unsubscribe_address(pool: ConnectionPool, address: str) -> tuple[str, str] |
             return None
         store.unsubscribe(conn, row["id"])
     return row["email"], row["status"]
+
+
+def forget_address(pool: ConnectionPool, address: str, key: SuppressionKey) -> store.Erasure:
+    """Erase an address (GDPR article 17), whether or not it is on the list:
+    its keyed hash joins the suppression list, so that no import adds it
+    again, and the address (in any case) and its name leave every table.
+    The ledger's rows and the SES events stay, the address in them replaced
+    by "forgotten:" and the start of its hash. Running it again changes
+    nothing. The address is hashed as an import would store it
+    (normalize_address), and matched in that form and as given."""
+    given = address.strip()
+    try:
+        stored_form = normalize_address(given)
+    except AddressError:
+        stored_form = given
+    forms = sorted({given.lower(), stored_form.lower()})
+    address_hash = key.hash(stored_form)
+    with pool.connection() as conn:
+        check_suppression_key(conn, key)
+        return store.forget_address(
+            conn,
+            lowered=forms,
+            address_hash=address_hash,
+            key_id=key.key_id,
+            token=forgotten_token(address_hash),
+            text_pattern="|".join(re.escape(form) for form in forms),
+            # As the address is written inside a JSON string.
+            json_pattern="|".join(re.escape(json.dumps(form, ensure_ascii=False)[1:-1]) for form in forms),
+        )
+
+
+def forgotten_token(address_hash: bytes) -> str:
+    """What replaces an erased address in the ledger and the events: the same
+    for every row of one address (so counts of distinct addresses hold),
+    different for two addresses."""
+    return "forgotten:" + address_hash.hex()[:16]
