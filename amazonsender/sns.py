@@ -1,5 +1,6 @@
-"""Verification of Amazon SNS messages, as AWS describes it in
-"Verifying the signatures of Amazon SNS messages". No Flask in here: the
+"""Verification of Amazon SNS messages: signature, freshness, topic, and
+where (and how often) the signing certificate is fetched. It follows AWS's
+"Verifying the signatures of Amazon SNS messages"; no Flask in here: the
 view turns these exceptions into status codes.
 
 A valid signature only proves that *some* AWS account's topic sent the
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
@@ -45,6 +48,15 @@ CERT_FETCH_TIMEOUT_SECONDS = 5
 CERT_MAX_BYTES = 64 * 1024
 CERT_CACHE_SECONDS = 24 * 3600
 CERT_CACHE_ENTRIES = 32
+# A certificate URL that could not be fetched (or held no certificate) is not
+# fetched again for this long, whoever names it. Shorter than the ~60 s over
+# which SNS's default HTTP policy retries, so a transient failure of a real
+# certificate still leaves SNS a retry that fetches again.
+CERT_FAILURE_MEMORY_SECONDS = 30
+CERT_FAILURE_ENTRIES = 64
+# New certificate URLs fetched per process in any 60 s; SNS uses one URL per
+# region for years, so this only ever limits forged messages.
+CERT_NEW_URLS_PER_MINUTE = 10
 
 
 class InvalidMessage(Exception):
@@ -59,59 +71,70 @@ class CertificateUnavailable(Exception):
     """The signing certificate could not be fetched now; SNS should retry."""
 
 
-# URLs that passed is_aws_sns_url, so that the certificate URL every message
-# names is checked once, not on every message. Only passes are kept, and at
-# most this many (then it starts over).
-_SNS_URLS_SEEN: set[tuple[str, str | None]] = set()
-SNS_URLS_SEEN_MAX = 64
+# Region names as AWS spells them (us-east-1, us-gov-west-1, cn-north-1):
+# ASCII only, so that no full-width or other Unicode digit gets through.
+_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}", re.ASCII)
+# The domain of SNS's endpoints in each partition we accept, and how that
+# partition's region names begin (so that aws-cn cannot name us-east-1).
+_PARTITIONS = {
+    "aws": ("amazonaws.com", ""),
+    "aws-us-gov": ("amazonaws.com", "us-gov-"),
+    "aws-cn": ("amazonaws.com.cn", "cn-"),
+}
 
 
-def is_aws_sns_url(url: str, *, path_suffix: str | None = None) -> bool:
-    """True only for https://sns.<region>.amazonaws.com[.cn]/... with no
-    user-info, no port, and (when given) a path ending in `path_suffix`.
+def sns_host(topic_arn: object) -> str | None:
+    """`sns.<region>.amazonaws.com[.cn]` for the region and partition of
+    `arn:<partition>:sns:<region>:<account>:<name>`, or None.
 
-    The host is compared as a whole, after the URL is split, so
-    `sns.x.amazonaws.com.evil.org`, `evil.org/sns.x.amazonaws.com` and
-    `sns.x.amazonaws.com@evil.org` all fail.
+    Binding the host to the topic closes what "any sns.<label>.amazonaws.com"
+    leaves open: `sns.s3-us-west-2.amazonaws.com` is the legacy endpoint of an
+    S3 bucket named `sns`, whose owner could serve a certificate of their own.
     """
-    if not isinstance(url, str):
-        return False
-    if (url, path_suffix) in _SNS_URLS_SEEN:
-        return True
-    if not _check_sns_url(url, path_suffix):
-        return False
-    if len(_SNS_URLS_SEEN) >= SNS_URLS_SEEN_MAX:
-        _SNS_URLS_SEEN.clear()
-    _SNS_URLS_SEEN.add((url, path_suffix))
-    return True
+    if not isinstance(topic_arn, str):
+        return None
+    parts = topic_arn.split(":")
+    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sns" or parts[1] not in _PARTITIONS:
+        return None
+    domain, prefix = _PARTITIONS[parts[1]]
+    region = parts[3]
+    if not _REGION.fullmatch(region) or not region.startswith(prefix):
+        return None
+    if parts[1] == "aws" and region.startswith(("cn-", "us-gov-")):
+        return None
+    return f"sns.{region}.{domain}"
 
 
-def _check_sns_url(url: str, path_suffix: str | None) -> bool:
-    if any(ch.isspace() or ord(ch) < 32 for ch in url) or "\\" in url:
-        return False
+def _split_sns_url(url: object, topic_arn: object):
+    """The parts of an https URL whose host is exactly sns_host(topic_arn),
+    or None. The whole netloc is compared, so any port (even :443), user-info,
+    upper case, trailing dot, IDN or a longer host fails with one test."""
+    host = sns_host(topic_arn)
+    if host is None or not isinstance(url, str) or not url.isascii():
+        return None
+    # No fragment, not even an empty one, and nothing a parser might read twice.
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url) or "\\" in url or "#" in url:
+        return None
     try:
         parts = urlsplit(url)
-        port = parts.port
     except ValueError:
-        return False
-    if parts.scheme != "https" or port is not None or "@" in parts.netloc:
-        return False
-    labels = parts.netloc.split(".")
-    if parts.netloc != parts.netloc.lower():
-        return False
-    if labels[-2:] == ["amazonaws", "com"]:
-        region = labels[1:-2]
-    elif labels[-3:] == ["amazonaws", "com", "cn"]:
-        region = labels[1:-3]
-    else:
-        return False
-    if labels[0] != "sns" or len(region) != 1 or not _is_region(region[0]):
-        return False
-    return path_suffix is None or parts.path.endswith(path_suffix)
+        return None
+    if parts.scheme != "https" or parts.netloc != host or not parts.path.startswith("/"):
+        return None
+    return parts
 
 
-def _is_region(label: str) -> bool:
-    return 3 <= len(label) <= 32 and all(ch.isalnum() or ch == "-" for ch in label) and label[0].isalpha()
+def is_certificate_url(url: object, topic_arn: object) -> bool:
+    """True only for https://sns.<the topic's region>.amazonaws.com[.cn]/....pem
+    with no query: where SNS keeps the certificates it signs with."""
+    parts = _split_sns_url(url, topic_arn)
+    return parts is not None and "?" not in url and parts.path.endswith(".pem")
+
+
+def is_subscribe_url(url: object, topic_arn: object) -> bool:
+    """True only for https://sns.<the topic's region>.amazonaws.com[.cn]/...:
+    the URL a subscription confirmation asks us to GET."""
+    return _split_sns_url(url, topic_arn) is not None
 
 
 def fetch_url(url: str, *, max_bytes: int = CERT_MAX_BYTES, timeout: float = CERT_FETCH_TIMEOUT_SECONDS) -> bytes:
@@ -132,20 +155,71 @@ def fetch_url(url: str, *, max_bytes: int = CERT_MAX_BYTES, timeout: float = CER
 
 class CertificateCache:
     """Public keys by certificate URL, so that a burst of events costs one
-    fetch. SNS changes the URL when it rotates the certificate."""
+    fetch. SNS changes the URL when it rotates the certificate.
+
+    A forged message may name any .pem on our topic's SNS host, so fetching is
+    bounded: a URL that failed is not fetched again for
+    CERT_FAILURE_MEMORY_SECONDS, at most CERT_NEW_URLS_PER_MINUTE URLs are
+    fetched a minute (per process), and threads asking for the same URL wait
+    for one fetch. A cached key is returned before any of these limits.
+    """
 
     def __init__(self, fetch: Callable[[str], bytes] = fetch_url, *, clock: Callable[[], float] = time.monotonic):
         self.fetch = fetch
         self.clock = clock
         self._keys: dict[str, tuple[float, rsa.RSAPublicKey]] = {}
+        self._failures: dict[str, tuple[float, Exception]] = {}
+        self._fetch_times: deque[float] = deque()
+        self._pending: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
     def public_key(self, url: str) -> rsa.RSAPublicKey:
-        now = self.clock()
-        with self._lock:
-            cached = self._keys.get(url)
-            if cached and now - cached[0] < CERT_CACHE_SECONDS:
-                return cached[1]
+        while True:
+            with self._lock:
+                now = self.clock()
+                key = self._known(url, now)
+                if key is not None:
+                    return key
+                pending = self._pending.get(url)
+                if pending is None:
+                    self._admit(now)
+                    self._pending[url] = threading.Event()
+                    break
+            # Another thread is fetching this URL: its answer is ours too.
+            pending.wait(CERT_FETCH_TIMEOUT_SECONDS + 1)
+        try:
+            key = self._load(url)
+        except (CertificateUnavailable, InvalidMessage) as exc:
+            self._remember(url, (self.clock(), exc), self._failures, CERT_FAILURE_ENTRIES)
+            raise
+        else:
+            self._remember(url, (self.clock(), key), self._keys, CERT_CACHE_ENTRIES)
+            return key
+        finally:
+            with self._lock:
+                self._pending.pop(url).set()
+
+    def _known(self, url: str, now: float) -> rsa.RSAPublicKey | None:
+        """The cached key, None if the URL must be fetched, or the remembered
+        failure raised again (a fresh exception of the same kind)."""
+        cached = self._keys.get(url)
+        if cached and now - cached[0] < CERT_CACHE_SECONDS:
+            return cached[1]
+        failed = self._failures.get(url)
+        if failed and now - failed[0] < CERT_FAILURE_MEMORY_SECONDS:
+            raise type(failed[1])(f"{failed[1]} (not fetched again for {CERT_FAILURE_MEMORY_SECONDS} s)")
+        return None
+
+    def _admit(self, now: float) -> None:
+        """Count a fetch against the per-minute budget, or refuse it: SNS
+        retries a 503, so a genuine new certificate gets its turn."""
+        while self._fetch_times and now - self._fetch_times[0] >= 60:
+            self._fetch_times.popleft()
+        if len(self._fetch_times) >= CERT_NEW_URLS_PER_MINUTE:
+            raise CertificateUnavailable(f"more than {CERT_NEW_URLS_PER_MINUTE} new certificate URLs this minute")
+        self._fetch_times.append(now)
+
+    def _load(self, url: str) -> rsa.RSAPublicKey:
         pem = self.fetch(url)
         try:
             key = x509.load_pem_x509_certificate(pem).public_key()
@@ -153,11 +227,14 @@ class CertificateCache:
             raise InvalidMessage("the signing certificate is not a PEM certificate") from exc
         if not isinstance(key, rsa.RSAPublicKey):
             raise InvalidMessage("the signing certificate does not hold an RSA key")
-        with self._lock:
-            if len(self._keys) >= CERT_CACHE_ENTRIES:
-                self._keys.pop(next(iter(self._keys)))
-            self._keys[url] = (now, key)
         return key
+
+    def _remember(self, url: str, entry: tuple, table: dict, limit: int) -> None:
+        with self._lock:
+            table.pop(url, None)
+            if len(table) >= limit:
+                table.pop(next(iter(table)))  # the oldest: dicts keep insertion order
+            table[url] = entry
 
 
 class MessageVerifier:
@@ -190,11 +267,14 @@ class MessageVerifier:
         version = message.get("SignatureVersion")
         if not isinstance(version, str) or version not in HASHES:
             raise InvalidMessage(f"unsupported SignatureVersion {version!r}")
+        # Both URLs must be on the SNS endpoint of the topic's own region,
+        # checked before any fetch (and before the topic, which is signed).
+        topic = message["TopicArn"]
         cert_url = message.get("SigningCertURL")
-        if not is_aws_sns_url(cert_url, path_suffix=".pem"):
-            raise InvalidMessage("SigningCertURL is not an https URL of sns.<region>.amazonaws.com ending in .pem")
-        if kind != NOTIFICATION and not is_aws_sns_url(message["SubscribeURL"]):
-            raise InvalidMessage("SubscribeURL is not an https URL of sns.<region>.amazonaws.com")
+        if not is_certificate_url(cert_url, topic):
+            raise InvalidMessage("SigningCertURL is not https://sns.<TopicArn's region>.amazonaws.com/....pem")
+        if kind != NOTIFICATION and not is_subscribe_url(message["SubscribeURL"], topic):
+            raise InvalidMessage("SubscribeURL is not an https URL of sns.<TopicArn's region>.amazonaws.com")
         try:
             signature = base64.b64decode(message.get("Signature") or "", validate=True)
         except (binascii.Error, ValueError, TypeError):

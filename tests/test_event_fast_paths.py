@@ -259,22 +259,6 @@ def test_a_processed_message_is_answered_as_json(sns_client, sns_signer, conn):
         assert response.json == {"status": status}
 
 
-# --- certificate URLs --------------------------------------------------------------------------
-
-
-def test_a_remembered_certificate_url_is_still_checked_with_its_suffix():
-    from amazonsender import sns
-
-    url = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem"
-    assert sns.is_aws_sns_url(url, path_suffix=".pem") and sns.is_aws_sns_url(url, path_suffix=".pem")
-    assert not sns.is_aws_sns_url(url, path_suffix=".crt")
-    assert not sns.is_aws_sns_url("https://sns.eu-west-1.amazonaws.com.evil.org/x.pem", path_suffix=".pem")
-    assert not sns.is_aws_sns_url(["https://sns.eu-west-1.amazonaws.com/x.pem"], path_suffix=".pem")
-    for n in range(sns.SNS_URLS_SEEN_MAX * 2):
-        assert sns.is_aws_sns_url(f"https://sns.eu-west-1.amazonaws.com/{n}.pem", path_suffix=".pem")
-    assert len(sns._SNS_URLS_SEEN) <= sns.SNS_URLS_SEEN_MAX
-
-
 # --- the pool's check ------------------------------------------------------------------------
 
 

@@ -60,8 +60,8 @@ AUTH = {"Authorization": f"Bearer {SHARED_SECRET}"}
 ACTIVE = ["ann@list.example", "bob@list.example", "cat@list.example"]
 # Sends to this address fail, so summaries and test results show failures too.
 FAILING = "cat@list.example"
-# A certificate URL that passes every rule but cannot be fetched: 503.
-UNREACHABLE_CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0000.pem"
+# A certificate URL that passes every rule (the host of the topic's region) but cannot be fetched: 503.
+UNREACHABLE_CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000.pem"
 
 # Every check that applies to a generated case.
 CHECKS = [

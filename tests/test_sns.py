@@ -15,7 +15,9 @@ from amazonsender.sns import (
     InvalidMessage,
     MessageVerifier,
     TopicNotAllowed,
-    is_aws_sns_url,
+    is_certificate_url,
+    is_subscribe_url,
+    sns_host,
     string_to_sign,
 )
 from tests.sns_signing import (
@@ -152,6 +154,36 @@ def test_a_signature_from_another_key_is_refused(verifier, sns_signer):
         "file:///etc/ssl/cert.pem",
         "https://[::1]/cert.pem",
         "https://127.0.0.1/cert.pem",
+        # Issue 12: the host is exactly sns.<the TopicArn's region>.amazonaws.com.
+        "https://sns.s3-us-west-2.amazonaws.com/x.pem",  # the legacy endpoint of an S3 bucket named `sns`
+        "https://sns.s3.amazonaws.com/x.pem",
+        "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-x.pem",  # another region
+        "https://sns.us-east-2.amazonaws.com/SimpleNotificationService-x.pem",
+        "https://sns.us-east-1.amazonaws.com.cn/SimpleNotificationService-x.pem",  # another partition
+        "https://sns.us-east-\uff11.amazonaws.com/x.pem",  # a full-width digit one
+        "https://sns.us-east-\u0661.amazonaws.com/x.pem",  # an Arabic-Indic digit one
+        "https://sns.us-east-1.amazonaws.com.evil.com/x.pem",
+        "https://Sns.us-east-1.amazonaws.com/x.pem",
+        "https://sns.US-EAST-1.amazonaws.com/x.pem",
+        "https://sns.us-east-1.amazonaws.com./x.pem",
+        "https://sns.us-east-1.amazonaws.com:443/x.pem",
+        "https://sns.us-east-1.amazonaws.com:0443/x.pem",
+        "https://@sns.us-east-1.amazonaws.com/x.pem",
+        "https://u@sns.us-east-1.amazonaws.com/x.pem",
+        "https://xn--sns-ub1a.us-east-1.amazonaws.com/x.pem",
+        "https://\u0455ns.us-east-1.amazonaws.com/x.pem",  # Cyrillic dze
+        "https://sns.us-east-1.amazonaws.com\u3002/x.pem",  # ideographic full stop
+        "https://sns.us\u2010east-1.amazonaws.com/x.pem",
+        "https://sns-fips.us-east-1.amazonaws.com/x.pem",
+        "https://sns.us-east-1.api.aws/x.pem",
+        "https://sns.us-east-1.amazonaws.com/x.pem?a=b",
+        "https://sns.us-east-1.amazonaws.com/x?.pem",
+        "https://sns.us-east-1.amazonaws.com/x.pem#frag",
+        "https://sns.us-east-1.amazonaws.com/x.pem#",
+        "https://sns.us-east-1.amazonaws.com/x.pem?",
+        "https://sns.us-east-1.amazonaws.com/x.pem\x7f",
+        "https://sns.us-east-1.amazonaws.com/\u00e9.pem",
+        "https://sns.us-east-1.amazonaws.com",
         "",
         None,
         42,
@@ -165,16 +197,93 @@ def test_bad_certificate_urls_are_refused_without_any_request(verifier, sns_sign
 
 
 @pytest.mark.parametrize(
-    "url",
+    "topic, url",
     [
-        "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem",
-        "https://sns.eu-central-1.amazonaws.com/SimpleNotificationService-abc.pem",
-        "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-abc.pem",
-        "https://sns.us-gov-west-1.amazonaws.com/x.pem",
+        (TOPIC_ARN, "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem"),
+        (SECOND_TOPIC, "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem"),
+        ("arn:aws:sns:ap-southeast-5:123456789012:t", "https://sns.ap-southeast-5.amazonaws.com/a.pem"),
+        ("arn:aws-cn:sns:cn-north-1:123456789012:t", "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotification-a.pem"),
+        ("arn:aws-us-gov:sns:us-gov-west-1:123456789012:t", "https://sns.us-gov-west-1.amazonaws.com/x.pem"),
     ],
 )
-def test_good_certificate_urls(url):
-    assert is_aws_sns_url(url, path_suffix=".pem")
+def test_good_certificate_urls(topic, url):
+    assert is_certificate_url(url, topic)
+    assert is_subscribe_url(url.rsplit("/", 1)[0] + "/?Action=ConfirmSubscription&Token=t", topic)
+
+
+@pytest.mark.parametrize(
+    "topic, url",
+    [
+        (SECOND_TOPIC, "https://sns.us-east-1.amazonaws.com/x.pem"),
+        ("arn:aws-cn:sns:cn-north-1:123456789012:t", "https://sns.cn-north-1.amazonaws.com/x.pem"),
+        ("arn:aws:sns:cn-north-1:123456789012:t", "https://sns.cn-north-1.amazonaws.com.cn/x.pem"),
+        ("arn:aws-us-gov:sns:us-gov-west-1:123456789012:t", "https://sns.us-gov-west-1.amazonaws.com.cn/x.pem"),
+    ],
+)
+def test_a_certificate_url_of_another_region_or_partition_than_the_topic_is_refused(topic, url):
+    assert not is_certificate_url(url, topic)
+
+
+@pytest.mark.parametrize(
+    "topic, host",
+    [
+        (TOPIC_ARN, "sns.us-east-1.amazonaws.com"),
+        ("arn:aws:sns:il-central-1:123456789012:t", "sns.il-central-1.amazonaws.com"),
+        ("arn:aws-cn:sns:cn-northwest-1:123456789012:t", "sns.cn-northwest-1.amazonaws.com.cn"),
+        ("arn:aws-us-gov:sns:us-gov-east-1:123456789012:t", "sns.us-gov-east-1.amazonaws.com"),
+        ("arn:aws:sns:us-east-\uff11:123456789012:t", None),
+        ("arn:aws:sns:us-east-\u0661:123456789012:t", None),
+        ("arn:aws:sns:US-EAST-1:123456789012:t", None),
+        ("arn:aws:sns:s3-us-west-2:123456789012:t", None),
+        ("arn:aws:sns:us-east-1.evil.com:123456789012:t", None),
+        ("arn:aws:sns:us-east-1\n:123456789012:t", None),
+        ("arn:aws:sns:useast1:123456789012:t", None),
+        ("arn:aws:sns::123456789012:t", None),
+        ("arn:aws:sns:cn-north-1:123456789012:t", None),  # a China region outside aws-cn
+        ("arn:aws:sns:us-gov-west-1:123456789012:t", None),
+        ("arn:aws-cn:sns:us-east-1:123456789012:t", None),
+        ("arn:aws-us-gov:sns:us-east-1:123456789012:t", None),
+        ("arn:aws-iso:sns:us-iso-east-1:123456789012:t", None),
+        ("arn:aws:sqs:us-east-1:123456789012:t", None),
+        ("arn:aws:sns:us-east-1:123456789012", None),
+        ("arn:aws:sns:us-east-1:123456789012:t:extra", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_the_sns_host_of_a_topic(topic, host):
+    assert sns_host(topic) == host
+
+
+def test_a_certificate_url_for_another_region_than_the_topic_is_refused_before_any_fetch(verifier, sns_signer):
+    # Genuinely signed, certificate genuinely at SNS, but the topic lives in eu-west-1.
+    envelope = sns_signer.envelope(bounce_message(), topic=SECOND_TOPIC)
+    with pytest.raises(InvalidMessage, match="SigningCertURL"):
+        verifier.verify(envelope)
+    assert sns_signer.fetched == []
+
+
+@pytest.mark.parametrize(
+    "subscribe_url",
+    [
+        "https://evil.org/?Action=ConfirmSubscription",
+        "https://sns.s3-us-west-2.amazonaws.com/?Action=ConfirmSubscription",
+        "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription",
+        "https://sns.us-east-\uff11.amazonaws.com/?Action=ConfirmSubscription",
+        "https://sns.us-east-1.amazonaws.com:443/?Action=ConfirmSubscription",
+        "https://sns.us-east-1.amazonaws.com./?Action=ConfirmSubscription",
+        "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription#x",
+        "http://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription",
+    ],
+)
+@pytest.mark.parametrize("kind", ["SubscriptionConfirmation", "UnsubscribeConfirmation"])
+def test_a_subscribe_url_off_the_topics_sns_host_is_refused(verifier, sns_signer, subscribe_url, kind):
+    envelope = sns_signer.envelope("confirm", kind=kind)
+    envelope["SubscribeURL"] = subscribe_url
+    envelope = sns_signer.sign(envelope)
+    with pytest.raises(InvalidMessage, match="SubscribeURL"):
+        verifier.verify(envelope)
+    assert sns_signer.fetched == []
 
 
 def test_a_subscribe_url_elsewhere_is_refused(verifier, sns_signer):
