@@ -6,6 +6,8 @@ import tempfile
 
 from gunicorn.glogging import Logger
 
+from amazonsender.logs import escape_controls
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '3000')}"
 # Threaded workers: the worker's heartbeat to the master runs in its own loop,
 # so a request that sends a mailout synchronously (wait=true) or a send that
@@ -24,7 +26,8 @@ class AccessLogger(Logger):
     """gunicorn's logger, computing only the fields access_log_format uses.
     gunicorn's own `atoms` also copies every request and response header and
     the environ for every request: 5–8 % of a worker's CPU under load
-    (BENCHMARKS.md, section 5)."""
+    (BENCHMARKS.md, section 5). The path is percent-decoded: its control
+    characters are escaped, so that a request cannot forge a log line."""
 
     def atoms(self, resp, req, environ, request_time):
         status = resp.status
@@ -34,7 +37,7 @@ class AccessLogger(Logger):
         return {
             "h": environ.get("REMOTE_ADDR", "-"),
             "m": environ.get("REQUEST_METHOD"),
-            "U": environ.get("PATH_INFO"),
+            "U": escape_controls(environ.get("PATH_INFO", "")),
             "s": status,
             "b": "-" if sent is None else str(sent),
             "M": request_time.seconds * 1000 + request_time.microseconds // 1000,
