@@ -37,6 +37,8 @@ def create_app(settings: Settings | None = None, *, pool=None, transport=None, f
             " complaints are not processed"
         )
     web.register_request_ids(app)
+    web.register_body_limit(app)
+    web.register_security_headers(app)
     web.register_error_handlers(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(unsubscribe.bp)

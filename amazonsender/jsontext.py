@@ -46,11 +46,13 @@ def whole_body(request) -> bytes:
     """request.get_data(), or RequestEntityTooLarge (413) for a body over
     request.max_content_length, with or without a Content-Length.
 
-    werkzeug refuses a Content-Length over the limit, but a body sent without
-    one (chunked) it reads up to the limit and hands back cut off there. A
-    body that has reached the limit is therefore refused: one of exactly the
-    limit sent chunked too, since nothing tells it from a longer one short
-    of reading on."""
+    In the app, web.BodyLimit has already read any body sent without a
+    Content-Length (chunked): a request that gets here has one, and werkzeug
+    refuses it when it is over the limit. The check below is for a request
+    that did not come through it: werkzeug reads a chunked body up to the
+    limit and hands it back cut off there, so one that has reached the limit
+    is refused (one of exactly the limit too, since nothing tells it from a
+    longer one short of reading on)."""
     body = request.get_data(cache=True)
     limit = request.max_content_length
     if limit is not None and request.content_length is None and len(body) >= limit:

@@ -30,10 +30,11 @@ BAD_LINK = (
 )
 
 
+# The URL holds the reader's token: no cache keeps the page. (No Referer and
+# the Content-Security-Policy come with every answer: web.register_security_headers.)
 @bp.after_request
-def no_caching_no_referrer(response):
+def no_caching(response):
     response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["X-Robots-Tag"] = "noindex"
     return response
 

@@ -232,11 +232,13 @@ def test_a_reader_unsubscribes_from_the_link_in_a_sent_email(browser, conn, data
         assert link.startswith(f"{service.url}/unsubscribe?token="), link
         assert message["List-Unsubscribe"] == f"<{link}>"  # the same link for a mail client's button
 
-        requested = []
+        requested, console = [], []
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         context.set_default_timeout(TIMEOUT_MS)
         context.on("request", lambda request: requested.append(request.url))
         page = context.new_page()
+        # Chromium reports what the Content-Security-Policy blocks here.
+        page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
 
         # Opening the link shows a button and changes nothing: mail scanners
         # open every link, and must not unsubscribe anybody.
@@ -246,6 +248,9 @@ def test_a_reader_unsubscribes_from_the_link_in_a_sent_email(browser, conn, data
         button = page.get_by_role("button", name="Unsubscribe")
         assert button.is_visible() and button.is_enabled()
         assert page.get_by_text("You are unsubscribed").count() == 0
+        # The page's policy allows its own style sheet (by hash) and nothing else.
+        assert "style-src 'sha256-" in opened.headers["content-security-policy"]
+        assert button.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(24, 24, 27)"
         assert subscriber(conn, reader) == {"status": "active", "status_updated_at": None}
         page.screenshot(path=tmp_path / "unsubscribe-desktop.png", full_page=True)
         assert_png(tmp_path / "unsubscribe-desktop.png", 1280, 800)
@@ -268,7 +273,8 @@ def test_a_reader_unsubscribes_from_the_link_in_a_sent_email(browser, conn, data
         phone.close()
         assert subscriber(conn, reader) == {"status": "active", "status_updated_at": None}
 
-        # Pressing the button posts the form and shows the confirmation.
+        # Pressing the button posts the form and shows the confirmation: the
+        # policy's form-action 'self' lets it post to the page's own URL.
         before = conn.execute("SELECT now() AS now").fetchone()["now"]
         with page.expect_navigation(wait_until="load") as navigation:
             button.click()
@@ -292,6 +298,8 @@ def test_a_reader_unsubscribes_from_the_link_in_a_sent_email(browser, conn, data
         page.get_by_role("heading", name="You are unsubscribed").wait_for()
         assert subscriber(conn, reader) == row
         context.close()
+    blocked = [line for line in console if "Content Security Policy" in line or "Refused to" in line]
+    assert blocked == [], console
 
     # The pages load nothing from anywhere else: no fonts, scripts or images.
     assert requested and all(url.startswith(f"{service.url}/") for url in requested), requested
