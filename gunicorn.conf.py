@@ -8,7 +8,12 @@ from gunicorn.glogging import Logger
 
 from amazonsender.logs import escape_controls
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '3000')}"
+# Where to listen: BIND (host:port, or several separated by spaces or commas),
+# else every interface on $PORT, which a container needs: Docker forwards the
+# published port to the container's own address. deploy/amazonsender.service
+# sets BIND=127.0.0.1:3000, so that on a VPS only nginx, on the same host,
+# reaches gunicorn. Read from the real environment: .env is loaded later.
+bind = os.environ.get("BIND", "").replace(",", " ").split() or [f"0.0.0.0:{os.environ.get('PORT', '3000')}"]
 # Threaded workers: the worker's heartbeat to the master runs in its own loop,
 # so a request that sends a mailout synchronously (wait=true) or a send that
 # goes on after a 202 is never killed by the worker timeout.
