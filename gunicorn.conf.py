@@ -1,6 +1,7 @@
 """gunicorn settings, read when gunicorn starts from the repository root."""
 
 import os
+import re
 import sys
 import tempfile
 
@@ -13,7 +14,23 @@ from amazonsender.logs import escape_controls
 # published port to the container's own address. deploy/amazonsender.service
 # sets BIND=127.0.0.1:3000, so that on a VPS only nginx, on the same host,
 # reaches gunicorn. Read from the real environment: .env is loaded later.
-bind = os.environ.get("BIND", "").replace(",", " ").split() or [f"0.0.0.0:{os.environ.get('PORT', '3000')}"]
+# A BIND that is set but blank, or an entry without a host (":3000", which
+# gunicorn reads as every interface), is refused: a stray `BIND=` line in
+# /etc/amazonsender.env must not quietly open gunicorn to the world.
+_BIND_ENTRY = re.compile(r"unix:\S+|\[[0-9A-Fa-f:.]+\]:[0-9]{1,5}|[^\s:\[\],]+:[0-9]{1,5}", re.ASCII)
+
+
+def _bind(value: str | None) -> list[str]:
+    if value is None:
+        return [f"0.0.0.0:{os.environ.get('PORT', '3000')}"]
+    entries = value.replace(",", " ").split()
+    bad = [entry for entry in entries if not _BIND_ENTRY.fullmatch(entry)]
+    if not entries or bad:
+        raise SystemExit(f"BIND must be host:port (several separated by commas), not {value!r}")
+    return entries
+
+
+bind = _bind(os.environ.get("BIND"))
 # Threaded workers: the worker's heartbeat to the master runs in its own loop,
 # so a request that sends a mailout synchronously (wait=true) or a send that
 # goes on after a 202 is never killed by the worker timeout.

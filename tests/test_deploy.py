@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import socket
+import os
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -200,3 +201,16 @@ def test_the_dockerfile_base_image_is_pinned_or_says_how():
     assert "--build-arg PYTHON_IMAGE=python:3.11-slim@sha256:" in text
     assert "imagetools inspect" in text
     assert "BIND" not in re.sub(r"#.*", "", text)  # the container listens on every interface
+
+
+@pytest.mark.parametrize("value", ["", " ", ",", ":3000", "3000", "127.0.0.1", "0.0.0.0:x"])
+def test_a_blank_or_hostless_bind_stops_gunicorn_instead_of_listening_everywhere(tmp_path, value):
+    """A stray `BIND=` in /etc/amazonsender.env overrides the unit's
+    127.0.0.1:3000; gunicorn must refuse to start, not open every interface."""
+    env = {**os.environ, "BIND": value, "PORT": str(free_port())}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--check-config", "wsgi:app"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "BIND must be host:port" in proc.stdout + proc.stderr
