@@ -14,6 +14,7 @@ from email.utils import parseaddr
 from urllib.parse import urlsplit
 
 from .addresses import is_one_address
+from .sns import sns_host
 
 log = logging.getLogger(__name__)
 
@@ -292,6 +293,14 @@ class _Reader:
         for value in values:
             if not _TOPIC_ARN.match(value):
                 self.problems.append(f"{name} must list SNS topic ARNs (arn:aws:sns:REGION:ACCOUNT:NAME), not {value!r}")
+            elif sns_host(value) is None:
+                # The rule /ses-events verifies with: a topic it has no SNS
+                # host for would start the service and then 400 every event.
+                self.problems.append(
+                    f"{name} contains {value!r}, whose region and partition SNS message verification does not"
+                    " accept: use a region of the partition it belongs to (arn:aws:sns:us-east-1:...,"
+                    " arn:aws-cn:sns:cn-north-1:..., arn:aws-us-gov:sns:us-gov-west-1:...)"
+                )
         return values
 
     def base_url(self, name: str, *, require_https: bool) -> str:

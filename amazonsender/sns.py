@@ -56,6 +56,16 @@ CERT_FAILURE_MEMORY_SECONDS = 30
 CERT_FAILURE_ENTRIES = 64
 # New certificate URLs fetched per process in any 60 s; SNS uses one URL per
 # region for years, so this only ever limits forged messages.
+#
+# Residual risk: nothing before the fetch tells a forged message from a
+# genuine one (MessageId, Timestamp, etc. are attacker-chosen until the
+# signature is checked, and that needs the certificate), so forged messages
+# naming fresh well-formed URLs on our topic's host can still spend this
+# budget, and a genuinely new URL (a rotation) then gets 503 until a minute
+# with budget left; SNS retries. A bounded rate is what issue 12 asks for. A
+# URL that was fetched successfully before is fetched again outside the
+# budget when its cache entry expires (see CertificateCache), so the daily
+# refresh of the certificate in use never waits behind forged URLs.
 CERT_NEW_URLS_PER_MINUTE = 10
 
 
@@ -124,11 +134,27 @@ def _split_sns_url(url: object, topic_arn: object):
     return parts
 
 
+# The only path SNS signs with, as in AWS's examples, e.g. in "HTTP/HTTPS
+# notification JSON format": /SimpleNotificationService-f3ecfb7224c7233fe7bb5f59f96de52f.pem.
+# AWS documents no length for the hex part; every URL it has used has 32
+# lowercase hex digits (an MD5-sized name), so that is what we take. Nothing
+# else: no dot segment, no percent-encoding, no second slash, no other case.
+# requests normalises such URLs before fetching, so each would be another
+# cache key for the same file; with one spelling per file, 32 aliases of the
+# genuine certificate cannot take the cache's 32 places.
+_CERT_PATH = re.compile(r"/SimpleNotificationService-[0-9a-f]{32}\.pem", re.ASCII)
+
+
 def is_certificate_url(url: object, topic_arn: object) -> bool:
-    """True only for https://sns.<the topic's region>.amazonaws.com[.cn]/....pem
+    """True only for https://sns.<the topic's region>.amazonaws.com[.cn]/SimpleNotificationService-<32 hex>.pem
     with no query: where SNS keeps the certificates it signs with."""
     parts = _split_sns_url(url, topic_arn)
-    return parts is not None and "?" not in url and parts.path.endswith(".pem")
+    return (
+        parts is not None
+        and "?" not in url
+        and _CERT_PATH.fullmatch(parts.path) is not None
+        and url == f"https://{parts.netloc}{parts.path}"
+    )
 
 
 def is_subscribe_url(url: object, topic_arn: object) -> bool:
@@ -157,11 +183,18 @@ class CertificateCache:
     """Public keys by certificate URL, so that a burst of events costs one
     fetch. SNS changes the URL when it rotates the certificate.
 
-    A forged message may name any .pem on our topic's SNS host, so fetching is
-    bounded: a URL that failed is not fetched again for
-    CERT_FAILURE_MEMORY_SECONDS, at most CERT_NEW_URLS_PER_MINUTE URLs are
-    fetched a minute (per process), and threads asking for the same URL wait
-    for one fetch. A cached key is returned before any of these limits.
+    A forged message may name any well-formed certificate URL on our topic's
+    SNS host, so fetching is bounded: a URL that failed is not fetched again
+    for CERT_FAILURE_MEMORY_SECONDS, at most CERT_NEW_URLS_PER_MINUTE URLs
+    are fetched a minute (per process), and threads asking for the same URL
+    wait for one fetch. A cached key is returned before any of these limits.
+
+    Only a successful fetch enters the key table (CERT_CACHE_ENTRIES); a
+    failure goes to its own table, so failing or forged URLs can never evict
+    a good key. An expired key stays in the table: its URL is known good, and
+    is fetched again without counting against the per-minute budget (at most
+    once per CERT_FAILURE_MEMORY_SECONDS if it fails, and only URLs SNS
+    served a certificate for ever get there).
     """
 
     def __init__(self, fetch: Callable[[str], bytes] = fetch_url, *, clock: Callable[[], float] = time.monotonic):
@@ -182,7 +215,8 @@ class CertificateCache:
                     return key
                 pending = self._pending.get(url)
                 if pending is None:
-                    self._admit(now)
+                    if url not in self._keys:  # known good URLs skip the budget
+                        self._admit(now)
                     self._pending[url] = threading.Event()
                     break
             # Another thread is fetching this URL: its answer is ours too.

@@ -447,3 +447,34 @@ def test_a_sender_with_an_accent_or_a_unicode_domain_is_taken():
 @pytest.mark.parametrize("value", ["news@xn--zz.org", "l" * 70 + "@example.org"])
 def test_a_sender_ses_would_refuse_for_its_punycode_or_length_is_refused_at_start(name, value):
     assert "SES can take" in problem_about(problems_of(production_env(**{name: value})), name)
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:sns:us-east-1:123456789012:ses-events",
+        "arn:aws-cn:sns:cn-north-1:123456789012:ses-events",
+        "arn:aws-us-gov:sns:us-gov-west-1:123456789012:ses-events",
+    ],
+)
+def test_topic_arns_whose_sns_host_we_know_are_accepted(arn):
+    assert Settings.from_env(production_env(SNS_TOPIC_ARNS=arn)).sns_topic_arns == (arn,)
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:sns:cn-north-1:123456789012:ses-events",  # a China region in the aws partition
+        "arn:aws:sns:us-gov-west-1:123456789012:ses-events",
+        "arn:aws-cn:sns:us-east-1:123456789012:ses-events",
+        "arn:aws-iso:sns:us-iso-east-1:123456789012:ses-events",  # a partition sns.py has no host for
+        "arn:aws:sns:useast1:123456789012:ses-events",  # not a region name
+        "arn:aws:sns:s3-us-west-2:123456789012:ses-events",
+    ],
+)
+def test_topic_arns_that_sns_verification_would_refuse_are_refused_at_start(arn):
+    # The same rule as amazonsender.sns: otherwise the service starts and then
+    # answers every event from this topic with 400.
+    problem = problem_about(problems_of(production_env(SNS_TOPIC_ARNS=arn)), "SNS_TOPIC_ARNS")
+    assert arn in problem
+    assert "region" in problem and "partition" in problem

@@ -61,7 +61,7 @@ ACTIVE = ["ann@list.example", "bob@list.example", "cat@list.example"]
 # Sends to this address fail, so summaries and test results show failures too.
 FAILING = "cat@list.example"
 # A certificate URL that passes every rule (the host of the topic's region) but cannot be fetched: 503.
-UNREACHABLE_CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000.pem"
+UNREACHABLE_CERT_URL = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-00000000000000000000000000000000.pem"
 
 # Every check that applies to a generated case.
 CHECKS = [

@@ -122,6 +122,53 @@ def test_a_signature_from_another_key_is_refused(verifier, sns_signer):
         verifier.verify(envelope)
 
 
+# The path SNS signs with: /SimpleNotificationService-<32 lowercase hex>.pem.
+PEM = "/SimpleNotificationService-0123456789abcdef0123456789abcdef.pem"
+GENUINE_NAME = CERT_URL.rsplit("/", 1)[1]  # SimpleNotificationService-<hex>.pem
+HOST = "https://sns.us-east-1.amazonaws.com"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # Aliases: requests (urllib3) normalises these and fetches the genuine
+        # file, so each would take its own cache slot (the review's finding).
+        f"{HOST}/./{GENUINE_NAME}",
+        f"{HOST}/x/../{GENUINE_NAME}",
+        f"{HOST}/../{GENUINE_NAME}",
+        f"{HOST}/%2E/{GENUINE_NAME}",
+        f"{HOST}/{GENUINE_NAME.replace('S', '%53', 1)}",
+        f"{HOST}/{GENUINE_NAME.replace('.pem', '%2Epem')}",
+        f"{HOST}/{GENUINE_NAME.replace('.pem', '.%70em')}",
+        f"{HOST}//{GENUINE_NAME}",
+        f"{HOST}/{GENUINE_NAME}/",
+        f"{HOST}/{GENUINE_NAME}/.",
+        f"{HOST}/{GENUINE_NAME};x",
+        f"{HOST}/{GENUINE_NAME.upper().replace('.PEM', '.pem')}",
+        f"{HOST}/{GENUINE_NAME.replace('.pem', '.PEM')}",
+        f"{HOST}/{GENUINE_NAME.replace('SimpleNotificationService', 'simplenotificationservice')}",
+        # Anything but the exact form AWS uses.
+        f"{HOST}/SimpleNotificationService-0123456789abcdef0123456789abcde.pem",  # 31 hex
+        f"{HOST}/SimpleNotificationService-0123456789abcdef0123456789abcdef0.pem",  # 33 hex
+        f"{HOST}/SimpleNotificationService-0123456789abcdef0123456789abcdeg.pem",
+        f"{HOST}/SimpleNotificationService-0123456789ABCDEF0123456789ABCDEF.pem",
+        f"{HOST}/SimpleNotificationService-.pem",
+        f"{HOST}/SimpleNotificationService0123456789abcdef0123456789abcdef.pem",
+        f"{HOST}/x{PEM}",
+        f"{HOST}/a/b{PEM}",
+        f"{HOST}/SimpleNotificationService-abc.pem",
+        f"{HOST}/forged-1.pem",
+        f"{HOST}/x.pem",
+        f"{HOST}{PEM}\n",
+    ],
+)
+def test_only_the_exact_path_form_sns_uses_is_a_certificate_url(verifier, sns_signer, url):
+    assert not is_certificate_url(url, TOPIC_ARN)
+    with pytest.raises(InvalidMessage, match="SigningCertURL"):
+        verifier.verify(sns_signer.envelope(bounce_message(), cert_url=url))
+    assert sns_signer.fetched == []
+
+
 @pytest.mark.parametrize(
     "url",
     [
@@ -199,11 +246,12 @@ def test_bad_certificate_urls_are_refused_without_any_request(verifier, sns_sign
 @pytest.mark.parametrize(
     "topic, url",
     [
-        (TOPIC_ARN, "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem"),
-        (SECOND_TOPIC, "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem"),
-        ("arn:aws:sns:ap-southeast-5:123456789012:t", "https://sns.ap-southeast-5.amazonaws.com/a.pem"),
-        ("arn:aws-cn:sns:cn-north-1:123456789012:t", "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotification-a.pem"),
-        ("arn:aws-us-gov:sns:us-gov-west-1:123456789012:t", "https://sns.us-gov-west-1.amazonaws.com/x.pem"),
+        (TOPIC_ARN, CERT_URL),
+        (TOPIC_ARN, f"https://sns.us-east-1.amazonaws.com{PEM}"),
+        (SECOND_TOPIC, f"https://sns.eu-west-1.amazonaws.com{PEM}"),
+        ("arn:aws:sns:ap-southeast-5:123456789012:t", f"https://sns.ap-southeast-5.amazonaws.com{PEM}"),
+        ("arn:aws-cn:sns:cn-north-1:123456789012:t", f"https://sns.cn-north-1.amazonaws.com.cn{PEM}"),
+        ("arn:aws-us-gov:sns:us-gov-west-1:123456789012:t", f"https://sns.us-gov-west-1.amazonaws.com{PEM}"),
     ],
 )
 def test_good_certificate_urls(topic, url):
@@ -214,10 +262,10 @@ def test_good_certificate_urls(topic, url):
 @pytest.mark.parametrize(
     "topic, url",
     [
-        (SECOND_TOPIC, "https://sns.us-east-1.amazonaws.com/x.pem"),
-        ("arn:aws-cn:sns:cn-north-1:123456789012:t", "https://sns.cn-north-1.amazonaws.com/x.pem"),
-        ("arn:aws:sns:cn-north-1:123456789012:t", "https://sns.cn-north-1.amazonaws.com.cn/x.pem"),
-        ("arn:aws-us-gov:sns:us-gov-west-1:123456789012:t", "https://sns.us-gov-west-1.amazonaws.com.cn/x.pem"),
+        (SECOND_TOPIC, f"https://sns.us-east-1.amazonaws.com{PEM}"),
+        ("arn:aws-cn:sns:cn-north-1:123456789012:t", f"https://sns.cn-north-1.amazonaws.com{PEM}"),
+        ("arn:aws:sns:cn-north-1:123456789012:t", f"https://sns.cn-north-1.amazonaws.com.cn{PEM}"),
+        ("arn:aws-us-gov:sns:us-gov-west-1:123456789012:t", f"https://sns.us-gov-west-1.amazonaws.com.cn{PEM}"),
     ],
 )
 def test_a_certificate_url_of_another_region_or_partition_than_the_topic_is_refused(topic, url):

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from amazonsender.sns import (
+    CERT_CACHE_SECONDS,
     CERT_FAILURE_MEMORY_SECONDS,
     CERT_NEW_URLS_PER_MINUTE,
     CertificateCache,
@@ -50,7 +51,12 @@ def bounce():
 def forged(sns_signer, n: int) -> dict:
     """A message signed with our test key that names a certificate URL on the
     right host which SNS does not serve (the fake fetcher answers 404)."""
-    return sns_signer.envelope(bounce(), cert_url=f"https://sns.us-east-1.amazonaws.com/forged-{n}.pem")
+    return sns_signer.envelope(bounce(), cert_url=forged_url(n))
+
+
+def forged_url(n: int) -> str:
+    """Well formed (the path form SNS uses) but not a file SNS serves."""
+    return f"https://sns.us-east-1.amazonaws.com/SimpleNotificationService-{n:032x}.pem"
 
 
 def test_a_failed_fetch_is_remembered_for_a_while(verifier, sns_signer, clock):
@@ -191,13 +197,58 @@ def test_a_forged_stream_is_answered_without_a_500_and_fetches_within_the_budget
 @pytest.mark.parametrize(
     "url",
     [
-        "https://sns.s3-us-west-2.amazonaws.com/x.pem",
-        "https://sns.eu-west-1.amazonaws.com/x.pem",
-        "https://sns.us-east-\uff11.amazonaws.com/x.pem",
-        "https://sns.us-east-1.amazonaws.com.evil.com/x.pem",
+        CERT_URL.replace("sns.us-east-1", "sns.s3-us-west-2"),
+        CERT_URL.replace("sns.us-east-1", "sns.eu-west-1"),
+        CERT_URL.replace("sns.us-east-1", "sns.us-east-\uff11"),
+        CERT_URL.replace("amazonaws.com", "amazonaws.com.evil.com"),
+        # Aliases of the genuine file, which requests would normalise and fetch.
+        CERT_URL.replace(".com/", ".com/./"),
+        CERT_URL.replace(".com/", ".com/x/../"),
+        CERT_URL.replace(".com/S", ".com/%53"),
     ],
 )
 def test_a_certificate_url_off_the_topics_host_is_a_400_without_a_fetch(sns_client, sns_signer, url):
     response = post(sns_client, sns_signer.envelope(bounce(), cert_url=url))
     assert response.status_code == 400
     assert sns_signer.fetched == []
+
+
+def test_failing_urls_never_evict_a_cached_certificate(verifier, sns_signer, clock):
+    """Only a successful fetch enters the cache of keys; forged URLs that fail
+    are remembered apart, however many there are."""
+    verifier.verify(sns_signer.envelope(bounce()))
+    for minute in range(20):  # 200 failed fetches, far more than either table holds
+        for n in range(CERT_NEW_URLS_PER_MINUTE):
+            with pytest.raises(CertificateUnavailable):
+                verifier.verify(forged(sns_signer, minute * 100 + n))
+        clock.now += 61
+    verifier.verify(sns_signer.envelope(bounce()))
+    assert sns_signer.fetched.count(CERT_URL) == 1
+    assert len(sns_signer.fetched) == 20 * CERT_NEW_URLS_PER_MINUTE  # the genuine one used one of minute 0's
+
+
+def test_a_certificate_fetched_before_is_fetched_again_outside_the_budget(verifier, sns_signer, clock):
+    """When the daily cache entry expires, forged URLs holding the per-minute
+    budget do not stop the genuine certificate from being fetched again."""
+    verifier.verify(sns_signer.envelope(bounce()))
+    clock.now += CERT_CACHE_SECONDS + 1
+    for n in range(FORGED_STREAM):
+        with pytest.raises(CertificateUnavailable):
+            verifier.verify(forged(sns_signer, n))
+    verifier.verify(sns_signer.envelope(bounce()))
+    assert sns_signer.fetched.count(CERT_URL) == 2
+    assert len(sns_signer.fetched) == 2 + CERT_NEW_URLS_PER_MINUTE
+
+
+def test_a_known_url_that_fails_again_is_still_fetched_at_most_every_failure_period(verifier, sns_signer, clock):
+    verifier.verify(sns_signer.envelope(bounce()))
+    clock.now += CERT_CACHE_SECONDS + 1
+    sns_signer.fail_fetch = True
+    for _ in range(FORGED_STREAM):
+        with pytest.raises(CertificateUnavailable):
+            verifier.verify(sns_signer.envelope(bounce()))
+    assert sns_signer.fetched.count(CERT_URL) == 2
+    clock.now += CERT_FAILURE_MEMORY_SECONDS
+    sns_signer.fail_fetch = False
+    verifier.verify(sns_signer.envelope(bounce()))
+    assert sns_signer.fetched.count(CERT_URL) == 3
