@@ -536,16 +536,41 @@ class Erasure:
     ledger_rows: int
     events: int
     newly_suppressed: bool
+    mailout_errors: int = 0
+
+
+def begin_forgetting(conn: Connection, lowered: list[str]) -> list[str | None]:
+    """The first step of an erasure, in the caller's transaction: no SES
+    event is stored until it commits, and the names of the subscribers to
+    erase (from_name, None for none), locked.
+
+    The lock closes a race with a late event about the address: the trigger
+    ses_events_forgotten (sql/009) anonymises an event whose email's ledger
+    row is forgotten, but it cannot see a forget that has not committed, and
+    the forget's UPDATE of ses_events cannot see an event stored after it
+    began. SHARE ROW EXCLUSIVE waits for the events being stored now (so the
+    UPDATE sees them) and holds new ones until the commit (their trigger then
+    sees the forgotten rows); it also keeps two erasures apart. Taken first,
+    before any row lock, so an event's effect on send_logs never waits for
+    this transaction while it waits for the event. Events wait as long as
+    the erasure runs (a scan of send_logs and ses_events); SNS retries any
+    that time out."""
+    conn.execute("LOCK TABLE ses_events IN SHARE ROW EXCLUSIVE MODE")
+    rows = conn.execute(
+        "SELECT from_name FROM subscribers WHERE lower(email) = ANY(%s) FOR UPDATE", (lowered,)
+    ).fetchall()
+    return [row["from_name"] for row in rows]
 
 
 def forget_address(conn: Connection, *, lowered: list[str], address_hash: bytes, key_id: str, token: str,
-                   text_pattern: str, json_pattern: str) -> Erasure:
-    """Erase an address in the caller's transaction: its hash joins the
-    suppression list, its subscriber row goes, and in the ledger and SES
-    events every form of it in `lowered` (any case) becomes `token`.
-    `text_pattern` and `json_pattern` are regular expressions matching it in
-    error messages and in an event's JSON text. Running it again changes
-    nothing."""
+                   text_pattern: str, json_pattern: str, name_pattern: str | None = None) -> Erasure:
+    """Erase an address in the caller's transaction, after begin_forgetting:
+    its hash joins the suppression list, its subscriber row goes, and in the
+    ledger, the mailouts' errors and the SES events every form of it in
+    `lowered` (any case) becomes `token`. `text_pattern` and `json_pattern`
+    are regular expressions matching it in error messages and in an event's
+    JSON text; `name_pattern`, its subscriber's name in error messages (see
+    subscribers.name_pattern). Running it again changes nothing."""
     newly = conn.execute(
         "INSERT INTO suppressions (address_hash, key_id) VALUES (%s, %s) ON CONFLICT (address_hash) DO NOTHING",
         (address_hash, key_id),
@@ -559,31 +584,68 @@ def forget_address(conn: Connection, *, lowered: list[str], address_hash: bytes,
     gone = conn.execute(
         "DELETE FROM subscribers WHERE lower(email) = ANY(%s) RETURNING email", (lowered,)
     ).fetchall()
-    message_ids = _forget_in_ledger(conn, lowered, token, text_pattern)
+    patterns = {"token": token, "pattern": text_pattern, "names": name_pattern}
+    rows = _forget_in_ledger(conn, lowered, patterns)
+    mailout_errors = _forget_in_mailouts(conn, list({row["mailout_id"] for row in rows}), patterns)
+    message_ids = [row["ses_message_id"] for row in rows]
     events = _forget_in_events(conn, lowered, message_ids, token, json_pattern)
-    return Erasure([row["email"] for row in gone], len(message_ids), events, newly)
+    return Erasure([row["email"] for row in gone], len(rows), events, newly, mailout_errors)
 
 
-def _forget_in_ledger(conn: Connection, lowered: list[str], token: str, text_pattern: str) -> list[str | None]:
+# An error text with the address replaced, then (when %(names)s is not NULL)
+# the name: in that order, so that a name that is also the address's local
+# part ("ann" of ann@x.org) does not leave the rest of the address behind.
+_ERASED_TEXT = """
+    CASE WHEN %(names)s::text IS NULL THEN regexp_replace({text}, %(pattern)s, %(token)s, 'gi')
+         ELSE regexp_replace(regexp_replace({text}, %(pattern)s, %(token)s, 'gi'), %(names)s::text, %(token)s, 'gi')
+    END"""
+
+
+def _forget_in_ledger(conn: Connection, lowered: list[str], patterns: dict) -> list[dict]:
     """The ledger keeps its rows (the mailouts' counts and history) with the
-    address replaced; returns the SES message ids of the rows changed. A
-    mailout holding the address twice, in two cases, gets token#2 for the
-    second row, so that send_logs_one_per_recipient still holds. (A scan of
-    send_logs: no index holds lower(email); an operator's rare command.)"""
+    address replaced, and the name in their error messages (SES quotes the
+    To header: `Ann Smith <ann@x.org>`); returns the mailout and SES message
+    ids of the rows changed. A mailout holding the address twice, in two
+    cases, gets token#2 for the second row, so that
+    send_logs_one_per_recipient still holds. Another recipient's error that
+    quotes the address loses it too. (Scans of send_logs: no index holds
+    lower(email) or the errors; an operator's rare command.)"""
     rows = conn.execute(
         """
         UPDATE send_logs l
            SET email = %(token)s || CASE WHEN m.n > 1 THEN '#' || m.n ELSE '' END,
-               error_message = regexp_replace(l.error_message, %(pattern)s, %(token)s, 'gi'),
+               error_message = """ + _ERASED_TEXT.format(text="l.error_message") + """,
                updated_at = now()
           FROM (SELECT id, row_number() OVER (PARTITION BY mailout_id ORDER BY id) AS n
                   FROM send_logs WHERE lower(email) = ANY(%(lowered)s)) AS m
          WHERE l.id = m.id
-        RETURNING l.ses_message_id
+        RETURNING l.mailout_id, l.ses_message_id
         """,
-        {"token": token, "pattern": text_pattern, "lowered": lowered},
+        {**patterns, "lowered": lowered},
     ).fetchall()
-    return [row["ses_message_id"] for row in rows]
+    conn.execute(
+        """
+        UPDATE send_logs SET error_message = regexp_replace(error_message, %(pattern)s, %(token)s, 'gi')
+         WHERE error_message ~* %(pattern)s
+        """,
+        patterns,
+    )
+    return rows
+
+
+def _forget_in_mailouts(conn: Connection, mailout_ids: list, patterns: dict) -> int:
+    """A mailout's error (`last: MessageRejected: … Ann Smith <ann@x.org>`)
+    loses the address wherever it is, and the name in the mailouts that were
+    sent to the address (elsewhere the name may be someone else's word)."""
+    return conn.execute(
+        """
+        UPDATE mailouts
+           SET error = CASE WHEN id = ANY(%(ids)s) THEN """ + _ERASED_TEXT.format(text="error") + """
+                            ELSE regexp_replace(error, %(pattern)s, %(token)s, 'gi') END
+         WHERE error ~* %(pattern)s OR (id = ANY(%(ids)s) AND error ~* %(names)s::text)
+        """,
+        {**patterns, "ids": mailout_ids},
+    ).rowcount
 
 
 def _forget_in_events(conn: Connection, lowered: list[str], message_ids: list[str | None], token: str,

@@ -10,6 +10,7 @@ is never added again.
 from __future__ import annotations
 
 import csv
+import encodings.idna
 import hashlib
 import hmac
 import json
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TextIO
 
+import idna  # email-validator's own IDNA library, installed with it
 from psycopg_pool import ConnectionPool
 
 from . import store
@@ -400,20 +402,21 @@ def unsubscribe_address(pool: ConnectionPool, address: str) -> tuple[str, str] |
 def forget_address(pool: ConnectionPool, address: str, key: SuppressionKey) -> store.Erasure:
     """Erase an address (GDPR article 17), whether or not it is on the list:
     its keyed hash joins the suppression list, so that no import adds it
-    again, and the address (in any case) and its name leave every table.
-    The ledger's rows and the SES events stay, the address in them replaced
-    by "forgotten:" and the start of its hash. Running it again changes
-    nothing. The address is hashed as an import would store it
-    (normalize_address), and matched in that form and as given."""
+    again, and the address (in any case and either IDNA form, see
+    address_forms) and its name leave every table. The ledger's rows and the
+    SES events stay, the address in them replaced by "forgotten:" and the
+    start of its hash. Running it again changes nothing. The address is
+    hashed as an import would store it (normalize_address)."""
     given = address.strip()
     try:
         stored_form = normalize_address(given)
     except AddressError:
         stored_form = given
-    forms = sorted({given.lower(), stored_form.lower()})
+    forms = address_forms(given)
     address_hash = key.hash(stored_form)
     with pool.connection() as conn:
         check_suppression_key(conn, key)
+        names = store.begin_forgetting(conn, forms)
         return store.forget_address(
             conn,
             lowered=forms,
@@ -423,7 +426,73 @@ def forget_address(pool: ConnectionPool, address: str, key: SuppressionKey) -> s
             text_pattern="|".join(re.escape(form) for form in forms),
             # As the address is written inside a JSON string.
             json_pattern="|".join(re.escape(json.dumps(form, ensure_ascii=False)[1:-1]) for form in forms),
+            name_pattern=name_pattern(names),
         )
+
+
+def address_forms(address: str) -> list[str]:
+    """Every spelling of `address` a row may hold, lower-cased: as given, as
+    an import stores it (normalize_address: the domain in IDNA ASCII), and
+    with each label of its domain in ASCII (xn--) and in Unicode. Rows
+    imported before addresses were normalised hold the Unicode domain
+    (`leg@bücher.de`), which the ASCII form alone would miss. A label that
+    does not convert stays as it is."""
+    given = address.strip()
+    forms = {given.lower()}
+    for special_use_domains in (False, True):
+        try:
+            forms.add(normalize_address(given, special_use_domains=special_use_domains).lower())
+        except AddressError:
+            pass
+    local, at, domain = given.rpartition("@")
+    if at:
+        labels = domain.lower().split(".")
+        for convert in (_ascii_label, _unicode_label):
+            forms.add(f"{local}@{'.'.join(convert(label) for label in labels)}".lower())
+    return sorted(forms)
+
+
+def _ascii_label(label: str) -> str:
+    if label.isascii():
+        return label
+    try:
+        return idna.encode(label, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        try:
+            return encodings.idna.ToASCII(label).decode("ascii")
+        except UnicodeError:
+            return label
+
+
+def _unicode_label(label: str) -> str:
+    if not label.startswith("xn--"):
+        return label
+    try:
+        return idna.decode(label)
+    except (idna.IDNAError, UnicodeError):
+        try:
+            return encodings.idna.ToUnicode(label)
+        except UnicodeError:
+            return label
+
+
+# A name shorter than this is not erased from free text (SES's error
+# messages, a mailout's last error): "Al" or "Bo" would blank out those
+# letters in every word and address that holds them. The ledger's own
+# columns never hold the name, and the events' headers that do are dropped
+# whatever its length.
+MIN_ERASED_NAME_CHARS = 3
+
+
+def name_pattern(names: Iterable[str | None]) -> str | None:
+    """A regular expression (Postgres ARE, flag i) matching the subscriber's
+    names, as stored in from_name, as whole words: not inside a longer word
+    ("Ann" not in "Annual"). None when no name is long enough."""
+    kept = sorted({name.strip() for name in names if name and len(name.strip()) >= MIN_ERASED_NAME_CHARS},
+                  key=len, reverse=True)
+    if not kept:
+        return None
+    return "(?<![[:alnum:]_])(?:" + "|".join(re.escape(name) for name in kept) + ")(?![[:alnum:]_])"
 
 
 def forgotten_token(address_hash: bytes) -> str:

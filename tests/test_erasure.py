@@ -14,7 +14,13 @@ import pytest
 from click.testing import CliRunner
 
 from amazonsender import cli, events, sender, store
-from tests.conftest import UNSUBSCRIBE_SECRET, add_mailout, add_subscribers, ledger
+from tests.conftest import (
+    UNSUBSCRIBE_SECRET,
+    add_mailout,
+    add_subscribers,
+    ledger,
+    mailout_row,
+)
 
 OTHER_SECRET = "another-secret-for-the-suppression-list"
 
@@ -253,3 +259,71 @@ def test_export_writes_no_formula_and_imports_back_as_it_was(run, conn, tmp_path
     assert f"added {len(FORMULA_NAMES)}," in imported.output
     rows = {row["email"]: row["from_name"] for row in conn.execute("SELECT email, from_name FROM subscribers")}
     assert rows == FORMULA_NAMES
+
+
+# --- names and addresses in error texts; every spelling of a domain -------------
+
+
+def test_forget_erases_the_name_and_address_from_ledger_and_mailout_errors(run, conn):
+    ann, bea, al = "Ann.Z@List.Example", "bea.example@example.org", "al@list.example"
+    add_subscribers(conn, [ann, bea, al, "bo@list.example"],
+                    names={ann: "Ann Zyxwvut", bea: "Bea Qwertzuio", al: "Al"})
+    first, second, other = add_mailout(conn, status="sent"), add_mailout(conn, status="failed"), add_mailout(conn)
+    rows = [
+        (first, ann, "MessageRejected: Email address is not verified: ann zyxwvut <ANN.Z@list.example>"),
+        (second, bea, "MessageRejected: rejected: Bea Qwertzuio <bea.example@example.org>"),
+        (first, al, "MessageRejected: Al <al@list.example> Annual report"),
+        (first, "bo@list.example", "batch failed after Ann.Z@list.example and bea.example@EXAMPLE.org"),
+    ]
+    for mailout_id, address, error in rows:
+        conn.execute("INSERT INTO send_logs (mailout_id, email, status, error_message) VALUES (%s, %s, 'failed', %s)",
+                     (mailout_id, address, error))
+    for mailout_id, error in (
+        (second, "last: MessageRejected: rejected: Bea Qwertzuio <bea.example@example.org>"),
+        (first, "last: MessageRejected: ANN ZYXWVUT <Ann.Z@List.Example>"),
+        (other, "Bea Qwertzuio is also the name of an unrelated mailout"),
+    ):
+        conn.execute("UPDATE mailouts SET error = %s WHERE id = %s", (error, mailout_id))
+
+    for address in ("ann.z@list.example", "Bea.Example@Example.org", "al@list.example"):
+        result = run("subscribers", "forget", address)
+        assert result.exit_code == 0, result.output
+
+    text = everything(conn).lower()
+    for gone in ("zyxwvut", "ann.z@", "bea.example@", "al@list"):
+        assert gone not in text
+    errors = {row["email"]: row["error_message"] for row in conn.execute("SELECT email, error_message FROM send_logs")}
+    # The name in Bea's own mailout went; another mailout's text is not hers.
+    assert "qwertzuio" not in mailout_row(conn, second)["error"].lower()
+    assert mailout_row(conn, other)["error"] == "Bea Qwertzuio is also the name of an unrelated mailout"
+    # A name under 3 characters stays: "Al" would blank out every "al" word.
+    [al_error] = [e for email, e in errors.items() if "Annual" in e]
+    assert al_error.startswith("MessageRejected: Al <forgotten:") and al_error.endswith("> Annual report")
+    assert errors["bo@list.example"].startswith("batch failed after forgotten:")
+
+
+@pytest.mark.parametrize("stored, typed", [
+    ("leg@bücher.de", "leg@xn--bcher-kva.de"),
+    ("leg@bücher.de", "LEG@XN--BCHER-KVA.DE"),
+    ("leg@xn--bcher-kva.de", "Leg@Bücher.de"),
+    ("leg@Bücher.de", "leg@bücher.de"),
+])
+def test_forget_matches_the_unicode_and_the_idna_spelling_of_a_domain(run, conn, stored, typed):
+    add_subscribers(conn, [stored, "bo@list.example"], names={stored: "Legolas Grünblatt"})
+    old = add_mailout(conn, status="sent")
+    conn.execute("INSERT INTO send_logs (mailout_id, email, status, error_message) VALUES (%s, %s, 'failed', %s)",
+                 (old, stored, f"MessageRejected: Legolas Grünblatt <{stored}>"))
+
+    result = run("subscribers", "forget", typed)
+
+    assert result.exit_code == 0, result.output
+    assert f"{stored} removed, 1 ledger rows" in result.output
+    text = everything(conn).lower()
+    assert "leg@" not in text and "grünblatt" not in text
+    mailout_id = add_mailout(conn)
+    pool = _pool(conn)
+    try:
+        assert sender.claim_mailout(pool, mailout_id).recipients == 1
+    finally:
+        pool.close()
+    assert set(ledger(conn, mailout_id)) == {"bo@list.example"}

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from amazonsender import create_app, store
-from tests.conftest import SHARED_SECRET, add_mailout, add_subscribers, with_settings
+from tests.conftest import SHARED_SECRET, add_mailout, add_subscribers, ledger, with_settings
 from tests.sns_signing import CERT_URL, OTHER_TOPIC_ARN, SUBSCRIBE_URL, TOPIC_ARN, ses_sample
 
 ANN = "ann@list.example"
@@ -620,3 +620,67 @@ def test_a_confirmation_whose_message_has_a_nul_is_recorded(sns_client, sns_sign
     assert response.status_code == 200
     (event,) = events_table(conn)
     assert event["payload"]["Message"] == "You have chosen\ufffd"
+
+
+# --- a late event about an erased address -------------------------------------------
+
+
+def late_complaint(sent_mailout, name="Ann Zyxwvut", address="Ann@List.Example") -> str:
+    """A complaint SES reports days after the email, with the copies of the
+    headers event publishing adds when asked."""
+    body = json.loads(ses_sample("complaint_event", address=address, ses_message_id="0100-ses-id",
+                                 mailout_id=sent_mailout))
+    body["mail"]["headers"] = [{"name": "To", "value": f"{name} <{address}>"}]
+    body["mail"]["commonHeaders"] = {"to": [f"{name} <{address}>"], "subject": "Our news"}
+    body["mail"]["destination"] = [f"{name} <{address}>"]
+    body["complaint"]["userAgent"] = f"complaint about {address.lower()}"
+    return json.dumps(body)
+
+
+def test_a_late_event_about_a_forgotten_address_is_stored_anonymised(sns_client, sns_signer, conn, pool,
+                                                                      sent_mailout):
+    from amazonsender import subscribers
+
+    conn.execute("UPDATE subscribers SET from_name = 'Ann Zyxwvut' WHERE email = %s", (ANN,))
+    subscribers.forget_address(pool, ANN, subscribers.SuppressionKey.from_secret("suppression secret"))
+    [token] = ledger(conn, sent_mailout)
+
+    response = post(sns_client, sns_signer.envelope(late_complaint(sent_mailout)))
+
+    assert response.status_code == 200 and response.json["status"] == "processed"
+    (event,) = events_table(conn)
+    assert event["event_type"] == "Complaint" and event["addresses"] == [token]
+    assert token.startswith("forgotten:")
+    text = json.dumps(event["payload"]).lower()
+    assert "ann@list" not in text and "zyxwvut" not in text
+    assert "commonHeaders" not in event["payload"]["mail"] and "headers" not in event["payload"]["mail"]
+    assert event["payload"]["mail"]["destination"] == [token]
+    assert event["payload"]["complaint"]["complainedRecipients"] == [{"emailAddress": token}]
+    assert event["mailout_id"] == sent_mailout  # still counted against its mailout
+    assert store.reputation(conn, sent_mailout)["complaints"] == 1
+    assert conn.execute("SELECT count(*) AS n FROM subscribers").fetchone()["n"] == 0
+    assert ledger(conn, sent_mailout) == {token: "sent"}
+
+
+def test_an_event_waits_for_a_forget_under_way_and_is_stored_anonymised(sns_client, sns_signer, conn, pool,
+                                                                        sent_mailout):
+    import threading
+
+    from amazonsender import subscribers
+
+    key = subscribers.SuppressionKey.from_secret("suppression secret")
+    answers = []
+    with pool.connection() as forgetting:
+        store.begin_forgetting(forgetting, [ANN])
+        late = threading.Thread(
+            target=lambda: answers.append(post(sns_client, sns_signer.envelope(late_complaint(sent_mailout)))))
+        late.start()
+        late.join(1)
+        assert late.is_alive() and not answers  # held until the erasure commits
+        token = subscribers.forgotten_token(key.hash(ANN))
+        store.forget_address(forgetting, lowered=[ANN], address_hash=key.hash(ANN), key_id=key.key_id, token=token,
+                             text_pattern="ann@list\\.example", json_pattern="ann@list\\.example")
+    late.join(10)
+    assert answers[0].status_code == 200
+    (event,) = events_table(conn)
+    assert event["addresses"] == [token] and "ann@list" not in json.dumps(event["payload"]).lower()
