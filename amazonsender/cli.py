@@ -340,7 +340,7 @@ def suppression_key(required: bool):
     hashes are made with the key, and a list made with another key is refused.
     None when neither is set and `required` is False."""
     from .config import MIN_SECRET_LENGTH
-    from .subscribers import SuppressionKey
+    from .erasure import SuppressionKey
 
     for name in ("SUPPRESSION_SECRET", "UNSUBSCRIBE_SECRET"):
         secret = os.environ.get(name, "").strip()
@@ -464,15 +464,15 @@ def subscribers_forget(address: str):
     so `subscribers import` never adds the address again. An address that
     is not on the list is added to the suppression list all the same.
     Running it again changes nothing."""
-    from . import subscribers
+    from . import erasure
 
     if not address.strip():
         raise click.UsageError("ADDRESS must not be empty")
     key = suppression_key(required=True)
     with database_pool() as pool:
         try:
-            erased = subscribers.forget_address(pool, address, key)
-        except subscribers.SuppressionKeyError as exc:
+            erased = erasure.forget_address(pool, address, key)
+        except erasure.SuppressionKeyError as exc:
             raise click.ClickException(f"{exc}; nothing was erased") from None
     found = ", ".join(erased.subscribers) or "no subscriber"
     click.echo(

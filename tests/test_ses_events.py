@@ -639,10 +639,10 @@ def late_complaint(sent_mailout, name="Ann Zyxwvut", address="Ann@List.Example")
 
 def test_a_late_event_about_a_forgotten_address_is_stored_anonymised(sns_client, sns_signer, conn, pool,
                                                                       sent_mailout):
-    from amazonsender import subscribers
+    from amazonsender import erasure
 
     conn.execute("UPDATE subscribers SET from_name = 'Ann Zyxwvut' WHERE email = %s", (ANN,))
-    subscribers.forget_address(pool, ANN, subscribers.SuppressionKey.from_secret("suppression secret"))
+    erasure.forget_address(pool, ANN, erasure.SuppressionKey.from_secret("suppression secret"))
     [token] = ledger(conn, sent_mailout)
 
     response = post(sns_client, sns_signer.envelope(late_complaint(sent_mailout)))
@@ -666,9 +666,9 @@ def test_an_event_waits_for_a_forget_under_way_and_is_stored_anonymised(sns_clie
                                                                         sent_mailout):
     import threading
 
-    from amazonsender import subscribers
+    from amazonsender import erasure
 
-    key = subscribers.SuppressionKey.from_secret("suppression secret")
+    key = erasure.SuppressionKey.from_secret("suppression secret")
     answers = []
     with pool.connection() as forgetting:
         store.begin_forgetting(forgetting, [ANN])
@@ -677,7 +677,7 @@ def test_an_event_waits_for_a_forget_under_way_and_is_stored_anonymised(sns_clie
         late.start()
         late.join(1)
         assert late.is_alive() and not answers  # held until the erasure commits
-        token = subscribers.forgotten_token(key.hash(ANN))
+        token = erasure.forgotten_token(key.hash(ANN))
         store.forget_address(forgetting, lowered=[ANN], address_hash=key.hash(ANN), key_id=key.key_id, token=token,
                              text_pattern="ann@list\\.example", json_pattern="ann@list\\.example")
     late.join(10)
