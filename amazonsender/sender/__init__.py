@@ -15,9 +15,7 @@ and a row found 'sending' after a crash is in doubt and never sent again.
 
 from __future__ import annotations
 
-import collections
 import logging
-import math
 import random
 import threading
 import time
@@ -31,13 +29,37 @@ from uuid import UUID
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from . import metrics, store
-from .addresses import AddressError, bare_address, is_one_address, ses_address
-from .content import ContentProblem, check_content
-from .message import Footer, MessageBuilder
-from .ses import ACCESS_DENIED_CODES, ACCOUNT, IN_DOUBT, RECIPIENT, THROTTLED, TRANSIENT, BulkResult, SendError
-from .template import bulk_content
-from .tokens import UnsubscribeTokens
+from .. import metrics, store
+from ..addresses import AddressError, bare_address, is_one_address, ses_address
+from ..message import Footer, MessageBuilder
+from ..ses import ACCESS_DENIED_CODES, ACCOUNT, IN_DOUBT, RECIPIENT, THROTTLED, TRANSIENT, BulkResult, SendError
+from ..template import bulk_content
+from ..tokens import UnsubscribeTokens
+# The package's API, from the modules that own each part.
+from .errors import (  # noqa: F401
+    AccountCannotSend,
+    DatabaseUnavailable,
+    MailoutInvalid,
+    MailoutNotFound,
+    MailoutNotReady,
+    MailoutNotResumable,
+    RunnerAlive,
+    SesUnavailable,
+)
+from .guard import reputation_problem
+from .pacer import (  # noqa: F401
+    BULK_CALLS_PER_SECOND,
+    CATCH_UP,
+    CATCH_UP_SECONDS,
+    PACE_MARGIN,
+    SES_BULK_MAX_RECIPIENTS,
+    THROTTLE_MAX_SLOWDOWN,
+    THROTTLE_SLOWDOWN_SECONDS,
+    Pacer,
+    _capacity,
+    recipients_per_call,
+)
+from .preflight import check_mailout_can_start, pace_for, ready_mailout, sendable  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +70,6 @@ THROTTLE_ATTEMPTS = 8
 STOPPED = "stopped"
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 30.0
-# Sends are spaced 1% wider than 1/rate: the time from our release to SES's
-# receipt varies by a few milliseconds (up to 8.5 ms measured against the
-# benchmark's stand-in), which otherwise let rate + 1 emails arrive within one
-# second. The pace stays within 1% of RATE_LIMIT_PER_SEC.
-PACE_MARGIN = 1.01
-# After SES throttles us, send at a fraction of the pace for a while.
-THROTTLE_SLOWDOWN_SECONDS = 60.0
-THROTTLE_MAX_SLOWDOWN = 8
-# After a short stall the pace may run this many times faster until it is back
-# on schedule; a stall longer than CATCH_UP_SECONDS is not made up.
-CATCH_UP = 1.25
-CATCH_UP_SECONDS = 0.5
 
 # Set by SIGTERM (gunicorn's worker hook, the command line): every run in this
 # process finishes the email in flight, records its batch, puts the rest back
@@ -76,47 +86,6 @@ def request_stop(reason: str) -> None:
     stop_requested.set()
 
 
-class MailoutNotFound(Exception):
-    pass
-
-
-class MailoutNotReady(Exception):
-    def __init__(self, status: str):
-        super().__init__(f"mailout is '{status}', not 'ready'")
-        self.status = status
-
-
-class MailoutInvalid(Exception):
-    """The mailout cannot be sent as it is (content.py says why)."""
-
-
-class MailoutNotResumable(Exception):
-    def __init__(self, status: str, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-class RunnerAlive(Exception):
-    """A 'sending' mailout whose runner wrote a heartbeat recently."""
-
-    def __init__(self, age_seconds: float):
-        super().__init__(
-            f"the mailout is being sent by a live run (last heartbeat {age_seconds:.0f} s ago);"
-            " use --force only if you are sure that run is gone"
-        )
-        self.age_seconds = age_seconds
-
-
-class AccountCannotSend(Exception):
-    """SES says this account cannot send the mailout now (disabled, or over quota)."""
-
-
-class SesUnavailable(Exception):
-    """SES could not be asked about the account now (try again later)."""
-
-
-class DatabaseUnavailable(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -147,188 +116,6 @@ class Summary:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-class Pacer:
-    """Lets emails through at `rate` per second, evenly spaced, and never more
-    than `rate` within any one second.
-
-    Two rules, both measured from the moments emails were actually let
-    through:
-
-    - A window: the emails let through within the last PACE_MARGIN seconds
-      (1% more than one second) may not exceed the rate. This is the hard
-      guarantee SES needs: no one-second window ever carries more than the
-      rate, whatever the threads, stalls or oversleeps before it. (An ideal
-      schedule alone would let a late send catch up early and squeeze rate
-      + 1 sends into a second; "a batch of 50, then sleep" would put 50
-      emails into a fraction of a second and get throttled.)
-    - A schedule: emails are due 1/rate apart (times PACE_MARGIN). After a
-      short stall (a batch boundary: the last answers of a batch, recording
-      it and taking the next; at 50/s this cost ~6% of the pace), the
-      following emails go up to CATCH_UP times faster until they are back on
-      schedule, still within the window. A stall longer than
-      CATCH_UP_SECONDS (idle time, a backoff) is forgiven, not made up.
-
-    `wait(n)` lets n emails through at once (one SendBulkEmail call carries
-    n recipients and SES counts each of them).
-
-    After `slow_down()` (SES throttled us) the rate is halved, down to
-    1/THROTTLE_MAX_SLOWDOWN of it, for THROTTLE_SLOWDOWN_SECONDS, and no
-    earlier stall is made up.
-
-    Thread-safe: concurrent senders queue on the lock, which is held while
-    sleeping because every waiter would have to wait for its slot anyway.
-    """
-
-    def __init__(self, rate_per_sec: float, *, clock: Callable[[], float] = time.monotonic, sleep=time.sleep):
-        self.rate = rate_per_sec
-        self.clock = clock
-        self.sleep = sleep
-        self._due = None  # when the next email is due on the schedule
-        self._earliest = float("-inf")  # the catch-up limit on the next release
-        self._last_slot_ends = float("-inf")  # the last release + its full interval
-        # The release time of each of the last `capacity` emails.
-        self._released: collections.deque[float] = collections.deque(maxlen=_capacity(rate_per_sec))
-        self._slowdown = 1
-        self._slow_until = float("-inf")
-        self._lock = threading.Lock()
-
-    def wait(self, emails: int = 1) -> None:
-        with self._lock:
-            now = self.clock()
-            if now >= self._slow_until:
-                self._slowdown = 1
-            rate = self.current_rate
-            interval = PACE_MARGIN / rate
-            window_opens = self._window_opens(emails, rate)
-            if self._due is None or now - self._due > CATCH_UP_SECONDS:
-                # The first email, or after a long stall: a new schedule, no debt.
-                self._due = now
-            if now <= self._due < window_opens:
-                # On schedule but held back by the window (after a slow-down,
-                # say): the schedule moves with it, so that the next emails
-                # do not bunch up against the window to make up the time.
-                self._due = window_opens
-            release_at = max(self._due, self._earliest, window_opens)
-            delay = release_at - now
-            if delay > 0:
-                self.sleep(delay)
-                now = self.clock()
-            self._released.extend([now] * min(emails, self._released.maxlen))
-            self._due += emails * interval
-            self._earliest = now + emails * interval / CATCH_UP
-            self._last_slot_ends = now + emails * interval
-
-    def _window_opens(self, emails: int, rate: float) -> float:
-        """The earliest moment `emails` more keep every window within the rate."""
-        if not self._released:
-            return float("-inf")
-        capacity = _capacity(rate)
-        # Below one per second, one email per 1/rate seconds. (A rate that is
-        # not whole, 14.5/s say, allows 14 in any second.)
-        window = PACE_MARGIN * max(1.0, 1 / rate)
-        if emails > capacity:
-            # More than a window holds (a slowed-down pace): spread them.
-            return self._released[-1] + window * emails / capacity
-        back = capacity - emails + 1
-        if len(self._released) < back:
-            return float("-inf")
-        return self._released[-back] + window
-
-    def slow_down(self) -> None:
-        with self._lock:
-            self._slowdown = min(THROTTLE_MAX_SLOWDOWN, self._slowdown * 2)
-            self._slow_until = self.clock() + THROTTLE_SLOWDOWN_SECONDS
-            # No catching up now: the next email waits at least its full slot.
-            self._due = None
-            self._earliest = max(self._earliest, self._last_slot_ends)
-
-    @property
-    def current_rate(self) -> float:
-        return self.rate / self._slowdown
-
-
-def _capacity(rate: float) -> int:
-    """Emails one window may hold: the rate, rounded down, at least one."""
-    return max(1, math.floor(rate))
-
-
-# SES takes at most 50 destinations per SendBulkEmail call.
-SES_BULK_MAX_RECIPIENTS = 50
-# Bulk calls are made at least this many times a second, so that the pace stays
-# even (one call's recipients reach SES at the same moment).
-BULK_CALLS_PER_SECOND = 10
-
-
-def recipients_per_call(rate: float, batch_size: int) -> int:
-    """How many recipients one SES call carries at this pace: 1 (a SendEmail
-    each) below 20/s; above, the largest divisor of the rate that keeps ten
-    calls a second, at most 50 and at most a batch. A divisor, so that whole
-    calls fill each second's allowance: at 50/s, 5 per call."""
-    whole = math.floor(rate)
-    for size in range(min(SES_BULK_MAX_RECIPIENTS, batch_size, whole // BULK_CALLS_PER_SECOND), 1, -1):
-        if whole % size == 0:
-            return size
-    return 1
-
-
-def pace_for(transport, recipients: int, settings) -> float:
-    """Ask SES for the account before a claim: refuse when sending is
-    disabled or the recipients exceed what is left of the 24-hour quota, and
-    pace at the lower of RATE_LIMIT_PER_SEC and the account's MaxSendRate.
-    A transport without an account (the local outbox) has no quota."""
-    account_limits = getattr(transport, "account_limits", None)
-    try:
-        limits = account_limits() if account_limits else None
-    except SendError as exc:
-        if exc.kind == ACCOUNT:
-            raise AccountCannotSend(f"SES refuses this account: {exc}") from exc
-        raise SesUnavailable(f"could not ask SES for the account's limits: {exc}") from exc
-    if limits is None:
-        return settings.rate_limit_per_sec
-    if not limits.sending_enabled:
-        raise AccountCannotSend("sending is disabled for this SES account (SendingEnabled is false)")
-    if limits.max_24_hour_send >= 0:
-        left = max(0, int(limits.max_24_hour_send - limits.sent_last_24_hours))
-        if recipients > left:
-            raise AccountCannotSend(
-                f"{recipients} recipients exceed what is left of the SES 24-hour quota: {left} of"
-                f" {int(limits.max_24_hour_send)} ({recipients - left} too many); try again later or"
-                " ask AWS for a higher quota"
-            )
-    if limits.max_send_rate > 0:
-        return min(settings.rate_limit_per_sec, limits.max_send_rate)
-    return settings.rate_limit_per_sec
-
-
-def check_mailout_can_start(pool: ConnectionPool, transport, settings, mailout_id: UUID) -> float:
-    """What a webhook or `mailout send` checks before the claim: the mailout
-    exists, is 'ready' and has content, and SES can take its recipients.
-    Returns the pace. The claim itself re-checks the status atomically."""
-    with pool.connection() as conn:
-        ready_mailout(conn, mailout_id)
-        recipients = store.count_active_subscribers(conn)
-    return pace_for(transport, recipients, settings)
-
-
-def ready_mailout(conn, mailout_id: UUID) -> dict:
-    """The mailout, or MailoutNotFound / MailoutNotReady."""
-    mailout = store.get_mailout(conn, mailout_id)
-    if mailout is None:
-        raise MailoutNotFound(str(mailout_id))
-    if mailout["status"] != "ready":
-        raise MailoutNotReady(mailout["status"])
-    sendable(mailout)
-    return mailout
-
-
-def sendable(mailout: dict) -> None:
-    """MailoutInvalid when the subject or body cannot go out as they are."""
-    try:
-        check_content(mailout["subject"], mailout["body"])
-    except ContentProblem as exc:
-        raise MailoutInvalid(str(exc)) from None
 
 
 def claim_mailout(pool: ConnectionPool, mailout_id: UUID, *, rate_per_sec: float | None = None) -> Claim:
@@ -1052,30 +839,6 @@ def send_test(pool: ConnectionPool, transport, settings, mailout_id: UUID, addre
         extra={"event": "test_send", "mailout_id": str(mailout_id)},
     )
     return results
-
-
-def reputation_problem(sent: int, reputation: dict, settings) -> str | None:
-    """Why the mailout must pause, or None.
-
-    SES puts an account under review at a 5% bounce or 0.1% complaint rate
-    and may pause it at 10% / 0.5%; stopping one mailout early protects every
-    later one. Below guard_min_sent the rates say too little to act on.
-    """
-    if sent < settings.guard_min_sent:
-        return None
-    bounce_rate = reputation["bounces"] / sent
-    complaint_rate = reputation["complaints"] / sent
-    if bounce_rate > settings.max_bounce_rate:
-        return (
-            f"bounce rate {bounce_rate:.2%} ({reputation['bounces']} of {sent} sent)"
-            f" is above MAX_BOUNCE_RATE {settings.max_bounce_rate:.2%}"
-        )
-    if complaint_rate > settings.max_complaint_rate:
-        return (
-            f"complaint rate {complaint_rate:.2%} ({reputation['complaints']} of {sent} sent)"
-            f" is above MAX_COMPLAINT_RATE {settings.max_complaint_rate:.2%}"
-        )
-    return None
 
 
 def cannot_write(exc: Exception) -> str:

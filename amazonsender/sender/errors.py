@@ -1,0 +1,49 @@
+"""Why a mailout cannot be claimed, resumed or recorded: the sender's domain errors.
+
+The webhook and the command line turn each into an HTTP answer or a message.
+"""
+
+from __future__ import annotations
+
+
+class MailoutNotFound(Exception):
+    pass
+
+
+class MailoutNotReady(Exception):
+    def __init__(self, status: str):
+        super().__init__(f"mailout is '{status}', not 'ready'")
+        self.status = status
+
+
+class MailoutInvalid(Exception):
+    """The mailout cannot be sent as it is (content.py says why)."""
+
+
+class MailoutNotResumable(Exception):
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class RunnerAlive(Exception):
+    """A 'sending' mailout whose runner wrote a heartbeat recently."""
+
+    def __init__(self, age_seconds: float):
+        super().__init__(
+            f"the mailout is being sent by a live run (last heartbeat {age_seconds:.0f} s ago);"
+            " use --force only if you are sure that run is gone"
+        )
+        self.age_seconds = age_seconds
+
+
+class AccountCannotSend(Exception):
+    """SES says this account cannot send the mailout now (disabled, or over quota)."""
+
+
+class SesUnavailable(Exception):
+    """SES could not be asked about the account now (try again later)."""
+
+
+class DatabaseUnavailable(Exception):
+    pass

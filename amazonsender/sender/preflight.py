@@ -1,0 +1,73 @@
+"""What is checked before a claim or a resume: the mailout is ready and sendable, and SES can take its recipients.
+
+Shared by the webhook, `mailout send` and `mailout resume`.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from psycopg_pool import ConnectionPool
+
+from .. import store
+from ..content import ContentProblem, check_content
+from ..ses import ACCOUNT, SendError
+from .errors import AccountCannotSend, MailoutInvalid, MailoutNotFound, MailoutNotReady, SesUnavailable
+
+
+def pace_for(transport, recipients: int, settings) -> float:
+    """Ask SES for the account before a claim: refuse when sending is
+    disabled or the recipients exceed what is left of the 24-hour quota, and
+    pace at the lower of RATE_LIMIT_PER_SEC and the account's MaxSendRate.
+    A transport without an account (the local outbox) has no quota."""
+    account_limits = getattr(transport, "account_limits", None)
+    try:
+        limits = account_limits() if account_limits else None
+    except SendError as exc:
+        if exc.kind == ACCOUNT:
+            raise AccountCannotSend(f"SES refuses this account: {exc}") from exc
+        raise SesUnavailable(f"could not ask SES for the account's limits: {exc}") from exc
+    if limits is None:
+        return settings.rate_limit_per_sec
+    if not limits.sending_enabled:
+        raise AccountCannotSend("sending is disabled for this SES account (SendingEnabled is false)")
+    if limits.max_24_hour_send >= 0:
+        left = max(0, int(limits.max_24_hour_send - limits.sent_last_24_hours))
+        if recipients > left:
+            raise AccountCannotSend(
+                f"{recipients} recipients exceed what is left of the SES 24-hour quota: {left} of"
+                f" {int(limits.max_24_hour_send)} ({recipients - left} too many); try again later or"
+                " ask AWS for a higher quota"
+            )
+    if limits.max_send_rate > 0:
+        return min(settings.rate_limit_per_sec, limits.max_send_rate)
+    return settings.rate_limit_per_sec
+
+
+def check_mailout_can_start(pool: ConnectionPool, transport, settings, mailout_id: UUID) -> float:
+    """What a webhook or `mailout send` checks before the claim: the mailout
+    exists, is 'ready' and has content, and SES can take its recipients.
+    Returns the pace. The claim itself re-checks the status atomically."""
+    with pool.connection() as conn:
+        ready_mailout(conn, mailout_id)
+        recipients = store.count_active_subscribers(conn)
+    return pace_for(transport, recipients, settings)
+
+
+def ready_mailout(conn, mailout_id: UUID) -> dict:
+    """The mailout, or MailoutNotFound / MailoutNotReady."""
+    mailout = store.get_mailout(conn, mailout_id)
+    if mailout is None:
+        raise MailoutNotFound(str(mailout_id))
+    if mailout["status"] != "ready":
+        raise MailoutNotReady(mailout["status"])
+    sendable(mailout)
+    return mailout
+
+
+def sendable(mailout: dict) -> None:
+    """MailoutInvalid when the subject or body cannot go out as they are."""
+    try:
+        check_content(mailout["subject"], mailout["body"])
+    except ContentProblem as exc:
+        raise MailoutInvalid(str(exc)) from None
