@@ -121,8 +121,7 @@ def process_notification(conn: Connection, sns_message: dict, event: SesEvent | 
     if event is None:
         event = parse_ses_event(sns_message["Message"])
     effect, params = effect_of(event)
-    record = record_rendering_failure if effect == RENDER_FAILED else store.record_event
-    is_new, repeat = record(
+    is_new, repeat = store.record_event(
         conn,
         {
             "sns_message_id": sns_message["MessageId"],
@@ -169,10 +168,9 @@ def record_confirmation(conn: Connection, sns_message: dict) -> bool:
 
 
 def effect_of(event: SesEvent) -> tuple[str | None, dict]:
-    """What the event does to the list: a key of store.EVENT_EFFECTS (or
-    RENDER_FAILED, below) and its parameters, or (None, {}) when it changes
-    nothing (no known recipient list, or an event type that only gets
-    recorded)."""
+    """What the event does to the list: a key of store.EVENT_EFFECTS and its
+    parameters, or (None, {}) when it changes nothing (no known recipient
+    list, or an event type that only gets recorded)."""
     if not event.addresses:
         return None, {}
     lowered = [address.lower() for address in event.addresses]
@@ -206,81 +204,12 @@ def effect_of(event: SesEvent) -> tuple[str | None, dict]:
         return "delivery", {"lowered": lowered, "delivered_id": event.ses_message_id or None}
     if event.event_type == RENDERING_FAILURE:
         reason = event.failure_message or "SES gave no reason"
-        return RENDER_FAILED, {
+        return "render_failed", {
             "lowered": lowered,
             "failed_id": event.ses_message_id or None,
             "error": f"SES could not render the email: {reason}",
         }
     return None, {}
-
-
-# --- Rendering Failure --------------------------------------------------------
-#
-# Written as an entry of store.EVENT_EFFECTS would be ({applies}: the SNS
-# message is new), and run in the same single statement as the event's
-# insert; it lives here only while store.py is being changed by others.
-#
-# The row is found by the SES message id the sender recorded, or, when none
-# is recorded yet (the event overtook its batch's outcomes, or the row was
-# left 'unknown' by a run that died), by the mailout_id tag and the address
-# exactly as it was sent (the unique index on (mailout_id, email) finds it).
-#
-# Which rows it fails, and which keep what they have:
-# - 'sending', 'sent', 'unknown': SES accepted the email and then never sent
-#   it, so it becomes 'failed' with the reason. It then no longer counts as
-#   sent (store.count_sent), so it leaves the reputation guard's denominator.
-#   A 'sending' row stays failed: record_outcomes only writes rows that are
-#   still 'sending' (or 'unknown').
-# - 'failed' keeps its first reason; 'delivered' stays delivered (SES handed
-#   the email over, whatever this says); 'queued' and 'skipped' were never
-#   sent, so an event naming them is not about them.
-# - A row whose SES message has a Bounce, Complaint or Delivery event stays
-#   as it is: SES attempted delivery, so the email counts as sent, and a
-#   bounce already in the guard's numerator keeps its email in the
-#   denominator.
-# The subscriber is never touched: a template that does not render is our
-# fault, not the address's.
-RENDER_FAILED = "render_failed"
-RENDER_FAILED_EFFECT = """,
-    render_failed AS (
-        UPDATE send_logs
-           SET status = 'failed', error_message = %(error)s, updated_at = now(),
-               ses_message_id = coalesce(ses_message_id, %(failed_id)s)
-         WHERE (ses_message_id = %(failed_id)s
-                OR (ses_message_id IS NULL AND mailout_id = %(mailout_id)s::uuid
-                    AND email COLLATE "C" = ANY(%(addresses)s::text[])))
-           AND lower(email) = ANY(%(lowered)s::text[])
-           AND status IN ('sending', 'sent', 'unknown')
-           AND NOT EXISTS (SELECT 1 FROM ses_events
-                            WHERE ses_message_id = %(failed_id)s
-                              AND event_type IN ('Bounce', 'Complaint', 'Delivery'))
-           AND {applies}
-    )"""
-
-
-def _render_failed_sql(link: str | None) -> str:
-    new = "EXISTS (SELECT 1 FROM new_event)"
-    return (
-        "WITH"
-        + store._NEW_EVENT.format(mailout=store._MAILOUT[link])
-        + RENDER_FAILED_EFFECT.format(applies=new)
-        + f"\nSELECT {new} AS is_new, false AS repeat"
-    )
-
-
-_RENDER_FAILED_SQL = {link: _render_failed_sql(link) for link in store._MAILOUT}
-
-
-def record_rendering_failure(conn: Connection, event: dict, effect: str = RENDER_FAILED) -> tuple[bool, bool]:
-    """store.record_event, same arguments and answer, for the RENDER_FAILED
-    effect; repeat is always False (these events carry no feedbackId)."""
-    params = {
-        **event,
-        "addresses": store._text_array(event["addresses"]),
-        "lowered": store._text_array(event["lowered"]),
-    }
-    row = conn.execute(_RENDER_FAILED_SQL[store._link(event)], params).fetchone()
-    return row["is_new"], row["repeat"]
 
 
 def _recipients(body: dict, event_type: str, mail: dict) -> list[str]:

@@ -126,10 +126,16 @@ def _may_hold_unstorable(source: str | bytes | bytearray) -> bool:
     return b"\x00" in source or b"\xed" in source
 
 
+def storable_text(text: str) -> str:
+    """`text` with NUL and lone surrogates as U+FFFD: what a Postgres text
+    column can hold (an error message may quote either)."""
+    return _UNSTORABLE.sub(REPLACEMENT, text) if _UNSTORABLE.search(text) else text
+
+
 def _storable(value):
     # Recursion is bounded: what loads returns nests at most MAX_DEPTH deep.
     if isinstance(value, str):
-        return _UNSTORABLE.sub(REPLACEMENT, value) if _UNSTORABLE.search(value) else value
+        return storable_text(value)
     if isinstance(value, list):
         items = [_storable(item) for item in value]
         return items if any(new is not old for new, old in zip(items, value)) else value

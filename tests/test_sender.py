@@ -8,6 +8,7 @@ import email.policy
 import random
 import threading
 import time
+import uuid
 from uuid import uuid4
 
 import pytest
@@ -444,3 +445,18 @@ def test_pacer_window_holds_at_any_rate_with_random_stalls(rate):
         times.append(clock.now)
         clock.now += rng.choice([0, 0, 0.001, 0.03, 0.2, 0.7])
     assert max_in_any_second(times) <= max(1, int(rate))
+
+
+def test_an_error_text_postgres_cannot_hold_is_recorded_with_replacement_characters(pool, conn, settings):
+    """An SES answer or an exception may quote a NUL or a lone surrogate:
+    the outcome is recorded all the same, those characters as U+FFFD."""
+    from amazonsender import store
+
+    add_subscribers(conn, ["ann@example.org"])
+    mailout_id = add_mailout(conn)
+    sender.claim_mailout(pool, mailout_id)
+    with pool.connection() as c:
+        [recipient], _ = store.take_batch(c, mailout_id, 10, uuid.uuid4())
+        store.record_outcomes(c, mailout_id, [store.Outcome(recipient.log_id, "failed", error="bad\x00 \ud800 x")])
+    row = conn.execute("SELECT status, error_message FROM send_logs").fetchone()
+    assert (row["status"], row["error_message"]) == ("failed", "bad\ufffd \ufffd x")
