@@ -138,7 +138,13 @@ def mailbox(address: str, name: str | None = None) -> str:
     """`name <address>` in 7-bit ASCII on one line, as SES takes it in
     FromEmailAddress, ReplyToAddresses and a SendBulkEmail destination, and as
     a header value. Raises AddressError for an address SES cannot take."""
-    address = ses_address(address)
+    return format_mailbox(ses_address(address), name)
+
+
+def format_mailbox(address: str, name: str | None = None) -> str:
+    """mailbox() for an address that ses_address has already given: the
+    sender checks each recipient's address once and uses it twice (SES's
+    destination and the To header)."""
     words = name_words(clean_name(name))
     return " ".join([*words, f"<{address}>"]) if words else address
 
@@ -219,5 +225,6 @@ def header_line(field: str, words: list[str]) -> bytes:
 
 
 def mailbox_header(field: str, address: str, name: str | None = None) -> bytes:
-    """A From, To or Reply-To header naming exactly this one mailbox."""
-    return header_line(field, mailbox(address, name).split(" "))
+    """A From, To or Reply-To header naming exactly this one mailbox;
+    `address` as ses_address gives it."""
+    return header_line(field, format_mailbox(address, name).split(" "))

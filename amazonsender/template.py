@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .addresses import mailbox, ses_address
+from .addresses import format_mailbox, ses_address
 from .message import _CONTROL_CHARACTERS, Footer, append_footer, html_to_text
 
 TOKEN_VARIABLE = "t"
@@ -64,7 +64,7 @@ class BulkContent:
         address = ses_address(to_email)
         return BulkRecipient(
             to_address=address,
-            destination=mailbox(address, to_name),
+            destination=format_mailbox(address, to_name),
             unsubscribe_url=url,
             template_data=json.dumps({TOKEN_VARIABLE: token}, separators=(",", ":")),
         )

@@ -86,8 +86,6 @@ def request_stop(reason: str) -> None:
     stop_requested.set()
 
 
-
-
 @dataclass(frozen=True)
 class Claim:
     mailout_id: UUID
@@ -217,13 +215,14 @@ class _Run:
         rate = claim.rate_per_sec or settings.rate_limit_per_sec
         self.pacer = pacer or Pacer(rate, sleep=self.sleep)
         self.tokens = UnsubscribeTokens(settings.unsubscribe_secret, settings.unsubscribe_old_secrets)
+        footer = Footer.from_settings(settings)
         self.builder = MessageBuilder(
             mailout_id=str(claim.mailout_id),
             subject=claim.subject,
             body_html=claim.body,
             from_address=settings.ses_from_email,
             reply_to=settings.ses_reply_to,
-            footer=Footer.from_settings(settings),
+            footer=footer,
         )
         self.bulk = None
         self.per_call = 1
@@ -234,7 +233,7 @@ class _Run:
                 subject=claim.subject,
                 body_html=claim.body,
                 unsubscribe_base=f"{settings.app_base_url}/unsubscribe?token=",
-                footer=Footer.from_settings(settings),
+                footer=footer,
             )
             if self.bulk is None:
                 log.warning(
