@@ -334,25 +334,13 @@ def subscribers_group():
 
 
 def suppression_key(required: bool):
-    """The suppression list's key, from SUPPRESSION_SECRET, else from
-    UNSUBSCRIBE_SECRET (which the service has anyway). Set SUPPRESSION_SECRET
-    once and never change it if UNSUBSCRIBE_SECRET may be rotated: the list's
-    hashes are made with the key, and a list made with another key is refused.
-    None when neither is set and `required` is False."""
-    from .config import MIN_SECRET_LENGTH
-    from .erasure import SuppressionKey
+    """erasure.key_from_environment, its refusal as the command's error."""
+    from .erasure import SuppressionKeyError, key_from_environment
 
-    for name in ("SUPPRESSION_SECRET", "UNSUBSCRIBE_SECRET"):
-        secret = os.environ.get(name, "").strip()
-        if secret:
-            if len(secret) < MIN_SECRET_LENGTH:
-                raise click.ClickException(f"{name} is too short: use at least {MIN_SECRET_LENGTH} random characters")
-            return SuppressionKey.from_secret(secret)
-    if required:
-        raise click.ClickException(
-            "the suppression list needs a key: set SUPPRESSION_SECRET (or UNSUBSCRIBE_SECRET) as the service has it"
-        )
-    return None
+    try:
+        return key_from_environment(os.environ, required=required)
+    except SuppressionKeyError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @subscribers_group.command("import")

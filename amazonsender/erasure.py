@@ -19,6 +19,7 @@ from psycopg_pool import ConnectionPool
 
 from . import store
 from .addresses import AddressError, normalize_address
+from .config import MIN_SECRET_LENGTH
 
 
 class SuppressionKeyError(Exception):
@@ -47,6 +48,26 @@ class SuppressionKey:
         """The hash of an address as the list holds it: of its lower-cased
         form (the list's unique index is on lower(email) too)."""
         return hmac.new(self.key, address.lower().encode("utf-8", "surrogateescape"), hashlib.sha256).digest()
+
+
+def key_from_environment(environ, *, required: bool) -> SuppressionKey | None:
+    """The suppression list's key, from SUPPRESSION_SECRET, else from
+    UNSUBSCRIBE_SECRET (which the service has anyway). Set SUPPRESSION_SECRET
+    once and never change it if UNSUBSCRIBE_SECRET may be rotated: the list's
+    hashes are made with the key, and a list made with another key is refused.
+    None when neither is set and `required` is False; SuppressionKeyError for
+    a secret too short, or none when one is required."""
+    for name in ("SUPPRESSION_SECRET", "UNSUBSCRIBE_SECRET"):
+        secret = environ.get(name, "").strip()
+        if secret:
+            if len(secret) < MIN_SECRET_LENGTH:
+                raise SuppressionKeyError(f"{name} is too short: use at least {MIN_SECRET_LENGTH} random characters")
+            return SuppressionKey.from_secret(secret)
+    if required:
+        raise SuppressionKeyError(
+            "the suppression list needs a key: set SUPPRESSION_SECRET (or UNSUBSCRIBE_SECRET) as the service has it"
+        )
+    return None
 
 
 def check_suppression_key(conn, key: SuppressionKey | None) -> bool:
