@@ -166,7 +166,7 @@ def healthz():
 def read_json_body() -> tuple[dict, str | None]:
     """Returns (payload, error). The body is read whatever its content type:
     callers such as Notion do not always send application/json."""
-    raw = jsontext.whole_body(request)
+    raw = request.get_data(cache=True)
     if not raw.strip():
         return {}, "the request body is empty; send a JSON object"
     try:

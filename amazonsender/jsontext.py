@@ -1,7 +1,7 @@
 """Reading JSON that comes from outside (request bodies, the SES event inside
-an SNS message): the whole body or a 413, a limit on how deeply it may nest,
-and its strings made storable. No Flask in here: the views pass their
-request in.
+an SNS message): a limit on how deeply it may nest, and its strings made
+storable. No Flask in here. (The body limit, 413 for a body over 64 KiB with
+or without a Content-Length, is web.BodyLimit's, for every endpoint.)
 
 Python's json parser recurses once per array or object level and raises
 RecursionError (not ValueError) at about a thousand: `[` repeated 30,000
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-
-from werkzeug.exceptions import RequestEntityTooLarge
 
 MAX_DEPTH = 64
 
@@ -40,24 +38,6 @@ REPLACEMENT = "\ufffd"
 
 class TooDeep(ValueError):
     """The JSON nests arrays and objects more than MAX_DEPTH levels deep."""
-
-
-def whole_body(request) -> bytes:
-    """request.get_data(), or RequestEntityTooLarge (413) for a body over
-    request.max_content_length, with or without a Content-Length.
-
-    In the app, web.BodyLimit has already read any body sent without a
-    Content-Length (chunked): a request that gets here has one, and werkzeug
-    refuses it when it is over the limit. The check below is for a request
-    that did not come through it: werkzeug reads a chunked body up to the
-    limit and hands it back cut off there, so one that has reached the limit
-    is refused (one of exactly the limit too, since nothing tells it from a
-    longer one short of reading on)."""
-    body = request.get_data(cache=True)
-    limit = request.max_content_length
-    if limit is not None and request.content_length is None and len(body) >= limit:
-        raise RequestEntityTooLarge()
-    return body
 
 
 def loads(data: str | bytes | bytearray):

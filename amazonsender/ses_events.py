@@ -47,7 +47,7 @@ def receive():
         raise ApiError(403, "this endpoint trusts no SNS topic yet: set SNS_TOPIC_ARNS")
 
     # SNS posts JSON as text/plain: read the body whatever the content type.
-    body = jsontext.whole_body(request)
+    body = request.get_data(cache=True)
     try:
         message = read_json(body)
     except jsontext.TooDeep as exc:
