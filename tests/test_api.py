@@ -172,6 +172,19 @@ def test_a_mailout_that_is_not_ready_is_409_naming_its_status(client, conn, stat
     assert ledger(conn, mailout_id) == {}
 
 
+def test_a_draft_409_says_how_to_make_it_ready(client, conn):
+    mailout_id = add_mailout(conn, status="draft")
+    response = client.post("/send-mailout", json={"mailout_id": str(mailout_id)}, headers=AUTH)
+    assert response.status_code == 409 and response.json["status"] == "draft"
+    assert f"mailout ready {mailout_id}" in response.json["error"]
+
+
+def test_only_a_draft_409_names_the_ready_command(client, conn):
+    mailout_id = add_mailout(conn, status="sent")
+    response = client.post("/send-mailout", json={"mailout_id": str(mailout_id)}, headers=AUTH)
+    assert response.status_code == 409 and "mailout ready" not in response.json["error"]
+
+
 def test_an_empty_mailout_is_422(client, conn):
     mailout_id = add_mailout(conn, subject=" ")
     response = client.post("/send-mailout", json={"mailout_id": str(mailout_id)}, headers=AUTH)

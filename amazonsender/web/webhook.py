@@ -1,28 +1,34 @@
-"""The webhook that starts a mailout, its status, and the health check."""
+"""POST /send-mailout: the webhook that starts a mailout, or sends it to test addresses."""
 
 from __future__ import annotations
 
 import contextvars
-import hmac
 import logging
 import threading
-from pathlib import Path
 from uuid import UUID
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
-from . import jsontext, metrics, sender, store
-from .db import get_pool
-from .web import ApiError
+from .. import jsontext, metrics, sender
+from .auth import require_secret
+from .errors import ApiError, answer
+from .notion import extract_mailout_id
+from .pool import get_pool
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("api", __name__)
+bp = Blueprint("webhook", __name__)
 
-HEALTH_CHECK_SECONDS = 2.0
 TRUE_WORDS = ("1", "true", "yes")
 MAX_TEST_RECIPIENTS = 20
-OPENAPI_DOCUMENT = Path(__file__).resolve().parent / "openapi.json"
+# Why a mailout cannot be claimed; problems.py says how each is answered.
+CANNOT_START = (
+    sender.MailoutNotFound,
+    sender.MailoutNotReady,
+    sender.MailoutInvalid,
+    sender.AccountCannotSend,
+    sender.SesUnavailable,
+)
 
 
 @bp.post("/send-mailout")
@@ -42,16 +48,8 @@ def send_mailout():
     try:
         rate = sender.check_mailout_can_start(pool, transport, settings, mailout_id)
         claim = sender.claim_mailout(pool, mailout_id, rate_per_sec=rate)
-    except sender.MailoutNotFound:
-        raise ApiError(404, f"no mailout with id {mailout_id}") from None
-    except sender.MailoutNotReady as exc:
-        raise ApiError(409, f"mailout {mailout_id} is '{exc.status}', not 'ready'", status=exc.status) from None
-    except sender.MailoutInvalid as exc:
-        raise ApiError(422, str(exc)) from None
-    except sender.AccountCannotSend as exc:
-        raise ApiError(409, str(exc), status="ready") from None
-    except sender.SesUnavailable as exc:
-        raise ApiError(503, str(exc)) from None
+    except CANNOT_START as exc:
+        raise answer(exc, mailout_id=mailout_id) from None
 
     if wait:
         summary = sender.send_claimed_mailout(pool, transport, settings, claim)
@@ -89,49 +87,9 @@ def test_send(settings, mailout_id: UUID, to):
     transport = current_app.extensions["transport"]
     try:
         results = sender.send_test(get_pool(), transport, settings, mailout_id, addresses)
-    except sender.MailoutNotFound:
-        raise ApiError(404, f"no mailout with id {mailout_id}") from None
-    except sender.MailoutInvalid as exc:
-        raise ApiError(422, str(exc)) from None
+    except (sender.MailoutNotFound, sender.MailoutInvalid) as exc:
+        raise answer(exc, mailout_id=mailout_id) from None
     return jsonify(mailout_id=str(mailout_id), test=True, results=results), 200
-
-
-@bp.get("/mailouts/<mailout_id>")
-def mailout_status(mailout_id: str):
-    settings = current_app.config["SETTINGS"]
-    require_secret(settings.executor_shared_secret, {})
-    mailout_uuid = parse_uuid(mailout_id, "the mailout id in the URL")
-    with get_pool().connection() as conn:
-        mailout = store.get_mailout(conn, mailout_uuid)
-        if mailout is None:
-            raise ApiError(404, f"no mailout with id {mailout_uuid}")
-        counts = store.count_by_status(conn, mailout_uuid)
-        reputation = store.reputation(conn, mailout_uuid)
-        rate = store.sent_last_minute(conn, mailout_uuid) / 60.0
-    queued = counts.get("queued", 0) + counts.get("sending", 0)
-    sent = counts.get("sent", 0) + counts.get("delivered", 0)
-    age = mailout["heartbeat_age_seconds"]
-    return jsonify(
-        mailout_id=str(mailout_uuid),
-        status=mailout["status"],
-        subject=mailout["subject"],
-        recipients=mailout["recipients"],
-        counts=counts,
-        sent=sent,
-        remaining=queued,
-        bounces=reputation["bounces"],
-        complaints=reputation["complaints"],
-        bounce_rate=round(reputation["bounces"] / sent, 4) if sent else None,
-        complaint_rate=round(reputation["complaints"] / sent, 4) if sent else None,
-        # Emails per second over the last minute, and the time left at that pace.
-        rate_per_sec=round(rate, 2),
-        eta_seconds=round(queued / rate) if rate and mailout["status"] == "sending" else None,
-        started_at=iso(mailout["started_at"]),
-        sent_at=iso(mailout["sent_at"]),
-        heartbeat_at=iso(mailout["heartbeat_at"]),
-        heartbeat_age_seconds=round(float(age), 1) if age is not None else None,
-        error=mailout["error"],
-    )
 
 
 @bp.after_app_request
@@ -139,28 +97,6 @@ def count_webhook_answers(response):
     if request.path == "/send-mailout" and request.method == "POST":
         metrics.WEBHOOKS.labels(str(response.status_code)).inc()
     return response
-
-
-@bp.get("/metrics")
-def prometheus_metrics():
-    body, content_type = metrics.exposition()
-    return Response(body, content_type=content_type)
-
-
-@bp.get("/openapi.json")
-def openapi_document():
-    return current_app.response_class(OPENAPI_DOCUMENT.read_bytes(), content_type="application/json")
-
-
-@bp.get("/healthz")
-def healthz():
-    try:
-        with get_pool().connection(timeout=HEALTH_CHECK_SECONDS) as conn:
-            conn.execute("SELECT 1")
-    except Exception:  # noqa: BLE001 - any failure means "not healthy"
-        log.warning("health check: database unreachable", exc_info=True)
-        return jsonify(status="unavailable", database="unreachable"), 503
-    return jsonify(status="ok", database="ok"), 200
 
 
 def read_json_body() -> tuple[dict, str | None]:
@@ -172,99 +108,12 @@ def read_json_body() -> tuple[dict, str | None]:
     try:
         payload = jsontext.loads(raw)
     except jsontext.TooDeep as exc:
-        return {}, f"the request body {exc}"
+        return {}, answer(exc, where="the request body").message
     except (ValueError, UnicodeDecodeError):
         return {}, "the request body is not valid JSON"
     if not isinstance(payload, dict):
         return {}, "the request body must be a JSON object"
     return payload, None
-
-
-def require_secret(secret: str, payload: dict) -> None:
-    """Accept `Authorization: Bearer <secret>` or the body's `auth_token`,
-    compared in constant time."""
-    header = request.headers.get("Authorization", "")
-    if header:
-        scheme, _, presented = header.partition(" ")
-        presented = presented.strip() if scheme.lower() == "bearer" else ""
-    else:
-        presented = payload.get("auth_token")
-    if not isinstance(presented, str) or not presented:
-        raise ApiError(401, "missing secret: send 'Authorization: Bearer <secret>' or 'auth_token'")
-    # surrogatepass: JSON can carry an unpaired surrogate ("\ud800"), which
-    # plain UTF-8 refuses to encode; such a token is simply wrong.
-    if not hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), secret.encode("utf-8", "surrogatepass")):
-        raise ApiError(401, "wrong secret")
-
-
-def is_notion_body(payload: dict) -> bool:
-    return "mailout_id" not in payload and isinstance(payload.get("data"), dict)
-
-
-def extract_mailout_id(payload: dict, notion_property: str) -> UUID:
-    if not is_notion_body(payload):
-        value = payload.get("mailout_id")
-        if value is None:
-            raise ApiError(400, "mailout_id is missing from the body")
-        return parse_uuid(value, "mailout_id")
-
-    what = f"Notion property '{notion_property}'"
-    properties = payload["data"].get("properties")
-    if not isinstance(properties, dict):
-        raise ApiError(400, f"the Notion page has no properties, so {what} is missing")
-    if notion_property not in properties:
-        raise ApiError(400, f"{what} is missing from the page (set NOTION_MAILOUT_PROPERTY to its name)")
-    value = notion_property_text(properties[notion_property])
-    if value is None:
-        raise ApiError(400, f"{what} must be text, a title or a formula that gives text")
-    return parse_uuid(value, what)
-
-
-def notion_property_text(prop) -> str | None:
-    """The text of a Notion page property, for the kinds a mailout id can be
-    kept in: rich_text, title, a formula giving a string, or a plain string."""
-    if isinstance(prop, str):
-        return prop
-    if not isinstance(prop, dict):
-        return None
-    kind = prop.get("type")
-    if kind in ("rich_text", "title") and isinstance(prop.get(kind), list):
-        return "".join(rich_text_piece(piece) for piece in prop[kind])
-    if kind == "formula" and isinstance(prop.get("formula"), dict):
-        formula = prop["formula"]
-        if formula.get("type") == "string" and isinstance(formula.get("string"), str):
-            return formula["string"]
-        return None
-    if kind in ("url", "email", "phone_number") and isinstance(prop.get(kind), str):
-        return prop[kind]
-    return None
-
-
-def rich_text_piece(piece) -> str:
-    if not isinstance(piece, dict):
-        return ""
-    if isinstance(piece.get("plain_text"), str):
-        return piece["plain_text"]
-    text = piece.get("text")
-    if isinstance(text, dict) and isinstance(text.get("content"), str):
-        return text["content"]
-    return ""
-
-
-def parse_uuid(value, what: str) -> UUID:
-    if not isinstance(value, str):
-        raise ApiError(400, f"{what} must be a string holding a UUID")
-    if not value.strip():
-        raise ApiError(400, f"{what} is empty")
-    try:
-        return UUID(value.strip())
-    except ValueError:
-        shown = value if len(value) <= 60 else value[:57] + "..."
-        raise ApiError(400, f"{what} is not a UUID: {shown!r}") from None
-
-
-def iso(moment) -> str | None:
-    return moment.isoformat() if moment else None
 
 
 def start_in_background(app, pool, transport, settings, claim: sender.Claim) -> threading.Thread:
