@@ -11,6 +11,10 @@ from uuid import UUID
 
 from .errors import ApiError
 
+# How much of a page's property names a 400 lists (they are the caller's text).
+MAX_LISTED_PROPERTIES = 10
+MAX_NAME_CHARS = 40
+
 
 def is_notion_body(payload: dict) -> bool:
     return "mailout_id" not in payload and isinstance(payload.get("data"), dict)
@@ -28,11 +32,31 @@ def extract_mailout_id(payload: dict, notion_property: str) -> UUID:
     if not isinstance(properties, dict):
         raise ApiError(400, f"the Notion page has no properties, so {what} is missing")
     if notion_property not in properties:
-        raise ApiError(400, f"{what} is missing from the page (set NOTION_MAILOUT_PROPERTY to its name)")
+        raise ApiError(400, f"{what} is missing from the page; {found_properties(properties)}")
     value = notion_property_text(properties[notion_property])
     if value is None:
         raise ApiError(400, f"{what} must be text, a title or a formula that gives text")
     return parse_uuid(value, what)
+
+
+def found_properties(properties: dict) -> str:
+    """What the page has instead, for the person setting up the automation:
+    the property names it found, so that a typo or a renamed column shows.
+    The names come from whoever posts the body: the list is bounded, and
+    each name is cut short with anything not printable replaced."""
+    if not properties:
+        return "the page has no properties at all"
+    names = [f"'{shown_name(name)}'" for name in list(properties)[:MAX_LISTED_PROPERTIES]]
+    more = len(properties) - len(names)
+    listed = ", ".join(names) + (f" and {more} more" if more > 0 else "")
+    return f"it has {listed} (set NOTION_MAILOUT_PROPERTY to the one holding the mailout id)"
+
+
+def shown_name(name: str) -> str:
+    # Control, format (such as a right-to-left override) and separator
+    # characters, and lone surrogates, are not printable.
+    shown = "".join(ch if ch.isprintable() else "\ufffd" for ch in name[:MAX_NAME_CHARS])
+    return shown + ("..." if len(name) > MAX_NAME_CHARS else "")
 
 
 def notion_property_text(prop) -> str | None:
