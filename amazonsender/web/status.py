@@ -6,7 +6,8 @@ from flask import Blueprint, current_app, jsonify
 
 from .. import store
 from .auth import require_secret
-from .errors import ApiError
+from ..sender.errors import MailoutNotFound
+from .errors import answer
 from .notion import parse_uuid
 from .pool import get_pool
 
@@ -21,7 +22,7 @@ def mailout_status(mailout_id: str):
     with get_pool().connection() as conn:
         mailout = store.get_mailout(conn, mailout_uuid)
         if mailout is None:
-            raise ApiError(404, f"no mailout with id {mailout_uuid}")
+            raise answer(MailoutNotFound(str(mailout_uuid)), mailout_id=mailout_uuid)
         counts = store.count_by_status(conn, mailout_uuid)
         reputation = store.reputation(conn, mailout_uuid)
         rate = store.sent_last_minute(conn, mailout_uuid) / 60.0
