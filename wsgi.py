@@ -2,7 +2,7 @@
 
 from dotenv import load_dotenv
 
-from amazonsender import create_app
+from amazonsender.web import create_app
 
 load_dotenv()
 app = create_app()

@@ -1,48 +1,24 @@
 """AmazonSender: sends one newsletter to every active subscriber through
-Amazon SES, exactly once, and keeps the list clean."""
+Amazon SES, exactly once, and keeps the list clean.
+
+The HTTP service lives in `amazonsender.web`, the only package that imports
+Flask. `from amazonsender import create_app` still works: the name is looked
+up there on first use, so that the command line and the sender, which import
+this package, never load Flask.
+"""
 
 from __future__ import annotations
 
-import logging
+from .config import Settings  # noqa: F401 - names this package has always offered
+from .logs import configure_logging  # noqa: F401
 
-from flask import Flask
-
-from .config import Settings
-from .logs import configure_logging
-
-MAX_BODY_BYTES = 64 * 1024
+# Names this package hands on from amazonsender.web, loaded when first asked for.
+_FROM_WEB = ("create_app", "MAX_BODY_BYTES")
 
 
-def create_app(settings: Settings | None = None, *, pool=None, transport=None, fetch_url=None) -> Flask:
-    """Build the WSGI app. Tests pass their own settings, pool, transport and
-    `fetch_url` (how SNS certificates and subscription URLs are fetched); in
-    production they come from the environment."""
-    settings = settings or Settings.from_env()
-    configure_logging(settings.log_level, settings.log_format)
+def __getattr__(name: str):
+    if name in _FROM_WEB:
+        from . import web
 
-    from . import api, db, ses, ses_events, sns, unsubscribe, web
-
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.config["SETTINGS"] = settings
-    db.init_app(app, pool or db.create_pool(settings.database_url, max_size=settings.db_pool_size))
-    app.extensions["transport"] = transport or ses.make_transport(settings)
-    app.extensions["sns_fetch"] = fetch_url or sns.fetch_url
-    app.extensions["sns_verifier"] = sns.MessageVerifier(
-        settings.sns_topic_arns, sns.CertificateCache(app.extensions["sns_fetch"])
-    )
-    if not settings.sns_topic_arns:
-        logging.getLogger(__name__).warning(
-            "SNS_TOPIC_ARNS is not set: /ses-events will refuse every message, so bounces and"
-            " complaints are not processed"
-        )
-    web.register_request_ids(app)
-    web.register_body_limit(app)
-    web.register_security_headers(app)
-    web.register_error_handlers(app)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(unsubscribe.bp)
-    app.register_blueprint(ses_events.bp)
-    return app
-
-
+        return getattr(web, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

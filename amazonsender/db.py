@@ -131,14 +131,3 @@ def single_statement(pool: ConnectionPool) -> Iterator[psycopg.Connection]:
             # transaction open); a broken one is discarded by the pool.
             with suppress(psycopg.Error):
                 conn.autocommit = False
-
-
-def init_app(app, pool: ConnectionPool) -> None:
-    """The one place the database meets Flask."""
-    app.extensions["db_pool"] = pool
-
-
-def get_pool() -> ConnectionPool:
-    from flask import current_app
-
-    return current_app.extensions["db_pool"]

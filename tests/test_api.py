@@ -146,6 +146,35 @@ def test_bad_notion_bodies_name_the_property(client, properties, message):
     assert message in response.json["error"]
 
 
+def test_a_notion_page_without_the_property_lists_the_properties_it_has(client):
+    properties = {"Name": {"type": "title", "title": []}, "Mailout ID": rich_text(str(uuid4()))}
+    response = client.post("/send-mailout", json=notion_body(properties), headers=AUTH)
+    assert response.status_code == 400
+    error = response.json["error"]
+    assert "Notion property 'mailout_id' is missing" in error
+    assert "'Name'" in error and "'Mailout ID'" in error and "NOTION_MAILOUT_PROPERTY" in error
+
+
+def test_the_listed_property_names_are_bounded_and_sanitised(client):
+    hostile = "evil\u202e\n\x00" + "x" * 500
+    properties = {hostile: rich_text("a"), **{f"p{i}": rich_text("a") for i in range(30)}}
+    raw = json.dumps(notion_body(properties))  # in this order: the test client's json= sorts keys
+    response = client.post("/send-mailout", data=raw, headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status_code == 400
+    error = response.json["error"]
+    assert "\u202e" not in error and "\n" not in error and "\x00" not in error and "x" * 41 not in error
+    # notion_body's page has a Name property of its own, listed first.
+    assert "'evil\ufffd\ufffd\ufffd" in error and "'p7'" in error and "'p8'" not in error
+    assert "and 22 more" in error and len(error) < 1000
+
+
+def test_a_notion_page_with_no_properties_at_all_says_so(client):
+    body = notion_body({})
+    body["data"]["properties"] = {}
+    response = client.post("/send-mailout", json=body, headers=AUTH)
+    assert response.status_code == 400 and "no properties" in response.json["error"]
+
+
 def test_notion_page_without_properties(client):
     body = notion_body({})
     del body["data"]["properties"]
@@ -170,6 +199,19 @@ def test_a_mailout_that_is_not_ready_is_409_naming_its_status(client, conn, stat
     assert f"'{status}'" in response.json["error"]
     assert response.json["status"] == status
     assert ledger(conn, mailout_id) == {}
+
+
+def test_a_draft_409_says_how_to_make_it_ready(client, conn):
+    mailout_id = add_mailout(conn, status="draft")
+    response = client.post("/send-mailout", json={"mailout_id": str(mailout_id)}, headers=AUTH)
+    assert response.status_code == 409 and response.json["status"] == "draft"
+    assert f"mailout ready {mailout_id}" in response.json["error"]
+
+
+def test_only_a_draft_409_names_the_ready_command(client, conn):
+    mailout_id = add_mailout(conn, status="sent")
+    response = client.post("/send-mailout", json={"mailout_id": str(mailout_id)}, headers=AUTH)
+    assert response.status_code == 409 and "mailout ready" not in response.json["error"]
 
 
 def test_an_empty_mailout_is_422(client, conn):

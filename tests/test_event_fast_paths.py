@@ -13,7 +13,7 @@ from email.utils import parseaddr
 import pytest
 
 from amazonsender import db, events, store
-from amazonsender.ses_events import read_json
+from amazonsender.web.ses_events import read_json
 from tests.conftest import add_mailout, add_subscribers
 from tests.sns_signing import ses_sample
 
@@ -245,7 +245,7 @@ def test_a_body_without_one_is_read(body, value):
 def test_the_answers_are_what_jsonify_writes(sns_app):
     from flask import jsonify
 
-    from amazonsender.ses_events import ANSWERS
+    from amazonsender.web.ses_events import ANSWERS
 
     with sns_app.app_context():
         for is_new, status in ((True, "processed"), (False, "duplicate")):

@@ -55,7 +55,7 @@ from tests.conftest import (
 )
 from tests.sns_signing import OTHER_TOPIC_ARN, TOPIC_ARN, SnsSigner, ses_sample
 
-DOCUMENT = Path(__file__).resolve().parent.parent / "amazonsender" / "openapi.json"
+DOCUMENT = Path(__file__).resolve().parent.parent / "amazonsender" / "web" / "openapi.json"
 AUTH = {"Authorization": f"Bearer {SHARED_SECRET}"}
 ACTIVE = ["ann@list.example", "bob@list.example", "cat@list.example"]
 # Sends to this address fail, so summaries and test results show failures too.

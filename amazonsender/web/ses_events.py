@@ -16,16 +16,17 @@ import logging
 
 from flask import Blueprint, current_app, request
 
-from . import events, jsontext, metrics
-from .db import get_pool, single_statement
-from .sns import (
+from .. import events, jsontext, metrics
+from ..db import single_statement
+from ..sns import (
     NOTIFICATION,
     SUBSCRIPTION_CONFIRMATION,
     CertificateUnavailable,
     InvalidMessage,
     TopicNotAllowed,
 )
-from .web import ApiError
+from .errors import ApiError, answer
+from .pool import get_pool
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def receive():
     try:
         message = read_json(body)
     except jsontext.TooDeep as exc:
-        raise ApiError(400, f"the body {exc}") from None
+        raise answer(exc, where="the body") from None
     except (ValueError, UnicodeError):
         raise ApiError(400, "the body is not JSON") from None
     try:
@@ -59,14 +60,14 @@ def receive():
     except InvalidMessage as exc:
         metrics.SNS_MESSAGES.labels("unverified", "refused").inc()
         log.warning("SNS message refused: %s", exc)
-        raise ApiError(400, f"invalid SNS message: {exc}") from None
+        raise answer(exc) from None
     except TopicNotAllowed as exc:
         metrics.SNS_MESSAGES.labels("unverified", "refused").inc()
         log.warning("SNS message refused: topic %s is not in SNS_TOPIC_ARNS", exc)
-        raise ApiError(403, "this topic is not allowed") from None
+        raise answer(exc) from None
     except CertificateUnavailable as exc:
         log.warning("SNS signing certificate unavailable: %s", exc)
-        raise ApiError(503, "the signing certificate cannot be fetched now; try again") from None
+        raise answer(exc) from None
 
     kind = message["Type"]
     event = read_event(message) if kind == NOTIFICATION else None
@@ -103,7 +104,7 @@ def read_event(message: dict) -> events.SesEvent:
     except jsontext.TooDeep as exc:
         metrics.SNS_MESSAGES.labels("Unknown", "refused").inc()
         log.warning("SNS message %s refused: its Message %s", message["MessageId"], exc)
-        raise ApiError(400, f"the SES event in Message {exc}") from None
+        raise answer(exc, where="the SES event in Message") from None
 
 
 def read_json(body: bytes):

@@ -12,10 +12,11 @@ import logging
 
 from flask import Blueprint, current_app, render_template, request, url_for
 
-from . import store
-from .db import get_pool, single_statement
-from .tokens import BadToken, UnsubscribeTokens
-from .web import ApiError
+from .. import store
+from ..db import single_statement
+from ..tokens import BadToken, UnsubscribeTokens
+from .errors import answer
+from .pool import get_pool
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +25,8 @@ bp = Blueprint("unsubscribe", __name__)
 UNSUBSCRIBE_TOKENS = "unsubscribe_tokens"
 UNSUBSCRIBED_PAGE = "unsubscribed_page"
 
-BAD_LINK = (
-    "This unsubscribe link is damaged or incomplete. Open the link from the email again, "
-    "or reply to the email and we will remove you by hand."
-)
-
-
 # The URL holds the reader's token: no cache keeps the page. (No Referer and
-# the Content-Security-Policy come with every answer: web.register_security_headers.)
+# the Content-Security-Policy come with every answer: http.register_security_headers.)
 @bp.after_request
 def no_caching(response):
     response.headers["Cache-Control"] = "no-store"
@@ -40,7 +35,7 @@ def no_caching(response):
 
 
 # App-wide, not just this blueprint's views: the error pages are rendered by
-# web.error_response, and a 405 or 404 under /unsubscribe belongs to no
+# errors.error_response, and a 405 or 404 under /unsubscribe belongs to no
 # blueprint. These pages are the app's only templates.
 @bp.app_context_processor
 def newsletter_name():
@@ -90,8 +85,8 @@ def unsubscribed_page() -> str:
 def read_subscriber_id(token: str):
     try:
         return unsubscribe_tokens().read(token)
-    except BadToken:
-        raise ApiError(400, BAD_LINK) from None
+    except BadToken as exc:
+        raise answer(exc) from None
 
 
 def unsubscribe_tokens() -> UnsubscribeTokens:

@@ -1,6 +1,4 @@
-"""What every blueprint shares: errors as JSON for the API and as a page for
-people, never a stack trace or a 500 page for something a client sent; the
-request body limit on every endpoint; the security headers of every answer.
+"""What every answer shares: the request body limit on every endpoint, the security headers, the request id.
 
 The body limit: werkzeug refuses a Content-Length over MAX_CONTENT_LENGTH,
 but a body sent without one (chunked) it reads up to the limit and hands back
@@ -15,42 +13,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import logging
 from pathlib import Path
 
-import psycopg
-from flask import jsonify, render_template, request
+from flask import request
 from markupsafe import Markup
-from psycopg_pool import PoolTimeout
-from werkzeug.exceptions import HTTPException, InternalServerError, RequestEntityTooLarge
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import logs
-
-log = logging.getLogger(__name__)
-
-HTML_PREFIXES = ("/unsubscribe",)
-
-
-class ApiError(Exception):
-    """Raised by views; answered as `{"error": message, **extra}` with the
-    HTTP status `code`."""
-
-    def __init__(self, code: int, message: str, **extra):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.extra = extra
-
-
-def wants_html() -> bool:
-    return request.path.startswith(HTML_PREFIXES)
-
-
-def error_response(code: int, message: str, extra: dict | None = None):
-    if wants_html():
-        return render_template("message.html", title="Something went wrong", message=message), code
-    return jsonify(error=message, **(extra or {})), code
-
+from .. import logs
 
 # The pages' only style sheet, written into each page's <style> element and
 # allowed by its hash: no 'unsafe-inline', and no extra request for a file.
@@ -143,35 +112,3 @@ def register_request_ids(app) -> None:
             response.headers["X-Request-Id"] = request_id
         return response
 
-
-def register_error_handlers(app) -> None:
-    @app.errorhandler(ApiError)
-    def handle_api_error(error: ApiError):
-        return error_response(error.code, error.message, error.extra)
-
-    @app.errorhandler(HTTPException)
-    def handle_http_exception(error: HTTPException):
-        if isinstance(error, InternalServerError):
-            return handle_unexpected(error)
-        message = error.description or error.name
-        if error.code == 413:
-            message = f"the request body is larger than {app.config['MAX_CONTENT_LENGTH'] // 1024} KiB"
-        body, code = error_response(error.code or 400, message)
-        response = app.make_response((body, code))
-        # Keep the headers the exception carries (the `Allow` of a 405, which
-        # RFC 9110 requires), but not its HTML content type.
-        for name, value in error.get_headers():
-            if name.lower() != "content-type":
-                response.headers[name] = value
-        return response
-
-    @app.errorhandler(psycopg.OperationalError)
-    @app.errorhandler(PoolTimeout)
-    def handle_database_unavailable(error: Exception):
-        log.error("database unavailable on %s %s: %s", request.method, request.path, error)
-        return error_response(503, "the database is unavailable; try again in a minute")
-
-    @app.errorhandler(Exception)
-    def handle_unexpected(error: Exception):
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return error_response(500, "internal error; the service log has the details")

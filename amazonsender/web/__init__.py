@@ -1,0 +1,53 @@
+"""The HTTP service: `create_app` builds the Flask app. This package is the only one that imports Flask.
+
+Its modules: webhook.py (POST /send-mailout), notion.py (which mailout a
+webhook body names), status.py (GET /mailouts/<id>), ops.py (/metrics,
+/openapi.json, /healthz), unsubscribe.py (the unsubscribe pages),
+ses_events.py (POST /ses-events), auth.py (the shared secret), pool.py (the
+database pool), http.py (body limit, security headers, request ids) and
+errors.py (every error as a JSON answer or a page, after problems.py).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from .. import db, ses, sns
+from ..config import Settings
+from ..logs import configure_logging
+from . import errors, http, ops, ses_events, status, unsubscribe, webhook
+from .pool import init_pool
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(settings: Settings | None = None, *, pool=None, transport=None, fetch_url=None) -> Flask:
+    """Build the WSGI app. Tests pass their own settings, pool, transport and
+    `fetch_url` (how SNS certificates and subscription URLs are fetched); in
+    production they come from the environment."""
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["SETTINGS"] = settings
+    init_pool(app, pool or db.create_pool(settings.database_url, max_size=settings.db_pool_size))
+    app.extensions["transport"] = transport or ses.make_transport(settings)
+    app.extensions["sns_fetch"] = fetch_url or sns.fetch_url
+    app.extensions["sns_verifier"] = sns.MessageVerifier(
+        settings.sns_topic_arns, sns.CertificateCache(app.extensions["sns_fetch"])
+    )
+    if not settings.sns_topic_arns:
+        logging.getLogger(__name__).warning(
+            "SNS_TOPIC_ARNS is not set: /ses-events will refuse every message, so bounces and"
+            " complaints are not processed"
+        )
+    http.register_request_ids(app)
+    http.register_body_limit(app)
+    http.register_security_headers(app)
+    errors.register_error_handlers(app)
+    for blueprint in (webhook.bp, status.bp, ops.bp, unsubscribe.bp, ses_events.bp):
+        app.register_blueprint(blueprint)
+    return app

@@ -1,0 +1,102 @@
+"""Which mailout a webhook body names: `mailout_id`, or a Notion automation's page property.
+
+Notion's "Send webhook" action posts the page (`{"data": {"properties":
+...}}`); the mailout id is kept in one of its properties, named by
+NOTION_MAILOUT_PROPERTY.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from .errors import ApiError
+
+# How much of a page's property names a 400 lists (they are the caller's text).
+MAX_LISTED_PROPERTIES = 10
+MAX_NAME_CHARS = 40
+
+
+def is_notion_body(payload: dict) -> bool:
+    return "mailout_id" not in payload and isinstance(payload.get("data"), dict)
+
+
+def extract_mailout_id(payload: dict, notion_property: str) -> UUID:
+    if not is_notion_body(payload):
+        value = payload.get("mailout_id")
+        if value is None:
+            raise ApiError(400, "mailout_id is missing from the body")
+        return parse_uuid(value, "mailout_id")
+
+    what = f"Notion property '{notion_property}'"
+    properties = payload["data"].get("properties")
+    if not isinstance(properties, dict):
+        raise ApiError(400, f"the Notion page has no properties, so {what} is missing")
+    if notion_property not in properties:
+        raise ApiError(400, f"{what} is missing from the page; {found_properties(properties)}")
+    value = notion_property_text(properties[notion_property])
+    if value is None:
+        raise ApiError(400, f"{what} must be text, a title or a formula that gives text")
+    return parse_uuid(value, what)
+
+
+def found_properties(properties: dict) -> str:
+    """What the page has instead, for the person setting up the automation:
+    the property names it found, so that a typo or a renamed column shows.
+    The names come from whoever posts the body: the list is bounded, and
+    each name is cut short with anything not printable replaced."""
+    if not properties:
+        return "the page has no properties at all"
+    names = [f"'{shown_name(name)}'" for name in list(properties)[:MAX_LISTED_PROPERTIES]]
+    more = len(properties) - len(names)
+    listed = ", ".join(names) + (f" and {more} more" if more > 0 else "")
+    return f"it has {listed} (set NOTION_MAILOUT_PROPERTY to the one holding the mailout id)"
+
+
+def shown_name(name: str) -> str:
+    # Control, format (such as a right-to-left override) and separator
+    # characters, and lone surrogates, are not printable.
+    shown = "".join(ch if ch.isprintable() else "\ufffd" for ch in name[:MAX_NAME_CHARS])
+    return shown + ("..." if len(name) > MAX_NAME_CHARS else "")
+
+
+def notion_property_text(prop) -> str | None:
+    """The text of a Notion page property, for the kinds a mailout id can be
+    kept in: rich_text, title, a formula giving a string, or a plain string."""
+    if isinstance(prop, str):
+        return prop
+    if not isinstance(prop, dict):
+        return None
+    kind = prop.get("type")
+    if kind in ("rich_text", "title") and isinstance(prop.get(kind), list):
+        return "".join(rich_text_piece(piece) for piece in prop[kind])
+    if kind == "formula" and isinstance(prop.get("formula"), dict):
+        formula = prop["formula"]
+        if formula.get("type") == "string" and isinstance(formula.get("string"), str):
+            return formula["string"]
+        return None
+    if kind in ("url", "email", "phone_number") and isinstance(prop.get(kind), str):
+        return prop[kind]
+    return None
+
+
+def rich_text_piece(piece) -> str:
+    if not isinstance(piece, dict):
+        return ""
+    if isinstance(piece.get("plain_text"), str):
+        return piece["plain_text"]
+    text = piece.get("text")
+    if isinstance(text, dict) and isinstance(text.get("content"), str):
+        return text["content"]
+    return ""
+
+
+def parse_uuid(value, what: str) -> UUID:
+    if not isinstance(value, str):
+        raise ApiError(400, f"{what} must be a string holding a UUID")
+    if not value.strip():
+        raise ApiError(400, f"{what} is empty")
+    try:
+        return UUID(value.strip())
+    except ValueError:
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        raise ApiError(400, f"{what} is not a UUID: {shown!r}") from None

@@ -1,0 +1,144 @@
+"""POST /send-mailout: the webhook that starts a mailout, or sends it to test addresses."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from uuid import UUID
+
+from flask import Blueprint, current_app, jsonify, request
+
+from .. import jsontext, metrics, sender
+from .auth import require_secret
+from .errors import ApiError, answer
+from .notion import extract_mailout_id
+from .pool import get_pool
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("webhook", __name__)
+
+TRUE_WORDS = ("1", "true", "yes")
+MAX_TEST_RECIPIENTS = 20
+# Why a mailout cannot be claimed; problems.py says how each is answered.
+CANNOT_START = (
+    sender.MailoutNotFound,
+    sender.MailoutNotReady,
+    sender.MailoutInvalid,
+    sender.AccountCannotSend,
+    sender.SesUnavailable,
+)
+
+
+@bp.post("/send-mailout")
+def send_mailout():
+    settings = current_app.config["SETTINGS"]
+    payload, parse_error = read_json_body()
+    require_secret(settings.executor_shared_secret, payload)
+    if parse_error:
+        raise ApiError(400, parse_error)
+    mailout_id = extract_mailout_id(payload, settings.notion_mailout_property)
+    if payload.get("test") is True or request.args.get("test", "").lower() in TRUE_WORDS:
+        return test_send(settings, mailout_id, payload.get("to"))
+    wait = payload.get("wait") is True or request.args.get("wait", "").lower() in TRUE_WORDS
+
+    pool = get_pool()
+    transport = current_app.extensions["transport"]
+    try:
+        rate = sender.check_mailout_can_start(pool, transport, settings, mailout_id)
+        claim = sender.claim_mailout(pool, mailout_id, rate_per_sec=rate)
+    except CANNOT_START as exc:
+        raise answer(exc, mailout_id=mailout_id) from None
+
+    if wait:
+        summary = sender.send_claimed_mailout(pool, transport, settings, claim)
+        return jsonify(summary.to_dict()), 200
+
+    start_in_background(current_app._get_current_object(), pool, transport, settings, claim)
+    return (
+        jsonify(
+            mailout_id=str(mailout_id),
+            status="sending",
+            recipients=claim.recipients,
+            status_url=f"{settings.app_base_url}/mailouts/{mailout_id}",
+            message="sending started; GET status_url (with the same secret) to follow it",
+        ),
+        202,
+    )
+
+
+def test_send(settings, mailout_id: UUID, to):
+    """`"test": true`: the mailout to TEST_EMAILS (or the body's "to" list),
+    subject prefixed [TEST]; its state and ledger stay as they are."""
+    if to is None:
+        addresses = list(settings.test_emails)
+    elif isinstance(to, list) and all(isinstance(a, str) for a in to):
+        addresses = [a.strip() for a in to if a.strip()]
+    else:
+        raise ApiError(400, '"to" must be a list of email addresses')
+    bad = [a for a in addresses if not sender.is_one_test_address(a)]
+    if bad:
+        raise ApiError(400, f'not an email address in "to": {bad[0][:80]!r}')
+    if not addresses:
+        raise ApiError(400, 'no test recipients: set TEST_EMAILS or send "to": [addresses]')
+    if len(addresses) > MAX_TEST_RECIPIENTS:
+        raise ApiError(400, f"a test send goes to at most {MAX_TEST_RECIPIENTS} addresses")
+    transport = current_app.extensions["transport"]
+    try:
+        results = sender.send_test(get_pool(), transport, settings, mailout_id, addresses)
+    except (sender.MailoutNotFound, sender.MailoutInvalid) as exc:
+        raise answer(exc, mailout_id=mailout_id) from None
+    return jsonify(mailout_id=str(mailout_id), test=True, results=results), 200
+
+
+@bp.after_app_request
+def count_webhook_answers(response):
+    if request.path == "/send-mailout" and request.method == "POST":
+        metrics.WEBHOOKS.labels(str(response.status_code)).inc()
+    return response
+
+
+def read_json_body() -> tuple[dict, str | None]:
+    """Returns (payload, error). The body is read whatever its content type:
+    callers such as Notion do not always send application/json."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        return {}, "the request body is empty; send a JSON object"
+    try:
+        payload = jsontext.loads(raw)
+    except jsontext.TooDeep as exc:
+        return {}, answer(exc, where="the request body").message
+    except (ValueError, UnicodeDecodeError):
+        return {}, "the request body is not valid JSON"
+    if not isinstance(payload, dict):
+        return {}, "the request body must be a JSON object"
+    return payload, None
+
+
+def start_in_background(app, pool, transport, settings, claim: sender.Claim) -> threading.Thread:
+    """Send in this worker process after the 202 has gone out. The claim and
+    the snapshot are committed already, so the mailout's state is safe in the
+    database whatever happens to this thread."""
+
+    def run():
+        try:
+            summary = sender.send_claimed_mailout(pool, transport, settings, claim)
+            log.info(
+                "mailout %s finished: %s",
+                claim.mailout_id,
+                summary.status,
+                extra={"event": "finished", "mailout_id": str(claim.mailout_id), "counts": summary.to_dict()},
+            )
+        except Exception:  # noqa: BLE001 - a thread's error must reach the log
+            log.exception("mailout %s: background send crashed", claim.mailout_id)
+
+    # A copy of the request's context carries its request id into the logs.
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run, args=(run,), name=f"mailout-{claim.mailout_id}", daemon=True
+    )
+    running = [t for t in app.extensions.get("background_sends", []) if t.is_alive()]
+    app.extensions["background_sends"] = [*running, thread]
+    thread.start()
+    return thread
