@@ -1,6 +1,7 @@
 """Getting a list in and out: CSV import and export. No Flask, no click.
 
-Erasure and the suppression list an import honours are in erasure.py.
+It reads and writes the CSV; its SQL is in store/subscribers.py. Erasure
+and the suppression list an import honours are in erasure.py.
 
 An import only ever adds: an address already on the list keeps its status,
 so an unsubscribed, bounced or complained address is never reactivated by a
@@ -254,24 +255,9 @@ def add_batch(
             report.suppressed += len(hashes) - len(batch)
             if not batch:
                 return
-    addresses = [address for address, _ in batch]
     # Who is there already, and with which status, before this batch.
-    rows = conn.execute(
-        "SELECT lower(email) AS address, status FROM subscribers WHERE lower(email) = ANY(%s)",
-        ([a.lower() for a in addresses],),
-    ).fetchall()
-    existing = {row["address"]: row["status"] for row in rows}
-    # One statement per batch; the unique index on lower(email) turns a
-    # race with another import into "already there", never an error.
-    cur = conn.execute(
-        """
-        INSERT INTO subscribers (email, from_name, status)
-        SELECT address, name, 'active' FROM unnest(%s::text[], %s::text[]) AS new (address, name)
-        ON CONFLICT ((lower(email))) DO NOTHING
-        """,
-        (addresses, [name for _, name in batch]),
-    )
-    report.added += cur.rowcount
+    existing = store.statuses_by_address(conn, [address for address, _ in batch])
+    report.added += store.add_active_subscribers(conn, batch)
     for status in existing.values():
         if status == "active":
             report.already_there += 1
@@ -299,32 +285,22 @@ def export_csv(pool: ConnectionPool, out: TextIO, status: str | None = None) -> 
     writer.writerow(EXPORT_COLUMNS)
     count = 0
     with pool.connection() as conn:
-        with conn.cursor(name="subscribers_export") as cursor:
-            cursor.execute(
-                """
-                SELECT email, from_name, status, status_updated_at, created_at FROM subscribers
-                 WHERE %(status)s::text IS NULL OR status = %(status)s
-                 ORDER BY created_at, email
-                """,
-                {"status": status},
-            )
-            for row in cursor:
-                cells = [
-                    row["email"],
-                    row["from_name"] or "",
-                    row["status"],
-                    row["status_updated_at"].isoformat() if row["status_updated_at"] else "",
-                    row["created_at"].isoformat(),
-                ]
-                writer.writerow([escape_cell(cell) for cell in cells])
-                count += 1
+        for row in store.stream_subscribers(conn, status):
+            cells = [
+                row["email"],
+                row["from_name"] or "",
+                row["status"],
+                row["status_updated_at"].isoformat() if row["status_updated_at"] else "",
+                row["created_at"].isoformat(),
+            ]
+            writer.writerow([escape_cell(cell) for cell in cells])
+            count += 1
     return count
 
 
 def count_by_status(pool: ConnectionPool) -> dict[str, int]:
     with pool.connection() as conn:
-        rows = conn.execute("SELECT status, count(*) AS n FROM subscribers GROUP BY status ORDER BY status")
-        return {row["status"]: row["n"] for row in rows}
+        return store.count_subscribers_by_status(conn)
 
 
 def unsubscribe_address(pool: ConnectionPool, address: str) -> tuple[str, str] | None:
@@ -334,15 +310,8 @@ def unsubscribe_address(pool: ConnectionPool, address: str) -> tuple[str, str] |
     changes, a bounced or complained one keeps its stronger status. Returns
     (the address as stored, its status before), or None when it is not on
     the list."""
-    from . import store
-
     with pool.connection() as conn:
-        # FOR UPDATE: the status reported is the one the update saw, even if
-        # an SES event arrives for the same address meanwhile.
-        row = conn.execute(
-            "SELECT id, email, status FROM subscribers WHERE lower(email) = lower(%s) FOR UPDATE",
-            (address.strip(),),
-        ).fetchone()
+        row = store.lock_subscriber_by_address(conn, address.strip())
         if row is None:
             return None
         store.unsubscribe(conn, row["id"])

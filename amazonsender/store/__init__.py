@@ -33,7 +33,17 @@ from .mailouts import (
     list_mailouts,
     mark_ready,
 )
-from .subscribers import count_active_subscribers, get_subscriber, subscribers_by_email, unsubscribe
+from .subscribers import (
+    add_active_subscribers,
+    count_active_subscribers,
+    count_subscribers_by_status,
+    get_subscriber,
+    lock_subscriber_by_address,
+    statuses_by_address,
+    stream_subscribers,
+    subscribers_by_email,
+    unsubscribe,
+)
 
 __all__ = [
     "EVENT_EFFECTS",
@@ -42,12 +52,14 @@ __all__ = [
     "Recipient",
     "_RECORD_EVENT_SQL",
     "_text_array",
+    "add_active_subscribers",
     "begin_forgetting",
     "claim_for_resume",
     "claim_mailout",
     "count_active_subscribers",
     "count_by_status",
     "count_sent",
+    "count_subscribers_by_status",
     "create_mailout",
     "finish_mailout",
     "forget_address",
@@ -55,6 +67,7 @@ __all__ = [
     "get_subscriber",
     "heartbeat",
     "list_mailouts",
+    "lock_subscriber_by_address",
     "mark_in_doubt",
     "mark_ready",
     "record_event",
@@ -62,7 +75,9 @@ __all__ = [
     "reputation",
     "sent_last_minute",
     "snapshot_recipients",
+    "statuses_by_address",
     "storable",
+    "stream_subscribers",
     "subscribers_by_email",
     "suppressed_hashes",
     "suppression_key_ids",
