@@ -33,8 +33,9 @@ EXPORT_COLUMNS = ("email", "name", "status", "status_updated_at", "created_at")
 # it is reported with its line: an address has at most 254 characters and a
 # name is cut to MAX_NAME_CHARS, so such a field is nearly always a double
 # quote left open, swallowing the lines after it. A higher limit would only
-# let that swallow more rows quietly (and hold them in memory); the limit is
-# also process-wide, so it is not ours to change for one command.
+# hold more of them in memory before the error; the limit is also
+# process-wide, so it is not ours to change for one command. (A shorter
+# field that spans lines is refused too: see _records.)
 # A line is read at most this long: a file with no line breaks (a binary one)
 # never sits in memory whole.
 MAX_LINE_CHARS = 1 << 20
@@ -54,7 +55,8 @@ _UTF_16_BOMS = ("\udcff\udcfe", "\udcfe\udcff")
 
 class ImportFileError(Exception):
     """The file cannot be imported at all (no `email` column, not CSV, not
-    UTF-8 text); the message says why, with the line where it can."""
+    UTF-8 text, a double quote left open); the message says why, with the
+    line where it can."""
 
 
 @dataclass
@@ -155,7 +157,15 @@ def unescape_cell(value: str) -> str:
 def _records(reader) -> Iterator[list[str]]:
     """The reader's rows but blank lines; a csv.Error becomes ImportFileError
     naming the line where its record begins (where a double quote was left
-    open, not where the field ran over the limit)."""
+    open, not where the field ran over the limit).
+
+    A record is one line. csv reads a double quote left open as a field that
+    runs on, through the lines after it, to the next double quote or the
+    end of the file: those rows would be merged into one and never imported,
+    without a word. So a record that spans lines, or that ends inside its
+    quote at the end of the file (its last field holds the line end), is
+    refused at the line where it begins. A name or an address holds no
+    line break anyway (the import makes line breaks in names spaces)."""
     while True:
         # csv.reader reads one record per call, a blank line being one.
         start = reader.line_num + 1
@@ -165,6 +175,11 @@ def _records(reader) -> Iterator[list[str]]:
             return
         except csv.Error as exc:
             raise ImportFileError(_csv_problem(start, exc)) from None
+        if reader.line_num > start or (row and row[-1].endswith(("\n", "\r"))):
+            raise ImportFileError(
+                f"line {start}: a double quote opened on this line is not closed on it (a field cannot span lines,"
+                " and the rows after it would be read into it): close or remove the quote"
+            )
         if row:
             yield row
 
