@@ -31,10 +31,26 @@ def get_mailout(conn: Connection, mailout_id: UUID) -> dict | None:
 
 
 def list_mailouts(conn: Connection, limit: int) -> list[dict]:
+    """The newest mailouts, with `counts`: their ledger rows per status (as
+    count_by_status gives them) while they are unfinished ('sending',
+    'paused' or 'failed'), else None.
+
+    The counts are the ledger's, read now: rows a run has taken show as
+    'sending' as soon as it has taken them, and outcomes as soon as it has
+    recorded them, the first batch's included. Finished mailouts and the
+    ones not started are not counted: a list of old mailouts of a million
+    recipients each would count every one of their rows again on every call
+    (`mailout status ID` counts one)."""
     return conn.execute(
         """
-        SELECT id, status, subject, recipients, created_at, sent_at
-          FROM mailouts ORDER BY created_at DESC LIMIT %s
+        SELECT m.id, m.status, m.subject, m.recipients, m.created_at, m.sent_at,
+               (SELECT jsonb_object_agg(per_status.status, per_status.n)
+                  FROM (SELECT l.status, count(*) AS n FROM send_logs l
+                         WHERE l.mailout_id = m.id AND m.status IN ('sending', 'paused', 'failed')
+                         GROUP BY l.status) AS per_status) AS counts
+          FROM (SELECT id, status, subject, recipients, created_at, sent_at
+                  FROM mailouts ORDER BY created_at DESC LIMIT %s) AS m
+         ORDER BY m.created_at DESC
         """,
         (limit,),
     ).fetchall()
