@@ -1,6 +1,7 @@
 """Getting a list in and out: CSV import and export. No Flask, no click.
 
-Erasure and the suppression list an import honours are in erasure.py.
+It reads and writes the CSV; its SQL is in store/subscribers.py. Erasure
+and the suppression list an import honours are in erasure.py.
 
 An import only ever adds: an address already on the list keeps its status,
 so an unsubscribed, bounced or complained address is never reactivated by a
@@ -32,8 +33,9 @@ EXPORT_COLUMNS = ("email", "name", "status", "status_updated_at", "created_at")
 # it is reported with its line: an address has at most 254 characters and a
 # name is cut to MAX_NAME_CHARS, so such a field is nearly always a double
 # quote left open, swallowing the lines after it. A higher limit would only
-# let that swallow more rows quietly (and hold them in memory); the limit is
-# also process-wide, so it is not ours to change for one command.
+# hold more of them in memory before the error; the limit is also
+# process-wide, so it is not ours to change for one command. (A shorter
+# field that spans lines is refused too: see _records.)
 # A line is read at most this long: a file with no line breaks (a binary one)
 # never sits in memory whole.
 MAX_LINE_CHARS = 1 << 20
@@ -53,7 +55,8 @@ _UTF_16_BOMS = ("\udcff\udcfe", "\udcfe\udcff")
 
 class ImportFileError(Exception):
     """The file cannot be imported at all (no `email` column, not CSV, not
-    UTF-8 text); the message says why, with the line where it can."""
+    UTF-8 text, a double quote left open); the message says why, with the
+    line where it can."""
 
 
 @dataclass
@@ -154,7 +157,15 @@ def unescape_cell(value: str) -> str:
 def _records(reader) -> Iterator[list[str]]:
     """The reader's rows but blank lines; a csv.Error becomes ImportFileError
     naming the line where its record begins (where a double quote was left
-    open, not where the field ran over the limit)."""
+    open, not where the field ran over the limit).
+
+    A record is one line. csv reads a double quote left open as a field that
+    runs on, through the lines after it, to the next double quote or the
+    end of the file: those rows would be merged into one and never imported,
+    without a word. So a record that spans lines, or that ends inside its
+    quote at the end of the file (its last field holds the line end), is
+    refused at the line where it begins. A name or an address holds no
+    line break anyway (the import makes line breaks in names spaces)."""
     while True:
         # csv.reader reads one record per call, a blank line being one.
         start = reader.line_num + 1
@@ -164,6 +175,11 @@ def _records(reader) -> Iterator[list[str]]:
             return
         except csv.Error as exc:
             raise ImportFileError(_csv_problem(start, exc)) from None
+        if reader.line_num > start or (row and row[-1].endswith(("\n", "\r"))):
+            raise ImportFileError(
+                f"line {start}: a double quote opened on this line is not closed on it (a field cannot span lines,"
+                " and the rows after it would be read into it): close or remove the quote"
+            )
         if row:
             yield row
 
@@ -254,24 +270,9 @@ def add_batch(
             report.suppressed += len(hashes) - len(batch)
             if not batch:
                 return
-    addresses = [address for address, _ in batch]
     # Who is there already, and with which status, before this batch.
-    rows = conn.execute(
-        "SELECT lower(email) AS address, status FROM subscribers WHERE lower(email) = ANY(%s)",
-        ([a.lower() for a in addresses],),
-    ).fetchall()
-    existing = {row["address"]: row["status"] for row in rows}
-    # One statement per batch; the unique index on lower(email) turns a
-    # race with another import into "already there", never an error.
-    cur = conn.execute(
-        """
-        INSERT INTO subscribers (email, from_name, status)
-        SELECT address, name, 'active' FROM unnest(%s::text[], %s::text[]) AS new (address, name)
-        ON CONFLICT ((lower(email))) DO NOTHING
-        """,
-        (addresses, [name for _, name in batch]),
-    )
-    report.added += cur.rowcount
+    existing = store.statuses_by_address(conn, [address for address, _ in batch])
+    report.added += store.add_active_subscribers(conn, batch)
     for status in existing.values():
         if status == "active":
             report.already_there += 1
@@ -299,32 +300,22 @@ def export_csv(pool: ConnectionPool, out: TextIO, status: str | None = None) -> 
     writer.writerow(EXPORT_COLUMNS)
     count = 0
     with pool.connection() as conn:
-        with conn.cursor(name="subscribers_export") as cursor:
-            cursor.execute(
-                """
-                SELECT email, from_name, status, status_updated_at, created_at FROM subscribers
-                 WHERE %(status)s::text IS NULL OR status = %(status)s
-                 ORDER BY created_at, email
-                """,
-                {"status": status},
-            )
-            for row in cursor:
-                cells = [
-                    row["email"],
-                    row["from_name"] or "",
-                    row["status"],
-                    row["status_updated_at"].isoformat() if row["status_updated_at"] else "",
-                    row["created_at"].isoformat(),
-                ]
-                writer.writerow([escape_cell(cell) for cell in cells])
-                count += 1
+        for row in store.stream_subscribers(conn, status):
+            cells = [
+                row["email"],
+                row["from_name"] or "",
+                row["status"],
+                row["status_updated_at"].isoformat() if row["status_updated_at"] else "",
+                row["created_at"].isoformat(),
+            ]
+            writer.writerow([escape_cell(cell) for cell in cells])
+            count += 1
     return count
 
 
 def count_by_status(pool: ConnectionPool) -> dict[str, int]:
     with pool.connection() as conn:
-        rows = conn.execute("SELECT status, count(*) AS n FROM subscribers GROUP BY status ORDER BY status")
-        return {row["status"]: row["n"] for row in rows}
+        return store.count_subscribers_by_status(conn)
 
 
 def unsubscribe_address(pool: ConnectionPool, address: str) -> tuple[str, str] | None:
@@ -334,15 +325,8 @@ def unsubscribe_address(pool: ConnectionPool, address: str) -> tuple[str, str] |
     changes, a bounced or complained one keeps its stronger status. Returns
     (the address as stored, its status before), or None when it is not on
     the list."""
-    from . import store
-
     with pool.connection() as conn:
-        # FOR UPDATE: the status reported is the one the update saw, even if
-        # an SES event arrives for the same address meanwhile.
-        row = conn.execute(
-            "SELECT id, email, status FROM subscribers WHERE lower(email) = lower(%s) FOR UPDATE",
-            (address.strip(),),
-        ).fetchone()
+        row = store.lock_subscriber_by_address(conn, address.strip())
         if row is None:
             return None
         store.unsubscribe(conn, row["id"])

@@ -6,9 +6,11 @@ import csv
 import email
 import email.policy
 import io
+from uuid import uuid4
 
 import pytest
 
+from amazonsender import sender, store
 from tests.conftest import add_mailout, add_subscribers, ledger, mailout_row
 from tests.test_resume import invoke, standin  # noqa: F401 - fixtures
 
@@ -64,6 +66,35 @@ def test_create_from_markdown_then_ready_then_list(invoke, conn, tmp_path):
     assert again.exit_code != 0 and "'ready', not 'draft'" in again.output
     listing = invoke("mailout", "list").output
     assert mailout_id in listing and "Spring news" in listing and "ready" in listing
+
+
+def test_list_and_status_count_the_ledger_during_the_first_batch(invoke, pool, conn):
+    add_subscribers(conn, [f"r{i}@example.org" for i in range(12)])
+    draft = add_mailout(conn, status="draft")
+    mailout_id = add_mailout(conn)
+    sender.claim_mailout(pool, mailout_id)
+    # What a run commits before its first email leaves: its first batch, taken.
+    with pool.connection() as connection:
+        taken, _ = store.take_batch(connection, mailout_id, 5, uuid4())
+
+    def listed() -> dict:
+        with pool.connection() as connection:
+            return {row["id"]: row for row in store.list_mailouts(connection, 20)}
+
+    rows = listed()
+    assert rows[mailout_id]["counts"] == {"queued": 7, "sending": 5} and rows[mailout_id]["recipients"] == 12
+    assert rows[draft]["counts"] is None
+    status = invoke("mailout", "status", mailout_id).output
+    assert "  queued    7" in status and "  sending   5" in status
+    # Outcomes show as soon as they are recorded.
+    with pool.connection() as connection:
+        store.record_outcomes(
+            connection, mailout_id, [store.Outcome(row.log_id, "sent", f"msg-{i}") for i, row in enumerate(taken[:2])]
+        )
+    assert listed()[mailout_id]["counts"] == {"queued": 7, "sending": 3, "sent": 2}
+    status = invoke("mailout", "status", mailout_id).output
+    assert "  sending   3" in status and "  sent      2" in status
+    assert str(mailout_id) in invoke("mailout", "list").output
 
 
 def test_create_from_html_ready_at_once(invoke, conn, tmp_path):

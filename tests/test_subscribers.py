@@ -123,6 +123,47 @@ def test_a_long_field_is_reported_where_its_record_begins(pool, conn):
     assert statuses(conn) == {}
 
 
+UNCLOSED = "a double quote opened on this line is not closed on it"
+
+
+def test_an_unclosed_quote_is_named_at_its_line_and_merges_no_rows(pool, conn):
+    # Short enough for csv's field limit: csv alone would import ann with
+    # the lines after it as her name, and bob and cy never.
+    text = 'email,name\nzed@example.org,Zed\nann@example.org,"Ann\nbob@example.org,Bob\ncy@example.org,Cy\n'
+    with pytest.raises(subscribers.ImportFileError) as caught:
+        run_import(pool, text)
+    assert str(caught.value).startswith(f"line 3: {UNCLOSED}")
+    assert "close or remove the quote" in str(caught.value)
+    assert statuses(conn) == {}
+
+
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        # Closed by a quote further down: the rows in between would be one field.
+        ('email,name\nann@example.org,"Ann\nbob@example.org,Bob"\ncy@example.org,Cy\n', 2),
+        # Open at the end of the file, CRLF line ends.
+        ('email,name\r\nann@example.org,Ann\r\n\r\nbob@example.org,"Bob\r\n', 4),
+        # In the email column.
+        ('email,name\n"ann@example.org,Ann\nbob@example.org,Bob\n', 2),
+        # In the header.
+        ('"email,name\nann@example.org,Ann\n', 1),
+    ],
+    ids=["closed-later", "open-at-the-end-crlf", "email-column", "header"],
+)
+def test_a_field_that_spans_lines_is_refused_where_it_begins(pool, conn, text, line):
+    with pytest.raises(subscribers.ImportFileError, match=f"^line {line}: {UNCLOSED}"):
+        run_import(pool, text)
+    assert statuses(conn) == {}
+
+
+def test_quoted_fields_on_one_line_still_import(pool, conn):
+    report = run_import(pool, 'email,name\n"ann@example.org","Lee, Ann ""The Boss"""\nbob@example.org,"Bob"\n')
+    assert report.added == 2
+    names = {r["email"]: r["from_name"] for r in conn.execute("SELECT email, from_name FROM subscribers")}
+    assert names == {"ann@example.org": 'Lee, Ann "The Boss"', "bob@example.org": "Bob"}
+
+
 def test_checking_a_big_file_keeps_no_rows(tmp_path):
     """The first pass holds a line and a row at a time: its memory does not
     grow with the file."""
