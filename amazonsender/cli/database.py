@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from .common import database_url
+from .common import check_database, database_url
 
 
 @click.group()
@@ -21,5 +21,7 @@ def db_upgrade():
     from ..db import upgrade
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    applied = upgrade(database_url())
+    url = database_url()
+    check_database(url)
+    applied = upgrade(url)
     click.echo(f"applied: {', '.join(applied)}" if applied else "database is up to date")

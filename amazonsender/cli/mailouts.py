@@ -8,8 +8,7 @@ import click
 
 from .. import store
 from ..content import ContentProblem, check_content
-from ..db import create_pool
-from .common import database_pool, load_settings
+from .common import database_pool, load_settings, open_pool
 
 
 @click.group()
@@ -22,7 +21,7 @@ def mailout():
 def mailout_status(mailout_id: UUID):
     """Show a mailout's state, its ledger counts, and what to do next."""
     settings = load_settings()
-    pool = create_pool(settings.database_url, max_size=2)
+    pool = open_pool(settings.database_url)
     try:
         with pool.connection() as conn:
             mailout = store.get_mailout(conn, mailout_id)

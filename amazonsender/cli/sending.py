@@ -13,8 +13,7 @@ import click
 
 from .. import store
 from ..config import Settings
-from ..db import create_pool
-from .common import load_settings
+from .common import load_settings, open_pool
 
 
 @click.command("send")
@@ -78,13 +77,13 @@ def running(settings: Settings):
     from ..ses import make_transport
 
     configure_logging(settings.log_level, settings.log_format)
+    pool = open_pool(settings.database_url)
     previous = {}
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        previous[signum] = signal.signal(
-            signum, lambda signum, frame: sender.request_stop(signal.Signals(signum).name)
-        )
-    pool = create_pool(settings.database_url, max_size=2)
     try:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(
+                signum, lambda signum, frame: sender.request_stop(signal.Signals(signum).name)
+            )
         yield settings, pool, make_transport(settings)
     finally:
         pool.close()
