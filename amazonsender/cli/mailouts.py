@@ -1,4 +1,4 @@
-"""`mailout create/ready/list/status`: a mailout's content and state, before and after it is sent."""
+"""`mailout create/edit/delete/ready/list/status`: a mailout's content and state, before and after it is sent."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from uuid import UUID
 import click
 
 from .. import store
-from ..content import ContentProblem, check_content
+from ..content import ContentProblem, body_problem, check_content, subject_problem
+from ..store import drafts
 from .common import database_pool, load_settings, open_pool
 
 
@@ -73,17 +74,106 @@ def next_step(mailout: dict, counts: dict, settings) -> str:
 
 
 
+BODY_OPTIONS = (
+    click.option("--html", "html_file", type=click.File("rb"), help="The body, as an HTML file (UTF-8)."),
+    click.option("--markdown", "markdown_file", type=click.File("rb"), help="The body, as Markdown (UTF-8)."),
+)
+
+
+def body_options(command):
+    for option in reversed(BODY_OPTIONS):
+        command = option(command)
+    return command
+
+
 @mailout.command("create")
 @click.option("--subject", required=True, help="The email's subject.")
-@click.option("--html", "html_file", type=click.File("rb"), help="The body, as an HTML file (UTF-8).")
-@click.option("--markdown", "markdown_file", type=click.File("rb"), help="The body, as Markdown (UTF-8).")
+@body_options
 @click.option("--ready", is_flag=True, help="Create it 'ready' to send instead of 'draft'.")
 def mailout_create(subject: str, html_file, markdown_file, ready: bool):
-    """Create a mailout from an HTML or Markdown file; prints its id."""
+    """Create a mailout from an HTML or Markdown file; prints its id.
+
+    \b
+    Example:
+      python -m amazonsender mailout create --subject "May news" --markdown may.md
+    """
     if bool(html_file) == bool(markdown_file):
         raise click.UsageError("give exactly one of --html FILE or --markdown FILE")
     if not subject.strip():
         raise click.UsageError("--subject must not be empty")
+    body = read_body(html_file, markdown_file)
+    try:
+        check_content(subject.strip(), body)
+    except ContentProblem as exc:
+        raise click.UsageError(str(exc)) from None
+    with database_pool() as pool, pool.connection() as conn:
+        mailout_id = store.create_mailout(conn, subject.strip(), body, "ready" if ready else "draft")
+    click.echo(mailout_id)
+
+
+@mailout.command("edit")
+@click.argument("mailout_id", type=click.UUID)
+@click.option("--subject", help="The new subject.")
+@body_options
+def mailout_edit(mailout_id: UUID, subject: str | None, html_file, markdown_file):
+    """Change the subject and/or the body of a mailout that is still a
+    draft or ready; refused once sending has started. A ready mailout
+    stays ready. The new subject and body are checked as `mailout create`
+    checks them.
+
+    \b
+    Examples:
+      python -m amazonsender mailout edit ID --subject "May news (corrected)"
+      python -m amazonsender mailout edit ID --markdown may.md
+    """
+    if subject is None and not html_file and not markdown_file:
+        raise click.UsageError("give --subject TEXT, --html FILE or --markdown FILE (a subject and a body both work)")
+    if html_file and markdown_file:
+        raise click.UsageError("give at most one of --html FILE or --markdown FILE")
+    if subject is not None and not subject.strip():
+        raise click.UsageError("--subject must not be empty")
+    subject = subject.strip() if subject is not None else None
+    body = read_body(html_file, markdown_file) if html_file or markdown_file else None
+    problem = (subject is not None and subject_problem(subject)) or (body is not None and body_problem(body))
+    if problem:
+        raise click.UsageError(problem)
+    with database_pool() as pool, pool.connection() as conn:
+        if not drafts.edit_mailout(conn, mailout_id, subject, body):
+            raise unchangeable(conn, mailout_id, "edited")
+    changed = [name for name, value in (("subject", subject), ("body", body)) if value is not None]
+    click.echo(f"mailout {mailout_id}: {' and '.join(changed)} changed")
+
+
+@mailout.command("delete")
+@click.argument("mailout_id", type=click.UUID)
+def mailout_delete(mailout_id: UUID):
+    """Delete a mailout that is still a draft or ready. One that has begun
+    sending stays, with its ledger: the record of who got what.
+
+    \b
+    Example:
+      python -m amazonsender mailout delete ID
+    """
+    with database_pool() as pool, pool.connection() as conn:
+        deleted = drafts.delete_mailout(conn, mailout_id)
+        if deleted is None:
+            raise unchangeable(conn, mailout_id, "deleted")
+    click.echo(f"deleted mailout {mailout_id} ({deleted['status']}): {deleted['subject']}")
+
+
+def unchangeable(conn, mailout_id: UUID, done: str) -> click.ClickException:
+    """Why a mailout could not be edited or deleted."""
+    mailout = store.get_mailout(conn, mailout_id)
+    if mailout is None:
+        return click.ClickException(f"no mailout with id {mailout_id}")
+    return click.ClickException(
+        f"mailout {mailout_id} is '{mailout['status']}': only a draft or a ready mailout can be {done}"
+        " (once sending has started, the mailout is what its recipients got)"
+    )
+
+
+def read_body(html_file, markdown_file) -> str:
+    """The body from the one file given, Markdown made HTML; never empty."""
     if html_file:
         body = read_utf8(html_file)
     else:
@@ -92,13 +182,7 @@ def mailout_create(subject: str, html_file, markdown_file, ready: bool):
         body = markdown.markdown(read_utf8(markdown_file), extensions=["extra", "sane_lists"])
     if not body.strip():
         raise click.UsageError("the body file is empty")
-    try:
-        check_content(subject.strip(), body)
-    except ContentProblem as exc:
-        raise click.UsageError(str(exc)) from None
-    with database_pool() as pool, pool.connection() as conn:
-        mailout_id = store.create_mailout(conn, subject.strip(), body, "ready" if ready else "draft")
-    click.echo(mailout_id)
+    return body
 
 
 def read_utf8(file) -> str:
