@@ -14,13 +14,24 @@ from .common import database_pool, load_settings, open_pool
 
 @click.group()
 def mailout():
-    """Send mailouts."""
+    """Mailouts: create, edit, test, send, resume and follow them.
+
+    \b
+    A mailout goes draft -> ready -> sending -> sent; a run that stops
+    early leaves it paused or failed, and `mailout resume` finishes it.
+    Only a draft or a ready mailout can be edited or deleted.
+    """
 
 
 @mailout.command("status")
 @click.argument("mailout_id", type=click.UUID)
 def mailout_status(mailout_id: UUID):
-    """Show a mailout's state, its ledger counts, and what to do next."""
+    """Show a mailout's state, its ledger counts, and what to do next.
+
+    \b
+    Example:
+      python -m amazonsender mailout status 3f2c9a4e-0000-4000-8000-000000000000
+    """
     settings = load_settings()
     pool = open_pool(settings.database_url)
     try:
@@ -200,7 +211,14 @@ def read_utf8(file) -> str:
 @mailout.command("ready")
 @click.argument("mailout_id", type=click.UUID)
 def mailout_ready(mailout_id: UUID):
-    """Mark a draft 'ready', so the webhook or `mailout send` can send it."""
+    """Mark a draft 'ready', so the webhook or `mailout send` can send it.
+
+    Its subject and body are checked first, as `mailout create` checks them.
+
+    \b
+    Example:
+      python -m amazonsender mailout ready 3f2c9a4e-0000-4000-8000-000000000000
+    """
     with database_pool() as pool, pool.connection() as conn:
         mailout = store.get_mailout(conn, mailout_id)
         if mailout is not None and mailout["status"] == "draft":
@@ -217,9 +235,14 @@ def mailout_ready(mailout_id: UUID):
 
 
 @mailout.command("list")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000), help="How many to show.")
 def mailout_list(limit: int):
-    """The newest mailouts with their state."""
+    """The newest mailouts: id, state, recipients, created, subject.
+
+    \b
+    Example:
+      python -m amazonsender mailout list --limit 5
+    """
     with database_pool() as pool, pool.connection() as conn:
         rows = store.list_mailouts(conn, limit)
     for row in rows:

@@ -19,7 +19,17 @@ from .common import load_settings, open_pool
 @click.command("send")
 @click.argument("mailout_id", type=click.UUID)
 def mailout_send(mailout_id: UUID):
-    """Claim a 'ready' mailout and send it now, like the webhook with wait."""
+    """Claim a 'ready' mailout and send it now, like the webhook with wait.
+
+    Every active subscriber gets it once; progress goes to stderr, a JSON
+    summary to stdout; the exit status is 0 only when it ends 'sent'.
+    Ctrl-C or SIGTERM stops it in order: the email in flight finishes, the
+    rest stays queued and the mailout pauses (then `mailout resume`).
+
+    \b
+    Example:
+      python -m amazonsender mailout send 3f2c9a4e-0000-4000-8000-000000000000
+    """
     from .. import sender
 
     with running(load_settings()) as (settings, pool, transport):
@@ -41,7 +51,12 @@ def mailout_send(mailout_id: UUID):
 def mailout_resume(mailout_id: UUID, force: bool):
     """Finish a mailout whose run ended early ('sending' with no live run,
     'failed' or 'paused'). Emails that were in flight when it stopped are
-    marked unknown and never sent again."""
+    marked unknown and never sent again.
+
+    \b
+    Example:
+      python -m amazonsender mailout resume 3f2c9a4e-0000-4000-8000-000000000000
+    """
     from .. import sender
 
     with running(load_settings()) as (settings, pool, transport):
@@ -106,7 +121,12 @@ def finish_with(summary) -> None:
 @click.option("--to", "addresses", multiple=True, help="A test address (repeatable); default TEST_EMAILS.")
 def mailout_test(mailout_id: UUID, addresses: tuple[str, ...]):
     """Send the mailout to test addresses, subject prefixed [TEST], without
-    changing its state. Repeatable."""
+    changing its state. Repeatable, in any state.
+
+    \b
+    Example:
+      python -m amazonsender mailout test ID --to editor@example.org --to me@example.org
+    """
     from .. import sender
 
     settings = load_settings()

@@ -15,7 +15,10 @@ MAX_LISTED_INVALID = 50
 
 @click.group("subscribers")
 def subscribers_group():
-    """The list: import, export, count, unsubscribe, forget."""
+    """The list: import, export, count, unsubscribe, forget.
+
+    These need only DATABASE_URL (or APP_ENV=local).
+    """
 
 
 def suppression_key(required: bool):
@@ -37,7 +40,14 @@ def subscribers_import(csv_file: str):
     checking the suppression list needs SUPPRESSION_SECRET or
     UNSUBSCRIBE_SECRET once it has entries). A cell that `subscribers
     export` wrote with a leading apostrophe (a formula character after it)
-    is read without it, so an exported file imports as it was."""
+    is read without it, so an exported file imports as it was.
+
+    \b
+    Example (list.csv):
+      email,name
+      ann@example.org,Ann
+      bob@example.org,
+    """
     from .. import subscribers
 
     with subscribers.open_csv(csv_file) as file:
@@ -73,14 +83,21 @@ def subscribers_import(csv_file: str):
 
 
 @subscribers_group.command("export")
-@click.option("--status", type=click.Choice(["active", "unsubscribed", "bounced", "complained"]))
+@click.option(
+    "--status", type=click.Choice(["active", "unsubscribed", "bounced", "complained"]), help="Only these; default all."
+)
 def subscribers_export(status: str | None):
     """Write subscribers as CSV to standard output. Spreadsheet-safe: a cell
     beginning with =, +, -, @, a tab or a carriage return (a name such as
     `=HYPERLINK(...)`, an address such as `-ann@example.org`) is written
     with a leading apostrophe, so that a spreadsheet shows it as text and
     never runs it as a formula (OWASP's rule against CSV injection).
-    `subscribers import` reads such cells without the apostrophe."""
+    `subscribers import` reads such cells without the apostrophe.
+
+    \b
+    Example:
+      python -m amazonsender subscribers export --status active > active.csv
+    """
     from .. import subscribers
 
     with database_pool() as pool:
@@ -104,7 +121,12 @@ def subscribers_count():
 def subscribers_unsubscribe(address: str):
     """Unsubscribe ADDRESS (any case) by hand, for a request that came by
     reply: what the unsubscribe link does. A bounced or complained address
-    keeps its status, which stops every mailout already."""
+    keeps its status, which stops every mailout already.
+
+    \b
+    Example:
+      python -m amazonsender subscribers unsubscribe Ann@Example.org
+    """
     from .. import subscribers
 
     if not address.strip():
@@ -136,7 +158,12 @@ def subscribers_forget(address: str):
     SUPPRESSION_SECRET, else UNSUBSCRIBE_SECRET) joins the suppression list,
     so `subscribers import` never adds the address again. An address that
     is not on the list is added to the suppression list all the same.
-    Running it again changes nothing."""
+    Running it again changes nothing.
+
+    \b
+    Example:
+      python -m amazonsender subscribers forget ann@example.org
+    """
     from .. import erasure
 
     if not address.strip():
