@@ -83,10 +83,17 @@ class DatabaseUnreachable(Exception):
     host and the reason (never the password)."""
 
 
-def check_reachable(database_url: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> None:
-    """Open and close one connection, or raise DatabaseUnreachable."""
+class SchemaMissing(Exception):
+    """The database answers but `db upgrade` never ran on it."""
+
+
+def check_reachable(database_url: str, timeout: float = CONNECT_TIMEOUT_SECONDS, *, migrated: bool = False) -> None:
+    """Open and close one connection, or raise DatabaseUnreachable; with
+    `migrated`, raise SchemaMissing when no migration has run there."""
     try:
-        psycopg.connect(database_url, connect_timeout=max(1, round(timeout)), prepare_threshold=None).close()
+        with psycopg.connect(database_url, connect_timeout=max(1, round(timeout)), prepare_threshold=None) as conn:
+            if migrated and conn.execute("SELECT to_regclass('schema_migrations') IS NULL").fetchone()[0]:
+                raise SchemaMissing(_where(database_url))
     except psycopg.errors.ConnectionTimeout:
         raise DatabaseUnreachable(f"{_where(database_url)}: no answer within {timeout:g} s") from None
     except psycopg.Error as exc:

@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 
+import psycopg
 import pytest
 from dotenv import dotenv_values
 
@@ -87,3 +88,17 @@ def test_make_run_with_the_placeholders_of_env_example_says_so_at_once(tmp_path)
     assert "your-db-password" not in message
     assert seconds < 10
     assert not (tmp_path / ".local" / "service.json").exists()
+
+
+def test_a_database_without_tables_says_to_run_db_upgrade(pg_server, tmp_path):
+    name = f"amazonsender_bare_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        result, _ = cli("mailout", "list", env=clean_env(tmp_path, DATABASE_URL=pg_server.url(name)))
+    finally:
+        with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+    message = one_line_error(result)
+    assert "has no tables yet: run `python -m amazonsender db upgrade` first" in message

@@ -9,7 +9,7 @@ import click
 from psycopg_pool import ConnectionPool
 
 from ..config import LOCAL, ConfigError, Settings
-from ..db import DatabaseUnreachable, check_reachable, create_pool
+from ..db import DatabaseUnreachable, SchemaMissing, check_reachable, create_pool
 
 MISSING_DATABASE_URL = (
     "DATABASE_URL is missing: set it to the Postgres connection string, or run with APP_ENV=local"
@@ -64,11 +64,17 @@ def database_url() -> str:
     return url
 
 
-def check_database(url: str) -> None:
+def check_database(url: str, *, migrated: bool = False) -> None:
     """One line naming the host and the reason when the database cannot be
-    reached, within seconds: not a pool's wait and a traceback."""
+    reached, within seconds: not a pool's wait and a traceback. With
+    `migrated`, also when it has no tables yet."""
     try:
-        check_reachable(url)
+        check_reachable(url, migrated=migrated)
+    except SchemaMissing as exc:
+        raise click.ClickException(
+            f"the database at {exc} has no tables yet: run `python -m amazonsender db upgrade` first"
+            " (`make run` does it too)"
+        ) from None
     except DatabaseUnreachable as exc:
         hint = ""
         if any(example in url for example in PLACEHOLDERS):
@@ -81,7 +87,7 @@ def check_database(url: str) -> None:
 
 def open_pool(url: str) -> ConnectionPool:
     """A pool of two for one command, once the database has answered."""
-    check_database(url)
+    check_database(url, migrated=True)
     return create_pool(url, max_size=2)
 
 
