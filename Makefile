@@ -14,6 +14,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 ## Run the service on http://localhost:$${PORT:-3000} with local defaults:
 ## embedded Postgres when DATABASE_URL is unset, .eml outbox without AWS keys.
+## While it runs, .local/service.json holds its URL, so that commands run with
+## APP_ENV=local in another terminal make links to it.
 run: $(STAMP)
 	APP_ENV=local $(PY) -m amazonsender dev
 

@@ -72,6 +72,54 @@ def create_pool(database_url: str, *, max_size: int = 10) -> ConnectionPool:
     return pool
 
 
+# How long a command waits for the database to answer before it says so: a
+# host that drops packets would otherwise hold it for minutes (TCP's own
+# retries), and a pool checkout for POOL_CHECKOUT_SECONDS with no reason given.
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+class DatabaseUnreachable(Exception):
+    """No connection to DATABASE_URL; the message is one line naming the
+    host and the reason (never the password)."""
+
+
+class SchemaMissing(Exception):
+    """The database answers but `db upgrade` never ran on it."""
+
+
+def check_reachable(database_url: str, timeout: float = CONNECT_TIMEOUT_SECONDS, *, migrated: bool = False) -> None:
+    """Open and close one connection, or raise DatabaseUnreachable; with
+    `migrated`, raise SchemaMissing when no migration has run there."""
+    try:
+        with psycopg.connect(database_url, connect_timeout=max(1, round(timeout)), prepare_threshold=None) as conn:
+            if migrated and conn.execute("SELECT to_regclass('schema_migrations') IS NULL").fetchone()[0]:
+                raise SchemaMissing(_where(database_url))
+    except psycopg.errors.ConnectionTimeout:
+        raise DatabaseUnreachable(f"{_where(database_url)}: no answer within {timeout:g} s") from None
+    except psycopg.Error as exc:
+        raise DatabaseUnreachable(f"{_where(database_url)}: {_reason(exc)}") from None
+
+
+def _where(database_url: str) -> str:
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(database_url)
+    except psycopg.Error:
+        return "DATABASE_URL (not a Postgres connection string)"
+    host = info.get("host") or "the local socket"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{info['port']}" if info.get("port") else host
+
+
+def _reason(exc: psycopg.Error) -> str:
+    """libpq's first line, without the prefixes that repeat the host:
+    'connection failed: connection to server at "h", port 5432 failed:
+    FATAL:  password authentication failed' becomes the last part."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    reason = re.sub(r"^(connection failed|connection is bad): ", "", first)
+    return re.sub(r"^connection to server .*? failed: (FATAL: +)?", "", reason) or first
+
+
 def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
     files = [path for path in directory.glob("*.sql") if MIGRATION_NAME.match(path.name)]
     return sorted(files, key=lambda path: int(MIGRATION_NAME.match(path.name).group(1)))

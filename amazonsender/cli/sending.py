@@ -1,0 +1,150 @@
+"""`mailout send/resume/test`: the commands that send email, with Ctrl-C and SIGTERM as an orderly stop."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from contextlib import contextmanager
+from dataclasses import replace
+from uuid import UUID
+
+import click
+
+from .. import store
+from ..config import Settings
+from .common import load_settings, open_pool
+
+
+@click.command("send")
+@click.argument("mailout_id", type=click.UUID)
+def mailout_send(mailout_id: UUID):
+    """Claim a 'ready' mailout and send it now, like the webhook with wait.
+
+    Every active subscriber gets it once; progress goes to stderr, a JSON
+    summary to stdout; the exit status is 0 only when it ends 'sent'.
+    Ctrl-C or SIGTERM stops it in order: the email in flight finishes, the
+    rest stays queued and the mailout pauses (then `mailout resume`).
+
+    \b
+    Example:
+      python -m amazonsender mailout send 3f2c9a4e-0000-4000-8000-000000000000
+    """
+    from .. import sender
+
+    with running(load_settings()) as (settings, pool, transport):
+        try:
+            rate = sender.check_mailout_can_start(pool, transport, settings, mailout_id)
+            claim = sender.claim_mailout(pool, mailout_id, rate_per_sec=rate)
+        except sender.MailoutNotFound:
+            raise click.ClickException(f"no mailout with id {mailout_id}") from None
+        except (sender.MailoutNotReady, sender.MailoutInvalid, sender.AccountCannotSend, sender.SesUnavailable) as exc:
+            raise click.ClickException(f"mailout {mailout_id}: {exc}") from None
+        click.echo(f"mailout {mailout_id}: {claim.recipients} recipients queued, sending at {rate:g}/s...")
+        summary = sender.send_claimed_mailout(pool, transport, settings, claim, progress=print_progress)
+    finish_with(summary)
+
+
+@click.command("resume")
+@click.argument("mailout_id", type=click.UUID)
+@click.option("--force", is_flag=True, help="Take over even if the heartbeat is fresh (only when that run is gone).")
+def mailout_resume(mailout_id: UUID, force: bool):
+    """Finish a mailout whose run ended early ('sending' with no live run,
+    'failed' or 'paused'). Emails that were in flight when it stopped are
+    marked unknown and never sent again.
+
+    \b
+    Example:
+      python -m amazonsender mailout resume 3f2c9a4e-0000-4000-8000-000000000000
+    """
+    from .. import sender
+
+    with running(load_settings()) as (settings, pool, transport):
+        try:
+            claim = sender.resume_mailout(pool, mailout_id, settings, force=force)
+        except sender.MailoutNotFound:
+            raise click.ClickException(f"no mailout with id {mailout_id}") from None
+        except (sender.MailoutNotResumable, sender.MailoutInvalid, sender.RunnerAlive) as exc:
+            raise click.ClickException(f"mailout {mailout_id}: {exc}") from None
+        with pool.connection() as conn:
+            queued = store.count_by_status(conn, mailout_id).get("queued", 0)
+        try:
+            rate = sender.pace_for(transport, queued, settings)
+        except (sender.AccountCannotSend, sender.SesUnavailable) as exc:
+            with pool.connection() as conn:
+                store.finish_mailout(conn, mailout_id, claim.runner_id, "paused", f"not resumed: {exc}")
+            raise click.ClickException(f"mailout {mailout_id}: {exc}") from None
+        claim = replace(claim, rate_per_sec=rate)
+        click.echo(
+            f"mailout {mailout_id}: resuming; {queued} still queued, {claim.in_doubt_marked} were in flight"
+            " when the last run stopped (marked unknown, not resent)"
+        )
+        summary = sender.send_claimed_mailout(pool, transport, settings, claim, progress=print_progress)
+    finish_with(summary)
+
+
+@contextmanager
+def running(settings: Settings):
+    """A pool and a transport for a synchronous send, with SIGTERM and
+    Ctrl-C turned into an orderly stop: the email in flight finishes, the
+    batch is recorded, the rest stays queued and the mailout pauses."""
+    from .. import configure_logging, sender
+    from ..ses import make_transport
+
+    configure_logging(settings.log_level, settings.log_format)
+    pool = open_pool(settings.database_url)
+    previous = {}
+    try:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(
+                signum, lambda signum, frame: sender.request_stop(signal.Signals(signum).name)
+            )
+        yield settings, pool, make_transport(settings)
+    finally:
+        pool.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def print_progress(counts: dict) -> None:
+    click.echo("  " + ", ".join(f"{name} {n}" for name, n in counts.items()), err=True)
+
+
+def finish_with(summary) -> None:
+    click.echo(json.dumps(summary.to_dict(), indent=2))
+    if summary.status != "sent":
+        sys.exit(1)
+
+
+@click.command("test")
+@click.argument("mailout_id", type=click.UUID)
+@click.option("--to", "addresses", multiple=True, help="A test address (repeatable); default TEST_EMAILS.")
+def mailout_test(mailout_id: UUID, addresses: tuple[str, ...]):
+    """Send the mailout to test addresses, subject prefixed [TEST], without
+    changing its state. Repeatable, in any state.
+
+    \b
+    Example:
+      python -m amazonsender mailout test ID --to editor@example.org --to me@example.org
+    """
+    from .. import sender
+
+    settings = load_settings()
+    recipients = list(addresses) or list(settings.test_emails)
+    if not recipients:
+        raise click.UsageError("no test recipients: set TEST_EMAILS or pass --to ADDRESS")
+    bad = [a for a in recipients if not sender.is_one_test_address(a)]
+    if bad:
+        raise click.UsageError(f"not an email address: {bad[0]!r}")
+    with running(settings) as (settings, pool, transport):
+        try:
+            results = sender.send_test(pool, transport, settings, mailout_id, recipients)
+        except sender.MailoutNotFound:
+            raise click.ClickException(f"no mailout with id {mailout_id}") from None
+        except sender.MailoutInvalid as exc:
+            raise click.ClickException(f"mailout {mailout_id}: {exc}") from None
+    for result in results:
+        click.echo(f"{result['status']:<6} {result['to']}  {result.get('ses_message_id') or result.get('error')}")
+    if any(result["status"] != "sent" for result in results):
+        sys.exit(1)
+
