@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, render_template, request, url_for
 
 from . import store
 from .db import get_pool, single_statement
-from .tokens import BadToken, UnsubscribeTokens
+from .links import BadToken, UnsubscribeTokens
 from .web import ApiError
 
 log = logging.getLogger(__name__)

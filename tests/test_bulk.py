@@ -37,7 +37,7 @@ from amazonsender.ses import (
     SesTransport,
     bulk_result,
 )
-from amazonsender.tokens import UnsubscribeTokens
+from amazonsender.links import UnsubscribeTokens
 from tests.conftest import UNSUBSCRIBE_SECRET, add_mailout, add_subscribers, mailout_row, with_settings
 from tests.ses_standin import BulkDelivery, SesStandIn
 from tests.test_sender import emails

@@ -34,7 +34,7 @@ from ..addresses import AddressError, bare_address, is_one_address, ses_address
 from ..message import Footer, MessageBuilder
 from ..ses import ACCESS_DENIED_CODES, ACCOUNT, IN_DOUBT, RECIPIENT, THROTTLED, TRANSIENT, BulkResult, SendError
 from ..template import bulk_content
-from ..tokens import UnsubscribeTokens
+from ..links import UnsubscribeTokens
 # The package's API, from the modules that own each part.
 from .errors import (  # noqa: F401
     AccountCannotSend,
