@@ -20,6 +20,7 @@ from uuid import UUID
 import pytest
 
 from amazonsender import sender
+from amazonsender.sender import attempts
 from amazonsender.message import Footer, MessageBuilder
 from amazonsender.template import (
     MAX_TEMPLATE_BYTES,
@@ -47,7 +48,7 @@ UNSUBSCRIBE_BASE = "https://news.example.test/unsubscribe?token="
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr(sender, "backoff_seconds", lambda attempt: 0.001)
+    monkeypatch.setattr(attempts, "backoff_seconds", lambda attempt: 0.001)
 
 
 @pytest.fixture(autouse=True)
