@@ -7,11 +7,12 @@ a transport (transport.Transport). The package, by concept:
 - claim.py:      claim and resume, and the `Claim` a run sends from;
 - preflight.py:  what is checked before a claim or a resume (content, SES account);
 - run.py:        the run loop: take a batch, send, record, ask the guard;
+- sending.py:    one batch: each SES call and its retries;
 - attempts.py:   what a failed send leads to (retry policy, outcome of each ErrorKind);
 - pacer.py:      how fast emails go, and how many recipients one call carries;
 - lease.py:      the heartbeat, and whether the mailout is still the run's;
-- guard.py:      the reputation guard (the circuit breaker is in run.py);
-- stop.py:       the StopSignal that pauses runs after the email in flight;
+- guard.py:      the reputation guard and the circuit breaker;
+- stop.py:       the StopSignal that pauses runs, and the Halt a run stops on;
 - test_sends.py: test sends, outside the ledger;
 - errors.py:     why a mailout cannot be claimed, resumed or recorded.
 

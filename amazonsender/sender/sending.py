@@ -1,4 +1,4 @@
-"""Sending one batch: each recipient's SES call (SendEmail, or SendBulkEmail for several), its retries, and the circuit breaker.
+"""Sending one batch: each recipient's SES call (SendEmail, or SendBulkEmail for several) and its retries.
 
 Every call goes through `attempt`, which applies the retry policy and the
 outcome table of attempts.py. A recipient not attempted (the run must stop)
@@ -27,6 +27,7 @@ from . import attempts
 from .attempts import FATES, Fate, Retries, Step, cannot_write, kept_throttling
 from .claim import Claim
 from .errors import DatabaseUnavailable
+from .guard import CircuitBreaker
 from .pacer import Pacer, recipients_per_call
 from .stop import LOST, Halt, Halting, StopSignal, interrupted_by
 
@@ -43,6 +44,9 @@ class Detour(Enum):
 
 
 class BatchSender:
+    """A run's sending half: its message builder and links, SendEmail or
+    SendBulkEmail, the threads of SEND_CONCURRENCY, and the circuit breaker."""
+
     def __init__(
         self,
         transport: Transport,
@@ -79,8 +83,7 @@ class BatchSender:
         self.per_call = 1
         self.choose_bulk(rate)
         self.lock = threading.Lock()
-        self.consecutive_failures = 0
-        self.last_error: str | None = None
+        self.breaker = CircuitBreaker(settings.max_consecutive_failures)
         # SEND_CONCURRENCY > 1: that many SES calls in flight, sharing one
         # transport (boto3 clients are thread-safe) and one Pacer.
         concurrency = settings.send_concurrency
@@ -188,24 +191,16 @@ class BatchSender:
             self.stop_run(interrupted_by(self.stop))
             return
         with self.lock:
-            failures, last_error = self.consecutive_failures, self.last_error
-        if failures >= self.settings.max_consecutive_failures:
-            self.stop_run(Halt(
-                "failed",
-                f"{failures} failures in a row (MAX_CONSECUTIVE_FAILURES); last: {last_error or 'see send_logs'}",
-            ))
+            tripped = self.breaker.tripped()
+        if tripped:
+            self.stop_run(Halt("failed", tripped))
 
     def note_outcomes(self, outcomes) -> None:
-        """Count failures in a row for the circuit breaker: a failed
-        recipient adds one, a sent one starts again from zero."""
+        """Settle these recipients, and tell the circuit breaker."""
         with self.lock:
             for outcome in outcomes:
                 self.settled[outcome.log_id] = outcome
-                if outcome.status == "failed":
-                    self.consecutive_failures += 1
-                    self.last_error = outcome.error
-                elif outcome.status == "sent":
-                    self.consecutive_failures = 0
+                self.breaker.note(outcome.status, outcome.error)
 
     # -- SendEmail, one recipient a call --------------------------------------
 
