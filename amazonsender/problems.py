@@ -34,7 +34,7 @@ from .sender.errors import (
 )
 from .sns import CertificateUnavailable, InvalidMessage, TopicNotAllowed
 from .subscribers import ImportFileError
-from .tokens import BadToken
+from .links import BadToken
 
 # A message is a str.format template, given the exception as `exc` and the
 # caller's context, or a function of both for the rare one that needs more.

@@ -1,16 +1,9 @@
-"""Transports: Amazon SES (v2 API) and a local outbox with the same interface.
+"""Transports: Amazon SES (v2 API) and a local outbox, both implementing transport.Transport.
 
-A transport has `send(email) -> message id` (SesTransport also has
-`send_bulk`, several recipients per call) and raises `SendError` with a
-`kind` that tells the sender what to do next:
-
-- 'recipient': this address failed for good; record it and go on;
-- 'account':   every send would fail (paused account, bad credentials, an
-               unverified sender); stop the mailout and keep the rest queued;
-- 'throttled': SES asked us to slow down; wait and send the same email again;
-- 'transient': a 5xx or a connection that could not be made; retry a few times;
-- 'in_doubt':  the request went out but no answer came back (a read timeout):
-               SES may have accepted it, so it is never sent again.
+Each turns what went wrong into a `SendError` whose `ErrorKind`
+(transport.py) tells the sender what to do next: SES's error codes, the
+statuses of a SendBulkEmail answer and botocore's exceptions are classified
+here, and nowhere else.
 """
 
 from __future__ import annotations
@@ -42,14 +35,16 @@ from .addresses import bare_address as address_only
 from .addresses import mailbox_of
 from .message import OutgoingEmail
 from .template import BulkContent, BulkRecipient
+from .transport import BulkResult, ErrorKind, SendError, Transport  # noqa: F401 - SendError, BulkResult: the API here too
 
 log = logging.getLogger(__name__)
 
-RECIPIENT = "recipient"
-ACCOUNT = "account"
-THROTTLED = "throttled"
-TRANSIENT = "transient"
-IN_DOUBT = "in_doubt"
+# The kinds under their short names, as the tests and the sender import them.
+RECIPIENT = ErrorKind.RECIPIENT
+ACCOUNT = ErrorKind.ACCOUNT
+THROTTLED = ErrorKind.THROTTLED
+TRANSIENT = ErrorKind.TRANSIENT
+IN_DOUBT = ErrorKind.IN_DOUBT
 
 ACCOUNT_ERROR_CODES = {
     "AccountSuspendedException",
@@ -86,13 +81,6 @@ class AccountLimits:
     max_send_rate: float
 
 
-class SendError(Exception):
-    def __init__(self, message: str, *, kind: str, code: str = ""):
-        super().__init__(message)
-        self.kind = kind
-        self.code = code  # SES's error code, when SES answered with one
-
-
 def names_unverified_sender(message: str, from_address: str) -> bool:
     """A rejection that says our sender identity is not verified: no email
     of the mailout can go, so it is account-wide, not this recipient's."""
@@ -114,14 +102,6 @@ def classify_client_error(error: ClientError, from_address: str) -> SendError:
     if status >= 500:
         return SendError(text, kind=TRANSIENT, code=code)
     return SendError(text, kind=RECIPIENT, code=code)
-
-
-@dataclass(frozen=True)
-class BulkResult:
-    """One recipient of a SendBulkEmail call: its message id, or why not."""
-
-    message_id: str | None = None
-    error: SendError | None = None
 
 
 # SendBulkEmail answers each entry with one of these statuses.
@@ -160,6 +140,9 @@ def bulk_result(answer: dict | None, from_address: str) -> BulkResult:
 
 
 class SesTransport:
+    """Amazon SES v2: SendEmail and SendBulkEmail (a transport.BulkTransport),
+    and the account's limits for the preflight check."""
+
     def __init__(
         self, client, *, from_address: str, configuration_set: str | None = None, reply_to: str | None = None
     ):
@@ -300,7 +283,8 @@ class SesTransport:
 
 
 class OutboxTransport:
-    """Writes each email as an .eml file instead of sending it (local use)."""
+    """Writes each email as an .eml file instead of sending it (local use):
+    a transport.Transport, with no bulk call and no account limits."""
 
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory)
@@ -315,7 +299,7 @@ class OutboxTransport:
         return message_id
 
 
-def make_transport(settings):
+def make_transport(settings) -> Transport:
     if settings.use_outbox:
         directory = Path(settings.outbox_dir).resolve()
         log.warning(

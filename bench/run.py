@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 
 from amazonsender.message import MessageBuilder
-from amazonsender.tokens import UnsubscribeTokens
+from amazonsender.links import UnsubscribeTokens
 
 from . import load
 from .options import ROOT, Options

@@ -20,6 +20,7 @@ from uuid import UUID
 import pytest
 
 from amazonsender import sender
+from amazonsender.sender import attempts
 from amazonsender.message import Footer, MessageBuilder
 from amazonsender.template import (
     MAX_TEMPLATE_BYTES,
@@ -37,7 +38,7 @@ from amazonsender.ses import (
     SesTransport,
     bulk_result,
 )
-from amazonsender.tokens import UnsubscribeTokens
+from amazonsender.links import UnsubscribeTokens
 from tests.conftest import UNSUBSCRIBE_SECRET, add_mailout, add_subscribers, mailout_row, with_settings
 from tests.ses_standin import BulkDelivery, SesStandIn
 from tests.test_sender import emails
@@ -47,7 +48,7 @@ UNSUBSCRIBE_BASE = "https://news.example.test/unsubscribe?token="
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr(sender, "backoff_seconds", lambda attempt: 0.001)
+    monkeypatch.setattr(attempts, "backoff_seconds", lambda attempt: 0.001)
 
 
 @pytest.fixture(autouse=True)

@@ -99,7 +99,7 @@ def test_an_account_error_stops_new_sends_and_keeps_the_rest_queued(pool, conn, 
 def test_a_stop_request_pauses_with_nothing_in_doubt(pool, conn, settings):
     add_subscribers(conn, emails(50))
     mailout_id = add_mailout(conn)
-    stop = threading.Event()
+    stop = sender.StopSignal()
 
     class StoppingTransport(SlowTransport):
         def send(self, email):

@@ -18,7 +18,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 from tests.conftest import SHARED_SECRET, UNSUBSCRIBE_SECRET, add_mailout, add_subscribers
 from tests.processes import run_gunicorn, service_env
 from tests.ses_standin import SesStandIn
-from amazonsender.tokens import UnsubscribeTokens
+from amazonsender.links import UnsubscribeTokens
 
 LIMIT = 64 * 1024
 AUTH = {"Authorization": f"Bearer {SHARED_SECRET}"}

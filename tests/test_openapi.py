@@ -42,7 +42,7 @@ from schemathesis.specs.openapi.checks import (
 from amazonsender import MAX_BODY_BYTES, create_app, db
 from amazonsender.config import Settings
 from amazonsender.ses import ACCOUNT, RECIPIENT, TRANSIENT, SendError
-from amazonsender.tokens import UnsubscribeTokens
+from amazonsender.links import UnsubscribeTokens
 from tests.conftest import (
     cloned_database,
     FROM_ADDRESS,

@@ -452,7 +452,7 @@ def test_a_stop_request_pauses_after_the_email_in_flight(pool, conn, settings, s
     mailout_id = add_mailout(conn)
     claim = sender.claim_mailout(pool, mailout_id)
     order = send_order(conn, mailout_id)
-    stop = threading.Event()
+    stop = sender.StopSignal()
     transport = ScriptedTransport(hooks={stop_at: stop.set})
 
     summary = sender.send_claimed_mailout(pool, transport, settings, claim, stop=stop)
@@ -468,7 +468,7 @@ def test_a_stop_request_pauses_after_the_email_in_flight(pool, conn, settings, s
 
     resumed = sender.resume_mailout(pool, mailout_id, settings)
     rest = ScriptedTransport()
-    final = sender.send_claimed_mailout(pool, rest, settings, resumed, stop=threading.Event())
+    final = sender.send_claimed_mailout(pool, rest, settings, resumed, stop=sender.StopSignal())
 
     assert resumed.in_doubt_marked == 0
     assert rest.sent == order[stop_at:]
@@ -493,7 +493,7 @@ def test_a_run_asked_to_stop_before_it_starts_sends_nothing(pool, conn, settings
     add_subscribers(conn, emails(3))
     mailout_id = add_mailout(conn)
     claim = sender.claim_mailout(pool, mailout_id)
-    stop = threading.Event()
+    stop = sender.StopSignal()
     stop.set()
     transport = ScriptedTransport()
 

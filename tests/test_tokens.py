@@ -9,7 +9,7 @@ import uuid
 import pytest
 from itsdangerous import URLSafeSerializer
 
-from amazonsender.tokens import UNSUBSCRIBE_SALT, BadToken, UnsubscribeTokens
+from amazonsender.links import UNSUBSCRIBE_SALT, BadToken, UnsubscribeTokens
 
 SECRET = "unsubscribe-secret-0123456789"
 NEW_SECRET = "rotated-unsubscribe-secret-9876543210"

@@ -10,7 +10,7 @@ import pytest
 from flask import render_template
 
 from amazonsender import create_app
-from amazonsender.tokens import UnsubscribeTokens
+from amazonsender.links import UnsubscribeTokens
 from tests.conftest import add_subscribers, with_settings
 
 ONE_CLICK = {"data": "List-Unsubscribe=One-Click", "content_type": "application/x-www-form-urlencoded"}

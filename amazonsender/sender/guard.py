@@ -1,4 +1,4 @@
-"""The reputation guard: when a mailout's bounces or complaints say it must pause."""
+"""The guards that stop a run early: the reputation guard (bounces, complaints) and the circuit breaker (failures in a row)."""
 
 from __future__ import annotations
 
@@ -25,3 +25,28 @@ def reputation_problem(sent: int, reputation: dict, settings) -> str | None:
             f" is above MAX_COMPLAINT_RATE {settings.max_complaint_rate:.2%}"
         )
     return None
+
+
+class CircuitBreaker:
+    """MAX_CONSECUTIVE_FAILURES failed recipients in a row stop the run: when
+    every send fails, something they share is wrong (the content, the
+    account), not the recipients. A sent recipient starts the count again.
+    The caller serialises access (the run's sending threads share one)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.failures = 0
+        self.last_error: str | None = None
+
+    def note(self, status: str, error: str | None) -> None:
+        if status == "failed":
+            self.failures += 1
+            self.last_error = error
+        elif status == "sent":
+            self.failures = 0
+
+    def tripped(self) -> str | None:
+        """Why the run must stop, or None."""
+        if self.failures < self.limit:
+            return None
+        return f"{self.failures} failures in a row (MAX_CONSECUTIVE_FAILURES); last: {self.last_error or 'see send_logs'}"

@@ -11,11 +11,11 @@ from psycopg_pool import ConnectionPool
 
 from .. import store
 from ..content import ContentProblem, check_content
-from ..ses import ACCOUNT, SendError
+from ..transport import ErrorKind, SendError, Transport
 from .errors import AccountCannotSend, MailoutInvalid, MailoutNotFound, MailoutNotReady, SesUnavailable
 
 
-def pace_for(transport, recipients: int, settings) -> float:
+def pace_for(transport: Transport, recipients: int, settings) -> float:
     """Ask SES for the account before a claim: refuse when sending is
     disabled or the recipients exceed what is left of the 24-hour quota, and
     pace at the lower of RATE_LIMIT_PER_SEC and the account's MaxSendRate.
@@ -24,7 +24,7 @@ def pace_for(transport, recipients: int, settings) -> float:
     try:
         limits = account_limits() if account_limits else None
     except SendError as exc:
-        if exc.kind == ACCOUNT:
+        if exc.kind is ErrorKind.ACCOUNT:
             raise AccountCannotSend(f"SES refuses this account: {exc}") from exc
         raise SesUnavailable(f"could not ask SES for the account's limits: {exc}") from exc
     if limits is None:
@@ -44,7 +44,7 @@ def pace_for(transport, recipients: int, settings) -> float:
     return settings.rate_limit_per_sec
 
 
-def check_mailout_can_start(pool: ConnectionPool, transport, settings, mailout_id: UUID) -> float:
+def check_mailout_can_start(pool: ConnectionPool, transport: Transport, settings, mailout_id: UUID) -> float:
     """What a webhook or `mailout send` checks before the claim: the mailout
     exists, is 'ready' and has content, and SES can take its recipients.
     Returns the pace. The claim itself re-checks the status atomically."""

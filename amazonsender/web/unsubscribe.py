@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, render_template, request, url_for
 
 from .. import store
 from ..db import single_statement
-from ..tokens import BadToken, UnsubscribeTokens
+from ..links import BadToken, UnsubscribeTokens
 from .errors import answer
 from .pool import get_pool
 
