@@ -94,7 +94,8 @@ def test_list_and_status_count_the_ledger_during_the_first_batch(invoke, pool, c
     assert listed()[mailout_id]["counts"] == {"queued": 7, "sending": 3, "sent": 2}
     status = invoke("mailout", "status", mailout_id).output
     assert "  sending   3" in status and "  sent      2" in status
-    assert str(mailout_id) in invoke("mailout", "list").output
+    listing = invoke("mailout", "list").output
+    assert f"{mailout_id}  sending           2/12" in listing
 
 
 def test_create_from_html_ready_at_once(invoke, conn, tmp_path):
@@ -249,3 +250,12 @@ def test_create_from_a_utf_8_file_with_a_bom_drops_the_bom(conn, database_url, t
     result = cli(tmp_path, database_url, "mailout", "create", "--subject", "S", "--html", source)
     assert result.returncode == 0, result.stderr
     assert mailout_row(conn, result.stdout.strip())["body"] == "<p>Grüße</p>"
+
+
+def test_sending_a_draft_says_the_command_that_makes_it_ready(invoke, conn):
+    draft = add_mailout(conn, status="draft")
+    result = invoke("mailout", "send", str(draft))
+    assert result.exit_code == 1
+    assert f"mailout {draft}: mailout is 'draft', not 'ready'" in result.output
+    assert f"make it ready first: python -m amazonsender mailout ready {draft}" in result.output
+    assert mailout_row(conn, draft)["status"] == "draft"

@@ -20,6 +20,16 @@ MISSING_DATABASE_URL = (
 PLACEHOLDERS = ("your-project-ref", "your-db-password", "://user:password@host")
 
 
+class Problem(click.ClickException):
+    """A domain error told the command-line way: problems.py's message and exit code."""
+
+    def __init__(self, exc: Exception, **context):
+        from ..problems import cli_message
+
+        message, self.exit_code = cli_message(exc, **context)
+        super().__init__(message)
+
+
 def is_local() -> bool:
     return os.environ.get("APP_ENV", "").strip().lower() == LOCAL
 

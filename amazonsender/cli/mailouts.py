@@ -9,7 +9,8 @@ import click
 from .. import store
 from ..content import ContentProblem, body_problem, check_content, subject_problem
 from ..store import drafts
-from .common import database_pool, load_settings, open_pool
+from ..sender.errors import MailoutNotFound
+from .common import Problem, database_pool, load_settings, open_pool
 
 
 @click.group()
@@ -38,7 +39,7 @@ def mailout_status(mailout_id: UUID):
         with pool.connection() as conn:
             mailout = store.get_mailout(conn, mailout_id)
             if mailout is None:
-                raise click.ClickException(f"no mailout with id {mailout_id}")
+                raise Problem(MailoutNotFound(), mailout_id=mailout_id)
             counts = store.count_by_status(conn, mailout_id)
     finally:
         pool.close()
@@ -176,7 +177,7 @@ def unchangeable(conn, mailout_id: UUID, done: str) -> click.ClickException:
     """Why a mailout could not be edited or deleted."""
     mailout = store.get_mailout(conn, mailout_id)
     if mailout is None:
-        return click.ClickException(f"no mailout with id {mailout_id}")
+        return Problem(MailoutNotFound(), mailout_id=mailout_id)
     return click.ClickException(
         f"mailout {mailout_id} is '{mailout['status']}': only a draft or a ready mailout can be {done}"
         " (once sending has started, the mailout is what its recipients got)"
@@ -229,7 +230,7 @@ def mailout_ready(mailout_id: UUID):
         if not store.mark_ready(conn, mailout_id):
             mailout = store.get_mailout(conn, mailout_id)
             if mailout is None:
-                raise click.ClickException(f"no mailout with id {mailout_id}")
+                raise Problem(MailoutNotFound(), mailout_id=mailout_id)
             raise click.ClickException(f"mailout {mailout_id} is '{mailout['status']}', not 'draft'")
     click.echo(f"mailout {mailout_id} is ready")
 
@@ -246,7 +247,19 @@ def mailout_list(limit: int):
     with database_pool() as pool, pool.connection() as conn:
         rows = store.list_mailouts(conn, limit)
     for row in rows:
-        recipients = "-" if row["recipients"] is None else row["recipients"]
-        click.echo(f"{row['id']}  {row['status']:<8}  {recipients!s:>8}  {row['created_at']:%Y-%m-%d %H:%M}  "
+        click.echo(f"{row['id']}  {row['status']:<8}  {progress(row):>12}  {row['created_at']:%Y-%m-%d %H:%M}  "
                    f"{row['subject']}")
+
+
+def progress(row: dict) -> str:
+    """The recipients column: their number, and for a mailout under way how
+    many have an outcome so far (`done/recipients`), read from the ledger
+    so that it moves during the first batch too."""
+    if row["recipients"] is None:
+        return "-"
+    counts = row.get("counts")
+    if counts is None:
+        return str(row["recipients"])
+    done = sum(n for status, n in counts.items() if status not in ("queued", "sending"))
+    return f"{done}/{row['recipients']}"
 

@@ -13,7 +13,7 @@ import click
 
 from .. import store
 from ..config import Settings
-from .common import load_settings, open_pool
+from .common import Problem, load_settings, open_pool
 
 
 @click.command("send")
@@ -36,10 +36,14 @@ def mailout_send(mailout_id: UUID):
         try:
             rate = sender.check_mailout_can_start(pool, transport, settings, mailout_id)
             claim = sender.claim_mailout(pool, mailout_id, rate_per_sec=rate)
-        except sender.MailoutNotFound:
-            raise click.ClickException(f"no mailout with id {mailout_id}") from None
-        except (sender.MailoutNotReady, sender.MailoutInvalid, sender.AccountCannotSend, sender.SesUnavailable) as exc:
-            raise click.ClickException(f"mailout {mailout_id}: {exc}") from None
+        except (
+            sender.MailoutNotFound,
+            sender.MailoutNotReady,
+            sender.MailoutInvalid,
+            sender.AccountCannotSend,
+            sender.SesUnavailable,
+        ) as exc:
+            raise Problem(exc, mailout_id=mailout_id) from None
         click.echo(f"mailout {mailout_id}: {claim.recipients} recipients queued, sending at {rate:g}/s...")
         summary = sender.send_claimed_mailout(pool, transport, settings, claim, progress=print_progress)
     finish_with(summary)
@@ -62,10 +66,8 @@ def mailout_resume(mailout_id: UUID, force: bool):
     with running(load_settings()) as (settings, pool, transport):
         try:
             claim = sender.resume_mailout(pool, mailout_id, settings, force=force)
-        except sender.MailoutNotFound:
-            raise click.ClickException(f"no mailout with id {mailout_id}") from None
-        except (sender.MailoutNotResumable, sender.MailoutInvalid, sender.RunnerAlive) as exc:
-            raise click.ClickException(f"mailout {mailout_id}: {exc}") from None
+        except (sender.MailoutNotFound, sender.MailoutNotResumable, sender.MailoutInvalid, sender.RunnerAlive) as exc:
+            raise Problem(exc, mailout_id=mailout_id) from None
         with pool.connection() as conn:
             queued = store.count_by_status(conn, mailout_id).get("queued", 0)
         try:
@@ -73,7 +75,7 @@ def mailout_resume(mailout_id: UUID, force: bool):
         except (sender.AccountCannotSend, sender.SesUnavailable) as exc:
             with pool.connection() as conn:
                 store.finish_mailout(conn, mailout_id, claim.runner_id, "paused", f"not resumed: {exc}")
-            raise click.ClickException(f"mailout {mailout_id}: {exc}") from None
+            raise Problem(exc, mailout_id=mailout_id) from None
         claim = replace(claim, rate_per_sec=rate)
         click.echo(
             f"mailout {mailout_id}: resuming; {queued} still queued, {claim.in_doubt_marked} were in flight"
@@ -139,10 +141,8 @@ def mailout_test(mailout_id: UUID, addresses: tuple[str, ...]):
     with running(settings) as (settings, pool, transport):
         try:
             results = sender.send_test(pool, transport, settings, mailout_id, recipients)
-        except sender.MailoutNotFound:
-            raise click.ClickException(f"no mailout with id {mailout_id}") from None
-        except sender.MailoutInvalid as exc:
-            raise click.ClickException(f"mailout {mailout_id}: {exc}") from None
+        except (sender.MailoutNotFound, sender.MailoutInvalid) as exc:
+            raise Problem(exc, mailout_id=mailout_id) from None
     for result in results:
         click.echo(f"{result['status']:<6} {result['to']}  {result.get('ses_message_id') or result.get('error')}")
     if any(result["status"] != "sent" for result in results):
