@@ -14,8 +14,8 @@ import pytest
 
 from amazonsender import db, events, store
 from amazonsender.ses_events import read_json
-from tests.conftest import add_mailout, add_subscribers
-from tests.sns_signing import ses_sample
+from tests.support.db import add_mailout, add_subscribers
+from tests.support.sns_signing import ses_sample
 
 ANN = "ann@list.example"
 

@@ -34,9 +34,9 @@ What tests read:
   which `rendering_failure_events()` writes (the SNS Message text, as SES
   publishes it through a configuration set), as `bounce_event(email)` and
   `complaint_event(email)` write a Bounce or a Complaint for an email of
-  `sent`, for a test to sign (tests/sns_signing.py) and POST to the service.
+  `sent`, for a test to sign (tests/support/sns_signing.py) and POST to the service.
 
-As strict as SES, or stricter (tests/ses_standin_checks.py has every rule
+As strict as SES, or stricter (tests/support/ses_standin_checks.py has every rule
 and the page of AWS's documentation it comes from): a send request is
 answered 400 BadRequestException, as a whole, when its JSON body departs
 from botocore's sesv2 model of the operation's input (an unknown member, a
@@ -125,7 +125,7 @@ from email.utils import formatdate, getaddresses
 from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.ses_standin_checks import (
+from tests.support.ses_standin_checks import (
     MAX_BULK_ENTRIES,
     MAX_TEMPLATE_BYTES,
     BadRequest,
@@ -696,7 +696,7 @@ class SesStandIn:
 # Amazon SNS" (https://docs.aws.amazon.com/ses/latest/dg/event-publishing-retrieving-sns-examples.html)
 # shows them: "Rendering Failure record", "Bounce record", "Complaint record".
 
-ACCOUNT_ID = "123456789012"  # the account of tests/sns_signing.py's topic
+ACCOUNT_ID = "123456789012"  # the account of tests/support/sns_signing.py's topic
 REPORTING_MTA = "dsn; a8-24.smtp-out.amazonses.com"
 
 
