@@ -19,8 +19,8 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from amazonsender import create_app, db
 from amazonsender.config import Settings
 from amazonsender.ses import SesTransport
-from tests.fakes import FakeTransport
-from tests.support.db import PgServer, add_mailout, add_subscribers, cloned_database, server_from_url
+from tests.fakes import FakeTransport, MotoSesTransport
+from tests.support.db import PgServer, add_mailout, add_subscribers, cloned_database, reachable, server_from_url
 from tests.support.settings import FROM_ADDRESS, SHARED_SECRET, UNSUBSCRIBE_SECRET, with_settings
 
 # The command line run in this process: the `invoke` and `standin` fixtures.
@@ -30,20 +30,12 @@ LOCAL_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 _database_numbers = itertools.count()
 
 
-def _reachable(url: str) -> bool:
-    try:
-        with psycopg.connect(url, connect_timeout=3):
-            return True
-    except psycopg.OperationalError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory) -> PgServer:
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
         return server_from_url(url)
-    if _reachable(LOCAL_SERVER_URL):
+    if reachable(LOCAL_SERVER_URL):
         return server_from_url(LOCAL_SERVER_URL)
     import pgserver
 
@@ -130,14 +122,6 @@ def moto_ses(aws_env):
         client = boto3.client("sesv2", region_name="us-east-1")
         client.create_email_identity(EmailIdentity="example.test")
         yield ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
-
-
-class MotoSesTransport(SesTransport):
-    """The real SES transport against moto, which does not implement
-    GetAccount: the quota check is tested with Stubber and the stand-in."""
-
-    def account_limits(self):
-        return None
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Test doubles the test modules share: one scriptable transport in place of
-SES, a clock, and a pool whose database fails on cue."""
+SES (and the real one made to suit moto), a clock, and a pool whose database
+fails on cue."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import psycopg
 
 # The one place this module meets the transport interface of
 # amazonsender/ses.py beyond `send`, `send_bulk` and `account_limits`.
-from amazonsender.ses import BulkResult
+from amazonsender.ses import BulkResult, SesTransport
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,14 @@ class FakeBulkTransport(FakeTransport):
                 BulkResult(message_id=self.ids.format(n=f"{number}.{i}", address=r.to_address))
                 for i, r in enumerate(recipients, 1)
             ]
+
+
+class MotoSesTransport(SesTransport):
+    """The real SES transport against moto, which does not implement
+    GetAccount: the quota check is tested with Stubber and the stand-in."""
+
+    def account_limits(self):
+        return None
 
 
 class FakeClock:
