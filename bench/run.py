@@ -257,7 +257,7 @@ def capacity(ctx: Context) -> None:
     ctx.standin.set_latency(opts.ses_latency_ms)
 
     # For comparison: the tests' ThreadingHTTPServer stand-in, in this process.
-    from tests.ses_standin import SesStandIn
+    from tests.support.ses_standin import SesStandIn
 
     with SesStandIn() as threaded:
         result = load.run_load(
@@ -616,7 +616,7 @@ def sizes(ctx: Context) -> None:
 
 
 def http_endpoints(ctx: Context) -> None:
-    from tests.sns_signing import TOPIC_ARN, SnsSigner, make_key_and_certificate, ses_sample
+    from tests.support.sns_signing import TOPIC_ARN, SnsSigner, make_key_and_certificate, ses_sample
 
     opts = ctx.options
     count = opts.http_messages

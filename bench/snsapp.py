@@ -2,7 +2,7 @@
 with the settings from the environment) with one thing replaced: how SNS
 signing certificates are fetched. The service would fetch them from
 https://sns.<region>.amazonaws.com; the benchmark signs its messages with a
-key of its own (tests/sns_signing.py) and its certificate is read from
+key of its own (tests/support/sns_signing.py) and its certificate is read from
 BENCH_SNS_CERT_FILE. Every other URL is refused, so nothing here ever
 touches the network."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from amazonsender import create_app
 from amazonsender.sns import CertificateUnavailable
-from tests.sns_signing import CERT_URL
+from tests.support.sns_signing import CERT_URL
 
 
 def certificate_fetcher(cert_file: str | os.PathLike):

@@ -1,11 +1,11 @@
 """A lean SES v2 stand-in for the benchmark, run in a process of its own.
 
-tests/ses_standin.py is a ThreadingHTTPServer that keeps every request it
+tests/support/ses_standin.py is a ThreadingHTTPServer that keeps every request it
 sees (headers, body, decoded message) so that tests can look at them. That is
 too heavy for 100,000 emails, and in the benchmark's own process it would
 share a GIL with the bare boto3 loop it is compared with. This one speaks the
 same wire format (the paths, the GetAccount answer and the error header come
-from tests/ses_standin.py) on asyncio, keeps only what the benchmark needs
+from tests/support/ses_standin.py) on asyncio, keeps only what the benchmark needs
 (the receive time of every email and whether its recipient was seen before),
 and answers after a configurable latency without a thread per connection.
 
@@ -41,7 +41,7 @@ import sys
 import time
 from urllib.parse import parse_qs, urlsplit
 
-from tests.ses_standin import ACCOUNT_PATH, DEFAULT_ACCOUNT, ERROR_TYPE_SUFFIX, SEND_EMAIL_PATH
+from tests.support.ses_standin import ACCOUNT_PATH, DEFAULT_ACCOUNT, ERROR_TYPE_SUFFIX, SEND_EMAIL_PATH
 
 BULK_EMAIL_PATH = "/v2/email/outbound-bulk-emails"
 # No quota and no rate that would make the service pace below its own

@@ -9,75 +9,39 @@ from __future__ import annotations
 
 import itertools
 import os
-import threading
-import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import boto3
 import psycopg
 import pytest
 from moto import mock_aws
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from amazonsender import create_app, db
 from amazonsender.config import Settings
 from amazonsender.ses import SesTransport
+from tests.fakes import FakeTransport, MotoSesTransport
+from tests.support.db import PgServer, add_mailout, add_subscribers, cloned_database, reachable, server_from_url
+from tests.support.settings import FROM_ADDRESS, SHARED_SECRET, UNSUBSCRIBE_SECRET, with_settings
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).resolve().parent / "data"
+# The command line run in this process: the `invoke` and `standin` fixtures.
+pytest_plugins = ("tests.support.cli",)
+
 LOCAL_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-SHARED_SECRET = "test-shared-secret-0123456789"
-UNSUBSCRIBE_SECRET = "test-unsubscribe-secret-0123456789"
-FROM_ADDRESS = "Newsletter <news@example.test>"
 _database_numbers = itertools.count()
-
-
-@dataclass(frozen=True)
-class PgServer:
-    host: str
-    port: int
-    user: str
-    password: str | None
-
-    def url(self, dbname: str) -> str:
-        return make_conninfo(
-            host=self.host, port=self.port, user=self.user, password=self.password or None, dbname=dbname
-        )
-
-
-def _server_from_url(url: str) -> PgServer:
-    params = conninfo_to_dict(url)
-    return PgServer(
-        host=params.get("host") or "127.0.0.1",
-        port=int(params.get("port") or 5432),
-        user=params.get("user") or "postgres",
-        password=params.get("password"),
-    )
-
-
-def _reachable(url: str) -> bool:
-    try:
-        with psycopg.connect(url, connect_timeout=3):
-            return True
-    except psycopg.OperationalError:
-        return False
 
 
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory) -> PgServer:
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
-        return _server_from_url(url)
-    if _reachable(LOCAL_SERVER_URL):
-        return _server_from_url(LOCAL_SERVER_URL)
+        return server_from_url(url)
+    if reachable(LOCAL_SERVER_URL):
+        return server_from_url(LOCAL_SERVER_URL)
     import pgserver
 
     server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
     pg_server.embedded = server  # keep it alive for the session
-    return _server_from_url(server.get_uri())
+    return server_from_url(server.get_uri())
 
 
 @pytest.fixture(scope="session")
@@ -92,25 +56,6 @@ def template_database(pg_server) -> str:
     db.upgrade(pg_server.url(name))
     yield name
     janitor.drop()
-
-
-@contextmanager
-def cloned_database(pg_server: PgServer, template: str, name: str):
-    """A database cloned from the migrated template, dropped afterwards."""
-    janitor = DatabaseJanitor(
-        user=pg_server.user,
-        host=pg_server.host,
-        port=pg_server.port,
-        password=pg_server.password,
-        dbname=name,
-        template_dbname=template,
-    )
-    janitor.drop()
-    janitor.init()
-    try:
-        yield pg_server.url(name)
-    finally:
-        janitor.drop()
 
 
 @pytest.fixture
@@ -179,14 +124,6 @@ def moto_ses(aws_env):
         yield ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
 
 
-class MotoSesTransport(SesTransport):
-    """The real SES transport against moto, which does not implement
-    GetAccount: the quota check is tested with Stubber and the stand-in."""
-
-    def account_limits(self):
-        return None
-
-
 @pytest.fixture
 def ses_transport(moto_ses, settings) -> SesTransport:
     transport = SesTransport.from_settings(settings)
@@ -200,7 +137,7 @@ def standin_transport(monkeypatch, tmp_path, settings):
     """(stand-in, the production SesTransport pointed at it) in this process,
     with an account that lets the service go as fast as its settings say."""
     from amazonsender.ses import SesTransport
-    from tests.ses_standin import SesStandIn
+    from tests.support.ses_standin import SesStandIn
 
     with SesStandIn() as standin:
         standin.set_account(max_send_rate=10_000)
@@ -213,33 +150,10 @@ def standin_transport(monkeypatch, tmp_path, settings):
         yield standin, SesTransport.from_settings(settings)
 
 
-@dataclass
-class RecordingTransport:
-    """Records what it is asked to send, with the time of each call; can be
-    told to fail for some addresses."""
-
-    failures: dict = field(default_factory=dict)  # address -> SendError to raise
-    sent: list = field(default_factory=list)
-    times: list = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def send(self, email):
-        with self.lock:
-            self.times.append(time.monotonic())
-            error = self.failures.get(email.to_address)
-            if error is not None:
-                raise error
-            self.sent.append(email)
-            return f"recorded-{len(self.sent)}"
-
-    @property
-    def addresses(self) -> list[str]:
-        return [email.to_address for email in self.sent]
-
-
 @pytest.fixture
-def recording_transport() -> RecordingTransport:
-    return RecordingTransport()
+def recording_transport() -> FakeTransport:
+    """Accepts every email and records it, with the time of each call."""
+    return FakeTransport()
 
 
 @pytest.fixture
@@ -254,39 +168,6 @@ def app(settings, pool, ses_transport):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-def add_subscribers(conn, emails, status="active", names=None) -> list:
-    names = names or {}
-    ids = []
-    for email in emails:
-        row = conn.execute(
-            "INSERT INTO subscribers (email, status, from_name) VALUES (%s, %s, %s) RETURNING id",
-            (email, status, names.get(email)),
-        ).fetchone()
-        ids.append(row["id"])
-    return ids
-
-
-def add_mailout(conn, status="ready", subject="Our news", body="<h1>Hello</h1><p>News.</p>"):
-    row = conn.execute(
-        "INSERT INTO mailouts (subject, body, status) VALUES (%s, %s, %s) RETURNING id",
-        (subject, body, status),
-    ).fetchone()
-    return row["id"]
-
-
-def ledger(conn, mailout_id) -> dict[str, str]:
-    rows = conn.execute("SELECT email, status FROM send_logs WHERE mailout_id = %s", (mailout_id,)).fetchall()
-    return {row["email"]: row["status"] for row in rows}
-
-
-def mailout_row(conn, mailout_id) -> dict:
-    return conn.execute("SELECT * FROM mailouts WHERE id = %s", (mailout_id,)).fetchone()
-
-
-def with_settings(settings: Settings, **changes) -> Settings:
-    return replace(settings, **changes)
 
 
 # --- SNS: a key and certificate made here, and an app that trusts our topic --
@@ -308,21 +189,21 @@ def sent_mailout(conn):
 
 @pytest.fixture(scope="session")
 def sns_key_and_certificate():
-    from tests.sns_signing import make_key_and_certificate
+    from tests.support.sns_signing import make_key_and_certificate
 
     return make_key_and_certificate()
 
 
 @pytest.fixture
 def sns_signer(sns_key_and_certificate):
-    from tests.sns_signing import SnsSigner
+    from tests.support.sns_signing import SnsSigner
 
     return SnsSigner(*sns_key_and_certificate)
 
 
 @pytest.fixture
 def sns_app(settings, pool, recording_transport, sns_signer):
-    from tests.sns_signing import TOPIC_ARN
+    from tests.support.sns_signing import TOPIC_ARN
 
     return create_app(
         with_settings(settings, sns_topic_arns=(TOPIC_ARN,)),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 
 import boto3
 import pytest
@@ -17,9 +16,11 @@ from botocore.stub import Stubber
 
 from amazonsender import create_app, sender
 from amazonsender.ses import ACCOUNT, THROTTLED, TRANSIENT, AccountLimits, OutboxTransport, SendError, SesTransport
-from tests.conftest import FROM_ADDRESS, SHARED_SECRET, add_mailout, add_subscribers, ledger, mailout_row, with_settings
-from tests.ses_standin import SesStandIn
-from tests.test_sender import emails
+from tests.fakes import FakeTransport
+from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
+from tests.support.sending import emails
+from tests.support.settings import FROM_ADDRESS, SHARED_SECRET, with_settings
+from tests.support.ses_standin import SesStandIn
 
 AUTH = {"Authorization": f"Bearer {SHARED_SECRET}"}
 
@@ -155,40 +156,17 @@ def test_account_limits_without_credentials_is_an_account_error(monkeypatch, tmp
 # --- sender.pace_for ----------------------------------------------------------------
 
 
-class AccountTransport:
-    """A transport with an account: `limits` (or `error`) is what GetAccount
-    gives; sends are recorded with their time."""
-
-    def __init__(self, limits: AccountLimits | None = None, error: SendError | None = None):
-        self.limits = limits
-        self.error = error
-        self.asked = 0
-        self.sent: list[str] = []
-        self.times: list[float] = []
-
-    def account_limits(self):
-        self.asked += 1
-        if self.error is not None:
-            raise self.error
-        return self.limits
-
-    def send(self, email):
-        self.times.append(time.monotonic())
-        self.sent.append(email.to_address)
-        return f"msg-{len(self.sent)}"
-
-
 def limits(*, enabled=True, max_24_hour_send=50000.0, sent_last_24_hours=0.0, max_send_rate=14.0) -> AccountLimits:
     return AccountLimits(enabled, max_24_hour_send, sent_last_24_hours, max_send_rate)
 
 
 def test_a_disabled_account_cannot_send(settings):
     with pytest.raises(sender.AccountCannotSend, match="disabled"):
-        sender.pace_for(AccountTransport(limits(enabled=False)), 3, settings)
+        sender.pace_for(FakeTransport(limits=limits(enabled=False)), 3, settings)
 
 
 def test_more_recipients_than_the_quota_has_left_cannot_send_and_says_by_how_much(settings):
-    transport = AccountTransport(limits(max_24_hour_send=1000.0, sent_last_24_hours=980.0))
+    transport = FakeTransport(limits=limits(max_24_hour_send=1000.0, sent_last_24_hours=980.0))
 
     with pytest.raises(sender.AccountCannotSend) as caught:
         sender.pace_for(transport, 30, settings)
@@ -200,19 +178,19 @@ def test_more_recipients_than_the_quota_has_left_cannot_send_and_says_by_how_muc
 
 
 def test_exactly_what_the_quota_has_left_can_send(settings):
-    transport = AccountTransport(limits(max_24_hour_send=1000.0, sent_last_24_hours=980.0))
+    transport = FakeTransport(limits=limits(max_24_hour_send=1000.0, sent_last_24_hours=980.0))
     assert sender.pace_for(transport, 20, settings) > 0
 
 
 def test_a_quota_already_overrun_leaves_nothing(settings):
-    transport = AccountTransport(limits(max_24_hour_send=200.0, sent_last_24_hours=230.0))
+    transport = FakeTransport(limits=limits(max_24_hour_send=200.0, sent_last_24_hours=230.0))
     with pytest.raises(sender.AccountCannotSend) as caught:
         sender.pace_for(transport, 1, settings)
     assert "0 of 200" in str(caught.value) and "1 too many" in str(caught.value)
 
 
 def test_a_quota_of_minus_one_is_unlimited(settings):
-    transport = AccountTransport(limits(max_24_hour_send=-1.0, sent_last_24_hours=123456.0, max_send_rate=14.0))
+    transport = FakeTransport(limits=limits(max_24_hour_send=-1.0, sent_last_24_hours=123456.0, max_send_rate=14.0))
     assert sender.pace_for(transport, 10_000_000, with_settings(settings, rate_limit_per_sec=6.0)) == 6.0
 
 
@@ -220,7 +198,7 @@ def test_a_quota_of_minus_one_is_unlimited(settings):
     "ours, theirs, pace", [(6.0, 14.0, 6.0), (50.0, 14.0, 14.0), (14.0, 14.0, 14.0), (6.0, 0.0, 6.0)]
 )
 def test_the_pace_is_the_lower_of_ours_and_the_accounts(settings, ours, theirs, pace):
-    transport = AccountTransport(limits(max_send_rate=theirs))
+    transport = FakeTransport(limits=limits(max_send_rate=theirs))
     assert sender.pace_for(transport, 10, with_settings(settings, rate_limit_per_sec=ours)) == pace
 
 
@@ -230,14 +208,14 @@ def test_the_local_outbox_has_no_quota(settings, tmp_path):
 
 
 def test_getaccount_not_allowed_means_nothing_is_checked(settings):
-    assert sender.pace_for(AccountTransport(None), 10_000_000, with_settings(settings, rate_limit_per_sec=6.0)) == 6.0
+    assert sender.pace_for(FakeTransport(), 10_000_000, with_settings(settings, rate_limit_per_sec=6.0)) == 6.0
 
 
 @pytest.mark.parametrize(
     "kind, raised", [(ACCOUNT, sender.AccountCannotSend), (TRANSIENT, sender.SesUnavailable), (THROTTLED, sender.SesUnavailable)]
 )
 def test_getaccount_errors(settings, kind, raised):
-    transport = AccountTransport(error=SendError("Boom: no", kind=kind))
+    transport = FakeTransport(account_error=SendError("Boom: no", kind=kind))
     with pytest.raises(raised, match="Boom"):
         sender.pace_for(transport, 3, settings)
 
@@ -281,7 +259,7 @@ def assert_untouched(conn, mailout_id, transport):
 
 def test_webhook_over_quota_is_409_and_changes_nothing(settings, pool, conn, ready):
     # 8 active subscribers (the unsubscribed one does not count), 5 left.
-    transport = AccountTransport(limits(max_24_hour_send=1000.0, sent_last_24_hours=995.0))
+    transport = FakeTransport(limits=limits(max_24_hour_send=1000.0, sent_last_24_hours=995.0))
 
     response = post(webhook(settings, pool, transport), ready, wait=True)
 
@@ -293,7 +271,7 @@ def test_webhook_over_quota_is_409_and_changes_nothing(settings, pool, conn, rea
 
 
 def test_webhook_with_sending_disabled_is_409_and_changes_nothing(settings, pool, conn, ready):
-    transport = AccountTransport(limits(enabled=False))
+    transport = FakeTransport(limits=limits(enabled=False))
 
     response = post(webhook(settings, pool, transport), ready)
 
@@ -302,7 +280,7 @@ def test_webhook_with_sending_disabled_is_409_and_changes_nothing(settings, pool
 
 
 def test_webhook_with_an_account_ses_refuses_is_409(settings, pool, conn, ready):
-    transport = AccountTransport(error=SendError("UnrecognizedClientException: bad token", kind=ACCOUNT))
+    transport = FakeTransport(account_error=SendError("UnrecognizedClientException: bad token", kind=ACCOUNT))
 
     response = post(webhook(settings, pool, transport), ready)
 
@@ -312,7 +290,7 @@ def test_webhook_with_an_account_ses_refuses_is_409(settings, pool, conn, ready)
 
 @pytest.mark.parametrize("kind", [TRANSIENT, THROTTLED])
 def test_webhook_when_ses_cannot_be_asked_is_503_and_changes_nothing(settings, pool, conn, ready, kind):
-    transport = AccountTransport(error=SendError("could not connect to SES: refused", kind=kind))
+    transport = FakeTransport(account_error=SendError("could not connect to SES: refused", kind=kind))
 
     response = post(webhook(settings, pool, transport), ready)
 
@@ -322,7 +300,7 @@ def test_webhook_when_ses_cannot_be_asked_is_503_and_changes_nothing(settings, p
 
 def test_webhook_within_the_quota_sends_at_the_accounts_lower_rate(settings, pool, conn, ready):
     rate = 20.0
-    transport = AccountTransport(limits(max_24_hour_send=1000.0, sent_last_24_hours=992.0, max_send_rate=rate))
+    transport = FakeTransport(limits=limits(max_24_hour_send=1000.0, sent_last_24_hours=992.0, max_send_rate=rate))
 
     response = post(webhook(with_settings(settings, rate_limit_per_sec=2000.0), pool, transport), ready, wait=True)
 
@@ -336,14 +314,14 @@ def test_webhook_within_the_quota_sends_at_the_accounts_lower_rate(settings, poo
 
 
 def test_webhook_when_getaccount_is_not_allowed_sends_anyway(settings, pool, conn, ready):
-    transport = AccountTransport(None)
+    transport = FakeTransport()
     response = post(webhook(settings, pool, transport), ready, wait=True)
     assert response.status_code == 200 and response.json["sent"] == 8
 
 
 def test_webhook_for_a_mailout_that_is_not_ready_does_not_ask_ses(settings, pool, conn):
     mailout_id = add_mailout(conn, status="sent")
-    transport = AccountTransport(limits(enabled=False))
+    transport = FakeTransport(limits=limits(enabled=False))
     response = post(webhook(settings, pool, transport), mailout_id)
     assert response.status_code == 409 and "'sent'" in response.json["error"]
     assert transport.asked == 0

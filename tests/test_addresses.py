@@ -26,7 +26,8 @@ from amazonsender.addresses import (
     text_words,
 )
 from amazonsender.subscribers import import_csv
-from tests.conftest import add_mailout, add_subscribers, ledger, mailout_row, with_settings
+from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
+from tests.support.settings import with_settings
 
 
 @pytest.mark.parametrize(

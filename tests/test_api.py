@@ -9,7 +9,8 @@ from uuid import uuid4
 import pytest
 
 from amazonsender import create_app
-from tests.conftest import SHARED_SECRET, add_mailout, add_subscribers, ledger, mailout_row, with_settings
+from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
+from tests.support.settings import SHARED_SECRET, with_settings
 
 AUTH = {"Authorization": f"Bearer {SHARED_SECRET}"}
 

@@ -13,7 +13,7 @@ from psycopg.rows import dict_row, tuple_row
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from amazonsender import db
-from tests.conftest import add_mailout, add_subscribers
+from tests.support.db import add_mailout, add_subscribers
 
 API_ROLES = ("anon", "authenticated")
 

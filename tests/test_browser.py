@@ -30,8 +30,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ROOT, SHARED_SECRET, UNSUBSCRIBE_SECRET, add_mailout, add_subscribers
-from tests.processes import FROM_ADDRESS, Server, clean_env, free_port, stop_process_group, wait_until_serving
+from tests.support.db import add_mailout, add_subscribers
+from tests.support.settings import ROOT, SHARED_SECRET, UNSUBSCRIBE_SECRET
+from tests.support.processes import FROM_ADDRESS, Server, clean_env, free_port, stop_process_group, wait_until_serving
 
 # Debian's package: /usr/bin/chromium. CHROMIUM_PATH may name another build.
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")

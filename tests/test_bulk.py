@@ -1,6 +1,6 @@
 """SES SendBulkEmail: several recipients per call, through the real sender, a
 real Postgres and the real SesTransport, whose boto3 client talks to the SES
-stand-in (tests/ses_standin.py), so that boto3's own request building and
+stand-in (tests/support/ses_standin.py), so that boto3's own request building and
 error parsing run. The stand-in renders every accepted entry as the email SES
 would send, so what each recipient receives is checked, not just the call."""
 
@@ -11,7 +11,6 @@ import email.policy
 import json
 import logging
 import math
-import threading
 from collections import Counter
 from email.parser import BytesHeaderParser
 from urllib.parse import parse_qs, urlsplit
@@ -39,9 +38,11 @@ from amazonsender.ses import (
     bulk_result,
 )
 from amazonsender.links import UnsubscribeTokens
-from tests.conftest import UNSUBSCRIBE_SECRET, add_mailout, add_subscribers, mailout_row, with_settings
-from tests.ses_standin import BulkDelivery, SesStandIn
-from tests.test_sender import emails
+from tests.fakes import FakeBulkTransport
+from tests.support.db import add_mailout, add_subscribers, mailout_row
+from tests.support.sending import emails
+from tests.support.settings import UNSUBSCRIBE_SECRET, with_settings
+from tests.support.ses_standin import BulkDelivery, SesStandIn
 
 UNSUBSCRIBE_BASE = "https://news.example.test/unsubscribe?token="
 
@@ -558,19 +559,9 @@ def test_a_lost_answer_to_a_bulk_call_leaves_its_recipients_unknown(pool, conn, 
     mailout_id = add_mailout(conn)
     claim = sender.claim_mailout(pool, mailout_id)
 
-    class LoseFirst:
-        """The first call's answer comes too late; the others in time."""
-
-        def __init__(self):
-            self.calls = 0
-
-        def send_bulk(self, content, recipients):
-            self.calls += 1
-            if self.calls == 2:
-                ses.latency = 0.0
-            return transport.send_bulk(content, recipients)
-
-    summary = sender.send_claimed_mailout(pool, LoseFirst(), bulk_settings, claim)
+    # The first call's answer comes too late; the others in time.
+    lose_first = FakeBulkTransport(passthrough=transport, hooks={2: lambda: setattr(ses, "latency", 0.0)})
+    summary = sender.send_claimed_mailout(pool, lose_first, bulk_settings, claim)
 
     order = send_order(conn, mailout_id)
     assert summary.status == "sent" and summary.in_doubt == 10 and summary.sent == 3
@@ -582,22 +573,6 @@ def test_a_lost_answer_to_a_bulk_call_leaves_its_recipients_unknown(pool, conn, 
 # --- SEND_CONCURRENCY ------------------------------------------------------------------------------
 
 
-class ThreadRecording:
-    """The transport, noting which threads call it."""
-
-    def __init__(self, transport):
-        self.transport = transport
-        self.threads = set()
-
-    def send(self, email):
-        self.threads.add(threading.current_thread().name)
-        return self.transport.send(email)
-
-    def send_bulk(self, content, recipients):
-        self.threads.add(threading.current_thread().name)
-        return self.transport.send_bulk(content, recipients)
-
-
 def test_concurrent_bulk_calls_send_everyone_once(pool, conn, ses, transport, bulk_settings):
     add_subscribers(conn, emails(130))
     rejected = emails(130)[33]
@@ -607,7 +582,7 @@ def test_concurrent_bulk_calls_send_everyone_once(pool, conn, ses, transport, bu
     # 40 per call, three calls per batch of 120, three at a time.
     settings = with_settings(bulk_settings, send_concurrency=3, rate_limit_per_sec=400.0, batch_size=120)
     assert sender.recipients_per_call(400.0, 120) == 40
-    transport = ThreadRecording(transport)
+    transport = FakeBulkTransport(passthrough=transport)  # notes which threads call it
     mailout_id = add_mailout(conn)
 
     summary = run(pool, transport, settings, mailout_id)

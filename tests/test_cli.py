@@ -14,9 +14,10 @@ import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from amazonsender.db import MIGRATION_LOCK_ID, migration_files
-from tests.conftest import ROOT, add_mailout, add_subscribers, ledger
-from tests.ses_standin import SesStandIn
-from tests.test_gunicorn import clean_env, service_env
+from tests.support.db import add_mailout, add_subscribers, ledger
+from tests.support.settings import ROOT
+from tests.support.ses_standin import SesStandIn
+from tests.support.processes import clean_env, service_env
 
 ALL_MIGRATIONS = [path.name for path in migration_files()]
 

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from dotenv import dotenv_values
 
-from tests.conftest import ROOT
-from tests.processes import clean_env, free_port
+from tests.support.settings import ROOT
+from tests.support.processes import clean_env, free_port
 
 
 def cli(*args: str, env: dict, cwd=ROOT) -> tuple[subprocess.CompletedProcess, float]:

@@ -2,49 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 
 from amazonsender import sender
 from amazonsender.ses import ACCOUNT, RECIPIENT, SendError
-from tests.conftest import add_mailout, add_subscribers, ledger, mailout_row, with_settings
-from tests.test_sender import emails, max_in_any_second
-
-
-class SlowTransport:
-    """Answers after `latency` seconds; records start times and the most
-    calls in flight at once; can fail chosen addresses."""
-
-    def __init__(self, latency=0.05, failures=None, fail_call=None, fail_with=None):
-        self.latency = latency
-        self.failures = failures or {}
-        # Fail the call with this number (1 = the first call started).
-        self.fail_call, self.fail_with = fail_call, fail_with
-        self.lock = threading.Lock()
-        self.in_flight = self.most_in_flight = 0
-        self.starts: list[float] = []
-        self.sent: list[str] = []
-
-    def send(self, email):
-        with self.lock:
-            self.starts.append(time.monotonic())
-            number = len(self.starts)
-            self.in_flight += 1
-            self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        try:
-            time.sleep(self.latency)
-            error = self.failures.get(email.to_address)
-            if number == self.fail_call:
-                error = self.fail_with
-            if error:
-                raise error
-            with self.lock:
-                self.sent.append(email.to_address)
-                return f"id-{len(self.sent)}"
-        finally:
-            with self.lock:
-                self.in_flight -= 1
+from tests.fakes import FakeTransport
+from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
+from tests.support.sending import emails, max_in_any_second
+from tests.support.settings import with_settings
 
 
 def run(pool, transport, settings, mailout_id, **kwargs):
@@ -55,7 +21,7 @@ def run(pool, transport, settings, mailout_id, **kwargs):
 def test_calls_overlap_and_everyone_gets_one_email(pool, conn, settings):
     add_subscribers(conn, emails(40))
     mailout_id = add_mailout(conn)
-    transport = SlowTransport(latency=0.05)
+    transport = FakeTransport(latency=0.05)
     started = time.monotonic()
     summary = run(pool, transport, with_settings(settings, send_concurrency=8, batch_size=20), mailout_id)
     elapsed = time.monotonic() - started
@@ -69,27 +35,27 @@ def test_calls_overlap_and_everyone_gets_one_email(pool, conn, settings):
 def test_concurrent_sends_keep_the_pace(pool, conn, settings):
     add_subscribers(conn, emails(45))
     mailout_id = add_mailout(conn)
-    transport = SlowTransport(latency=0.1)
+    transport = FakeTransport(latency=0.1)
     run(pool, transport, with_settings(settings, send_concurrency=8, rate_limit_per_sec=20, batch_size=15), mailout_id)
-    assert len(transport.starts) == 45
-    assert max_in_any_second(transport.starts) <= 20
+    assert len(transport.times) == 45
+    assert max_in_any_second(transport.times) <= 20
 
 
 def test_an_account_error_stops_new_sends_and_keeps_the_rest_queued(pool, conn, settings):
     add_subscribers(conn, emails(60))
     mailout_id = add_mailout(conn)
     paused = SendError("SendingPausedException: paused", kind=ACCOUNT)
-    transport = SlowTransport(latency=0.02, fail_call=8, fail_with=paused)
+    transport = FakeTransport(latency=0.02, answer=lambda number, address: paused if number == 8 else None)
     summary = run(pool, transport, with_settings(settings, send_concurrency=4, batch_size=60), mailout_id)
     assert summary.status == "failed" and "SendingPausedException" in summary.error
     states = Counter(ledger(conn, mailout_id).values())
     assert states["sent"] == len(transport.sent) and states["queued"] == 60 - len(transport.sent)
     assert "sending" not in states and "unknown" not in states
     # Calls already in flight may finish; nothing new starts after the error.
-    assert len(transport.starts) < 60
+    assert len(transport.times) < 60
     assert Counter(transport.sent).most_common(1)[0][1] == 1
 
-    transport.fail_call = None
+    transport.answer = None
     claim = sender.resume_mailout(pool, mailout_id, with_settings(settings, send_concurrency=4))
     resumed = sender.send_claimed_mailout(pool, transport, with_settings(settings, send_concurrency=4), claim)
     assert resumed.status == "sent"
@@ -101,13 +67,7 @@ def test_a_stop_request_pauses_with_nothing_in_doubt(pool, conn, settings):
     mailout_id = add_mailout(conn)
     stop = sender.StopSignal()
 
-    class StoppingTransport(SlowTransport):
-        def send(self, email):
-            if len(self.starts) == 10:
-                stop.set()
-            return super().send(email)
-
-    transport = StoppingTransport(latency=0.02)
+    transport = FakeTransport(latency=0.02, hooks={11: stop.set})  # the stop comes as the 11th call starts
     summary = run(pool, transport, with_settings(settings, send_concurrency=4, batch_size=25), mailout_id, stop=stop)
     assert summary.status == "paused" and "resume" in mailout_row(conn, mailout_id)["error"]
     states = Counter(ledger(conn, mailout_id).values())
@@ -118,7 +78,7 @@ def test_the_circuit_breaker_works_under_concurrency(pool, conn, settings):
     add_subscribers(conn, emails(80))
     mailout_id = add_mailout(conn)
     rejected = SendError("MessageRejected: no", kind=RECIPIENT)
-    transport = SlowTransport(latency=0.01, failures={address: rejected for address in emails(80)})
+    transport = FakeTransport(latency=0.01, failures={address: rejected for address in emails(80)})
     summary = run(
         pool, transport, with_settings(settings, send_concurrency=4, max_consecutive_failures=10, batch_size=40),
         mailout_id,

@@ -9,17 +9,7 @@ import pytest
 
 from amazonsender import config
 from amazonsender.config import ConfigError, Settings
-
-REQUIRED = [
-    "DATABASE_URL",
-    "EXECUTOR_SHARED_SECRET",
-    "UNSUBSCRIBE_SECRET",
-    "APP_BASE_URL",
-    "AWS_REGION",
-    "SES_FROM_EMAIL",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-]
+from tests.support.settings import REQUIRED
 
 DATABASE_URL = "postgresql://sender:db-password-123@db.example.test:5432/news"
 SHARED_SECRET = "shared-secret-abcdefghijklmnop"

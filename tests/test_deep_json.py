@@ -15,8 +15,9 @@ import pytest
 import requests
 
 from amazonsender import jsontext
-from tests.conftest import SHARED_SECRET, add_mailout, add_subscribers, ledger, mailout_row
-from tests.sns_signing import CERT_URL, TOPIC_ARN, ses_sample
+from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
+from tests.support.settings import SHARED_SECRET
+from tests.support.sns_signing import CERT_URL, TOPIC_ARN, ses_sample
 
 AUTH = {"Authorization": f"Bearer {SHARED_SECRET}"}
 WRONG = {"Authorization": "Bearer wrong-secret-wrong-secret"}
@@ -282,8 +283,8 @@ def test_ses_events_reads_a_signed_message_at_the_limit(sns_client, sns_signer, 
 
 @pytest.fixture
 def gunicorn_service(database_url, tmp_path):
-    from tests.processes import run_gunicorn, service_env
-    from tests.ses_standin import SesStandIn
+    from tests.support.processes import run_gunicorn, service_env
+    from tests.support.ses_standin import SesStandIn
 
     with SesStandIn() as ses:
         # Only bodies refused before the signature is checked are sent here:

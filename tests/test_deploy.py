@@ -14,9 +14,9 @@ from contextlib import contextmanager
 
 import pytest
 
-from tests.conftest import ROOT
-from tests.processes import Server, free_port, run_gunicorn, service_env, stop_process_group, wait_until_serving
-from tests.ses_standin import SesStandIn
+from tests.support.settings import ROOT
+from tests.support.processes import Server, free_port, run_gunicorn, service_env, stop_process_group, wait_until_serving
+from tests.support.ses_standin import SesStandIn
 
 UNIT = ROOT / "deploy" / "amazonsender.service"
 NGINX = ROOT / "deploy" / "nginx-amazonsender.conf"

@@ -14,13 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from amazonsender import cli, events, sender, store
-from tests.conftest import (
-    UNSUBSCRIBE_SECRET,
-    add_mailout,
-    add_subscribers,
-    ledger,
-    mailout_row,
-)
+from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
+from tests.support.settings import UNSUBSCRIBE_SECRET
 
 OTHER_SECRET = "another-secret-for-the-suppression-list"
 

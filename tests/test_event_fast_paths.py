@@ -14,8 +14,8 @@ import pytest
 
 from amazonsender import db, events, store
 from amazonsender.web.ses_events import read_json
-from tests.conftest import add_mailout, add_subscribers
-from tests.sns_signing import ses_sample
+from tests.support.db import add_mailout, add_subscribers
+from tests.support.sns_signing import ses_sample
 
 ANN = "ann@list.example"
 
@@ -119,7 +119,7 @@ def test_an_untagged_event_is_linked_by_its_ses_message_id(pool, conn):
 
 
 def test_an_event_with_an_empty_ses_message_id_is_linked_to_nothing(pool, conn):
-    mailout_id = mailout_sent_to_ann(conn, ses_message_id="")
+    mailout_sent_to_ann(conn, ses_message_id="")
     notify(pool, ses_sample("delivery_notification", address=ANN, ses_message_id=""))
     assert conn.execute("SELECT mailout_id FROM ses_events").fetchone()["mailout_id"] is None
     assert conn.execute("SELECT status FROM send_logs").fetchone()["status"] == "sent"

@@ -25,8 +25,8 @@ import psycopg
 import pytest
 
 from amazonsender import db
-from tests.conftest import add_mailout, add_subscribers, mailout_row
-from tests.processes import (
+from tests.support.db import add_mailout, add_subscribers, mailout_row
+from tests.support.processes import (
     cli_process,
     finished,
     run_cli,
@@ -35,7 +35,7 @@ from tests.processes import (
     start_send,
     wait_for_status,
 )
-from tests.ses_standin import SesStandIn
+from tests.support.ses_standin import SesStandIn
 
 # One seed per session for the kill moments; FAULT_SEED=<n> replays a run.
 SEED = int(os.environ.get("FAULT_SEED") or random.randrange(1_000_000))

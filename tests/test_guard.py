@@ -8,36 +8,36 @@ import json
 import pytest
 
 from amazonsender import events, sender
-from tests.conftest import add_mailout, add_subscribers, ledger, mailout_row, with_settings
-from tests.sns_signing import ses_sample
+from tests.fakes import FakeTransport
+from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
+from tests.support.settings import with_settings
+from tests.support.sns_signing import ses_sample
 
 
-class BouncingTransport:
-    """Sends, and after the sends numbered in `victims` (1 = the first email
-    sent) makes SES's bounce or complaint event arrive at once, through the
-    same code /ses-events uses."""
+def events_during_send(pool, samples: dict[int, str] | str, tagged=True):
+    """An `on_call` hook for the fake transport: during the sends numbered in
+    `samples` (1 = the first email sent; a single sample: every send) SES's
+    event of that sample arrives at once, through the same code /ses-events
+    uses."""
 
-    def __init__(self, pool, sample, victims):
-        self.pool = pool
-        self.sample = sample
-        self.victims = set(victims)
-        self.sent = []
-
-    def send(self, email):
-        self.sent.append(email.to_address)
-        message_id = f"ses-{len(self.sent)}"
-        if len(self.sent) in self.victims:
-            message = ses_sample(
-                self.sample,
-                address=email.to_address,
-                ses_message_id=message_id,
-                mailout_id=email.tags["mailout_id"],
+    def arrive(call):
+        sample = samples.get(call.number) if isinstance(samples, dict) else samples
+        if not sample:
+            return
+        tags = {"mailout_id": call.email.tags["mailout_id"]} if tagged else {}
+        message = ses_sample(sample, address=call.address, ses_message_id=call.message_id, **tags)
+        with pool.connection() as conn:
+            events.process_notification(
+                conn, {"Type": "Notification", "MessageId": f"sns-{call.message_id}", "Message": message}
             )
-            with self.pool.connection() as conn:
-                events.process_notification(
-                    conn, {"Type": "Notification", "MessageId": f"sns-{message_id}", "Message": message}
-                )
-        return message_id
+
+    return arrive
+
+
+def bouncing_transport(pool, sample, victims) -> FakeTransport:
+    """Sends, and after the sends numbered in `victims` makes SES's bounce or
+    complaint event of `sample` arrive at once."""
+    return FakeTransport(ids="ses-{n}", on_call=events_during_send(pool, dict.fromkeys(victims, sample)))
 
 
 def addresses(n):
@@ -54,7 +54,7 @@ def test_too_many_bounces_pause_the_mailout_and_keep_the_rest_queued(pool, conn,
     add_subscribers(conn, everyone)
     mailout_id = add_mailout(conn)
     # Every 10th recipient bounces: 10%, far above 4%.
-    transport = BouncingTransport(pool, "bounce_permanent_event", range(10, 401, 10))
+    transport = bouncing_transport(pool, "bounce_permanent_event", range(10, 401, 10))
     settings = with_settings(settings, batch_size=50, guard_min_sent=200, max_bounce_rate=0.04)
 
     summary = run(pool, transport, settings, mailout_id)
@@ -73,7 +73,7 @@ def test_complaints_pause_the_mailout(pool, conn, settings):
     everyone = addresses(300)
     add_subscribers(conn, everyone)
     mailout_id = add_mailout(conn)
-    transport = BouncingTransport(pool, "complaint_event", [5])
+    transport = bouncing_transport(pool, "complaint_event", [5])
     settings = with_settings(settings, batch_size=100, guard_min_sent=200, max_complaint_rate=0.001)
 
     summary = run(pool, transport, settings, mailout_id)
@@ -87,7 +87,7 @@ def test_a_pause_is_logged_and_untagged_early_events_count(pool, conn, settings,
     everyone = addresses(40)
     add_subscribers(conn, everyone)
     mailout_id = add_mailout(conn)
-    transport = BouncingTransport(pool, "bounce_permanent_notification", range(1, 11))
+    transport = bouncing_transport(pool, "bounce_permanent_notification", range(1, 11))
     with caplog.at_level("ERROR"):
         run(pool, transport, with_settings(settings, batch_size=20, guard_min_sent=20), mailout_id)
     assert any("reputation guard" in r.getMessage() for r in caplog.records)
@@ -102,7 +102,7 @@ def test_a_last_batch_over_the_limit_ends_sent_not_paused(pool, conn, settings):
     add_subscribers(conn, everyone)
     mailout_id = add_mailout(conn)
     # The complaint comes with the very last batch: nothing is left to protect.
-    transport = BouncingTransport(pool, "complaint_event", [250])
+    transport = bouncing_transport(pool, "complaint_event", [250])
     summary = run(pool, transport, with_settings(settings, batch_size=50, guard_min_sent=200), mailout_id)
     assert summary.status == "sent" and len(transport.sent) == 250
 
@@ -111,7 +111,7 @@ def test_bounces_below_the_minimum_sent_do_not_pause(pool, conn, settings):
     everyone = addresses(100)
     add_subscribers(conn, everyone)
     mailout_id = add_mailout(conn)
-    transport = BouncingTransport(pool, "bounce_permanent_event", range(1, 101, 2))
+    transport = bouncing_transport(pool, "bounce_permanent_event", range(1, 101, 2))
     summary = run(pool, transport, with_settings(settings, batch_size=25, guard_min_sent=200), mailout_id)
     assert summary.status == "sent" and len(transport.sent) == 100
 
@@ -121,7 +121,7 @@ def test_rates_under_the_limits_do_not_pause(pool, conn, settings):
     add_subscribers(conn, everyone)
     mailout_id = add_mailout(conn)
     # 6 in 300 = 2% bounces; transient bounces do not count at all.
-    transport = BouncingTransport(pool, "bounce_permanent_event", range(50, 301, 50))
+    transport = bouncing_transport(pool, "bounce_permanent_event", range(50, 301, 50))
     summary = run(pool, transport, with_settings(settings, batch_size=50, guard_min_sent=200), mailout_id)
     assert summary.status == "sent" and len(transport.sent) == 300
 
@@ -130,7 +130,7 @@ def test_transient_bounces_do_not_count_towards_the_bounce_rate(pool, conn, sett
     everyone = addresses(250)
     add_subscribers(conn, everyone)
     mailout_id = add_mailout(conn)
-    transport = BouncingTransport(pool, "bounce_transient_notification", range(5, 251, 5))
+    transport = bouncing_transport(pool, "bounce_transient_notification", range(5, 251, 5))
     summary = run(pool, transport, with_settings(settings, batch_size=50, guard_min_sent=200), mailout_id)
     assert summary.status == "sent"
 
@@ -165,27 +165,14 @@ def test_bounce_address_with_a_display_name_is_reduced_to_the_address():
     assert events.parse_ses_event(message).addresses == ["ann@x.org"]
 
 
-class EarlyDeliveryTransport:
-    """SES's Delivery event for each email arrives before its batch is recorded."""
-
-    def __init__(self, pool):
-        self.pool = pool
-        self.count = 0
-
-    def send(self, email):
-        self.count += 1
-        message_id = f"ses-{self.count}"
-        message = ses_sample("delivery_notification", address=email.to_address, ses_message_id=message_id)
-        with self.pool.connection() as conn:
-            events.process_notification(conn, {"Type": "Notification", "MessageId": f"sns-{message_id}",
-                                               "Message": message})
-        return message_id
-
-
 def test_a_delivery_that_arrives_before_its_batch_is_recorded_still_counts(pool, conn, settings):
     add_subscribers(conn, addresses(12))
     mailout_id = add_mailout(conn)
-    summary = run(pool, EarlyDeliveryTransport(pool), with_settings(settings, batch_size=5), mailout_id)
+    # SES's Delivery event for each email arrives before its batch is recorded.
+    early_delivery = FakeTransport(
+        ids="ses-{n}", on_call=events_during_send(pool, "delivery_notification", tagged=False)
+    )
+    summary = run(pool, early_delivery, with_settings(settings, batch_size=5), mailout_id)
     assert summary.status == "sent"
     assert set(ledger(conn, mailout_id).values()) == {"delivered"}
 
@@ -231,12 +218,7 @@ def test_rendering_failures_leave_the_guards_count_of_emails_sent(pool, conn, se
         range(51, 101), "rendering_failure_event"
     )
 
-    class Transport(BouncingTransport):
-        def send(self, email):
-            self.sample = samples.get(len(self.sent) + 1, "")
-            return super().send(email)
-
-    transport = Transport(pool, None, samples)
+    transport = FakeTransport(ids="ses-{n}", on_call=events_during_send(pool, samples))
     settings = with_settings(settings, batch_size=50, guard_min_sent=100, max_bounce_rate=0.05)
     summary = run(pool, transport, settings, mailout_id)
 

@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.conftest import ROOT, SHARED_SECRET, UNSUBSCRIBE_SECRET, add_mailout, add_subscribers
-from tests.processes import (  # noqa: F401 - clean_env and service_env are used by other test files
-    FROM_ADDRESS,
+from tests.support.db import add_mailout, add_subscribers
+from tests.support.settings import ROOT, SHARED_SECRET, UNSUBSCRIBE_SECRET
+from tests.support.processes import (
     Server,
     clean_env,
     run_gunicorn,
@@ -24,8 +24,8 @@ from tests.processes import (  # noqa: F401 - clean_env and service_env are used
     stop_process_group,
     wait_for_status,
 )
-from tests.ses_standin import SesStandIn
-from tests.test_config import REQUIRED as REQUIRED_SETTINGS  # the start-up check must name them all
+from tests.support.ses_standin import SesStandIn
+from tests.support.settings import REQUIRED as REQUIRED_SETTINGS  # the start-up check must name them all
 
 
 @pytest.fixture

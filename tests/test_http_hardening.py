@@ -15,9 +15,10 @@ import pytest
 import requests
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from tests.conftest import SHARED_SECRET, UNSUBSCRIBE_SECRET, add_mailout, add_subscribers
-from tests.processes import run_gunicorn, service_env
-from tests.ses_standin import SesStandIn
+from tests.support.db import add_mailout, add_subscribers
+from tests.support.settings import SHARED_SECRET, UNSUBSCRIBE_SECRET
+from tests.support.processes import run_gunicorn, service_env
+from tests.support.ses_standin import SesStandIn
 from amazonsender.links import UnsubscribeTokens
 
 LIMIT = 64 * 1024

@@ -16,8 +16,9 @@ import pytest
 import requests
 
 from amazonsender import local
-from tests.conftest import ROOT, add_mailout
-from tests.processes import clean_env, free_port, stop_process_group
+from tests.support.db import add_mailout
+from tests.support.settings import ROOT
+from tests.support.processes import clean_env, free_port, stop_process_group
 
 
 def local_env(home, **values) -> dict:

@@ -26,10 +26,11 @@ import pytest
 import requests
 
 from amazonsender import logs
-from tests.conftest import SHARED_SECRET, UNSUBSCRIBE_SECRET, add_mailout, add_subscribers
-from tests.processes import run_cli, run_gunicorn, service_env, start_send, wait_for_status
-from tests.ses_standin import SesStandIn
-from tests.sns_signing import CERT_URL, TOPIC_ARN
+from tests.support.db import add_mailout, add_subscribers
+from tests.support.settings import SHARED_SECRET, UNSUBSCRIBE_SECRET
+from tests.support.processes import run_cli, run_gunicorn, service_env, start_send, wait_for_status
+from tests.support.ses_standin import SesStandIn
+from tests.support.sns_signing import CERT_URL, TOPIC_ARN
 
 BODY_MARKER = "Quokkaparade"
 ADDRESS = "leaky.reader@example.org"

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from amazonsender import db, store
 from amazonsender.cli import main
 from amazonsender.store import drafts
-from tests.conftest import add_mailout, add_subscribers, mailout_row
+from tests.support.db import add_mailout, add_subscribers, mailout_row
 
 
 @pytest.fixture

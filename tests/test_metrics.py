@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import SHARED_SECRET, add_mailout, add_subscribers
-from tests.sns_signing import ses_sample
+from tests.support.db import add_mailout, add_subscribers
+from tests.support.settings import SHARED_SECRET
+from tests.support.sns_signing import ses_sample
 
 AUTH = {"Authorization": f"Bearer {SHARED_SECRET}"}
 

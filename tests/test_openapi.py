@@ -43,17 +43,10 @@ from amazonsender import MAX_BODY_BYTES, create_app, db
 from amazonsender.config import Settings
 from amazonsender.ses import ACCOUNT, RECIPIENT, TRANSIENT, SendError
 from amazonsender.links import UnsubscribeTokens
-from tests.conftest import (
-    cloned_database,
-    FROM_ADDRESS,
-    SHARED_SECRET,
-    UNSUBSCRIBE_SECRET,
-    RecordingTransport,
-    add_mailout,
-    add_subscribers,
-    with_settings,
-)
-from tests.sns_signing import OTHER_TOPIC_ARN, TOPIC_ARN, SnsSigner, ses_sample
+from tests.fakes import FakeTransport
+from tests.support.db import add_mailout, add_subscribers, cloned_database
+from tests.support.settings import FROM_ADDRESS, SHARED_SECRET, UNSUBSCRIBE_SECRET, with_settings
+from tests.support.sns_signing import OTHER_TOPIC_ARN, TOPIC_ARN, SnsSigner, ses_sample
 
 DOCUMENT = Path(__file__).resolve().parent.parent / "amazonsender" / "web" / "openapi.json"
 AUTH = {"Authorization": f"Bearer {SHARED_SECRET}"}
@@ -185,7 +178,7 @@ def module_pool(module_database, seeded):
 
 @pytest.fixture(scope="module")
 def api_app(module_settings, module_pool, seeded, signer):
-    transport = RecordingTransport(failures={FAILING: SendError("MessageRejected: no", kind=RECIPIENT)})
+    transport = FakeTransport(failures={FAILING: SendError("MessageRejected: no", kind=RECIPIENT)})
     app = create_app(module_settings, pool=module_pool, transport=transport, fetch_url=signer.fetch)
     app.config["TESTING"] = True
     Steering.seeded, Steering.signer = seeded, signer
@@ -360,15 +353,9 @@ def join_background_sends(app) -> None:
 # --- what generation does not reach, checked against the document the same way ------------
 
 
-class AccountTransport(RecordingTransport):
+def failing_account(kind: str) -> FakeTransport:
     """SES's GetAccount answering with an error of the given kind."""
-
-    def __init__(self, kind: str):
-        super().__init__()
-        self.kind = kind
-
-    def account_limits(self):
-        raise SendError("GetAccount failed", kind=self.kind)
+    return FakeTransport(account_error=SendError("GetAccount failed", kind=kind))
 
 
 def big(n=MAX_BODY_BYTES + 1) -> str:
@@ -439,18 +426,18 @@ def explicit_cases(seeded: Seeded, signer: SnsSigner) -> list[tuple[str, str, st
 def test_what_generation_does_not_reach_matches_the_document(api_app, module_settings, module_pool, seeded, signer):
     apps = {
         "module": api_app,
-        "account-refused": create_app(module_settings, pool=module_pool, transport=AccountTransport(ACCOUNT)),
-        "ses-unreachable": create_app(module_settings, pool=module_pool, transport=AccountTransport(TRANSIENT)),
+        "account-refused": create_app(module_settings, pool=module_pool, transport=failing_account(ACCOUNT)),
+        "ses-unreachable": create_app(module_settings, pool=module_pool, transport=failing_account(TRANSIENT)),
         # A pool that was never opened refuses every checkout, as one whose database is down does.
         "no-database": create_app(
             module_settings,
             pool=ConnectionPool(module_settings.database_url, open=False),
-            transport=RecordingTransport(),
+            transport=FakeTransport(),
         ),
         "no-sns-topics": create_app(
             with_settings(module_settings, sns_topic_arns=()),
             pool=module_pool,
-            transport=RecordingTransport(),
+            transport=FakeTransport(),
         ),
     }
     for app_name, method, path, kwargs, expected in explicit_cases(seeded, signer):

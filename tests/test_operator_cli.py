@@ -11,8 +11,7 @@ from uuid import uuid4
 import pytest
 
 from amazonsender import sender, store
-from tests.conftest import add_mailout, add_subscribers, ledger, mailout_row
-from tests.test_resume import invoke, standin  # noqa: F401 - fixtures
+from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
 
 
 def test_import_reports_a_summary_and_bad_lines(invoke, conn, tmp_path):
@@ -167,7 +166,7 @@ GOOD_ROWS = "".join(f"r{i}@example.org,Reader {i}\n" for i in range(4500))
 
 
 def cli(tmp_path, database_url, *args):
-    from tests.processes import clean_env, run_cli
+    from tests.support.processes import clean_env, run_cli
 
     return run_cli(*map(str, args), env=clean_env(tmp_path, DATABASE_URL=database_url), tmp_path=tmp_path)
 

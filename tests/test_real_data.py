@@ -19,9 +19,10 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
-from tests.conftest import SHARED_SECRET, add_mailout, add_subscribers, mailout_row
-from tests.processes import run_gunicorn, service_env, start_send, wait_for_status
-from tests.ses_standin import SesStandIn
+from tests.support.db import add_mailout, add_subscribers, mailout_row
+from tests.support.settings import SHARED_SECRET
+from tests.support.processes import run_gunicorn, service_env, start_send, wait_for_status
+from tests.support.ses_standin import SesStandIn
 
 SENDER = "Café Gazette <news@example.test>"
 CRLF_BCC_WORD = "=?utf-8?b?eA0KQmNjOiBhQGV2aWwuY29t?="  # decodes to "x\r\nBcc: a@evil.com"
@@ -242,7 +243,7 @@ def test_a_rendering_failure_from_sns_fails_that_row_alone(database_url, conn, s
     """SES took a SendBulkEmail entry and could not render it: the event
     arrives through SNS at the real service, signed, and that one row
     becomes 'failed' with SES's reason; its subscriber stays active."""
-    from tests.sns_signing import TOPIC_ARN, ses_sample
+    from tests.support.sns_signing import TOPIC_ARN, ses_sample
 
     add_subscribers(conn, [f"r{i}@example.org" for i in range(10)])
     mailout_id = add_mailout(conn, body=BODY)

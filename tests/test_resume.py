@@ -6,22 +6,20 @@ command line talks to the local SES stand-in)."""
 from __future__ import annotations
 
 import json
-import logging
 import re
 import threading
+import time
 from collections import Counter
-from contextlib import contextmanager
 from uuid import uuid4
 
-import psycopg
 import pytest
-from click.testing import CliRunner
 
-from amazonsender import cli, sender, store
+from amazonsender import sender, store
 from amazonsender.ses import ACCOUNT, RECIPIENT, THROTTLED, TRANSIENT, SendError
-from tests.conftest import add_mailout, add_subscribers, ledger, mailout_row, with_settings
-from tests.ses_standin import SesStandIn
-from tests.test_sender import FakeClock, emails
+from tests.fakes import FakeClock, FakeTransport, FlakyPool
+from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
+from tests.support.sending import emails
+from tests.support.settings import with_settings
 
 THROTTLE = SendError("TooManyRequestsException: Maximum sending rate exceeded.", kind=THROTTLED)
 
@@ -59,33 +57,6 @@ def make_heartbeat_stale(conn, mailout_id, age="10 minutes"):
     conn.execute(
         "UPDATE mailouts SET heartbeat_at = now() - %s::interval WHERE id = %s", (age, mailout_id)
     )
-
-
-class ScriptedTransport:
-    """Records every call and every accepted address. `hooks[n]` runs during
-    the n-th call (before it is answered); `errors(n, address)` may return a
-    SendError to raise for that call."""
-
-    def __init__(self, hooks=None, errors=None):
-        self.hooks = dict(hooks or {})
-        self.errors = errors
-        self.calls: list[str] = []
-        self.sent: list[str] = []
-        self.lock = threading.Lock()
-
-    def send(self, email):
-        with self.lock:
-            self.calls.append(email.to_address)
-            number = len(self.calls)
-        hook = self.hooks.get(number)
-        if hook:
-            hook()
-        error = self.errors(number, email.to_address) if self.errors else None
-        if error is not None:
-            raise error
-        with self.lock:
-            self.sent.append(email.to_address)
-        return f"msg-{number}"
 
 
 def assert_nobody_twice(*address_lists):
@@ -313,11 +284,11 @@ def test_after_an_unexpected_error_the_failed_mailout_resumes_without_resending(
         if number == 5:
             raise RuntimeError("disk on fire")
 
-    first = ScriptedTransport(errors=crash)
+    first = FakeTransport(answer=crash)
     summary = sender.send_claimed_mailout(pool, first, with_settings(settings, batch_size=3), claim)
     assert summary.status == "failed" and "disk on fire" in summary.error
 
-    second = ScriptedTransport()
+    second = FakeTransport()
     resumed = sender.resume_mailout(pool, mailout_id, settings)
     summary = sender.send_claimed_mailout(pool, second, settings, resumed)
 
@@ -385,7 +356,7 @@ def test_a_forced_resume_during_a_batch_stops_the_old_run_and_nobody_is_sent_twi
     order = send_order(conn, mailout_id)
     takeover = {}
     # The takeover happens while the old run sends the 3rd email of its first batch.
-    old_transport = ScriptedTransport(
+    old_transport = FakeTransport(
         hooks={3: lambda: takeover.setdefault("claim", sender.resume_mailout(pool, mailout_id, settings, force=True))}
     )
 
@@ -398,7 +369,7 @@ def test_a_forced_resume_during_a_batch_stops_the_old_run_and_nobody_is_sent_twi
     assert new.in_doubt_marked == settings.batch_size
     assert mailout_row(conn, mailout_id)["runner_id"] == new.runner_id
 
-    new_transport = ScriptedTransport()
+    new_transport = FakeTransport()
     new_summary = sender.send_claimed_mailout(pool, new_transport, settings, new)
 
     assert new_transport.sent == order[settings.batch_size:]
@@ -423,7 +394,7 @@ def test_an_operator_pausing_the_mailout_by_hand_stops_the_run_at_its_next_batch
         )
 
     # Paused while the 7th email (in the second batch of 5) is being sent.
-    transport = ScriptedTransport(hooks={7: pause_by_hand})
+    transport = FakeTransport(hooks={7: pause_by_hand})
     summary = sender.send_claimed_mailout(pool, transport, settings, claim)
 
     assert transport.sent == order[:10]
@@ -435,7 +406,7 @@ def test_an_operator_pausing_the_mailout_by_hand_stops_the_run_at_its_next_batch
     assert [states[a] for a in order] == ["sent"] * 10 + ["queued"] * 2
 
     resumed = sender.resume_mailout(pool, mailout_id, settings)
-    rest = ScriptedTransport()
+    rest = FakeTransport()
     final = sender.send_claimed_mailout(pool, rest, settings, resumed)
 
     assert resumed.in_doubt_marked == 0
@@ -453,7 +424,7 @@ def test_a_stop_request_pauses_after_the_email_in_flight(pool, conn, settings, s
     claim = sender.claim_mailout(pool, mailout_id)
     order = send_order(conn, mailout_id)
     stop = sender.StopSignal()
-    transport = ScriptedTransport(hooks={stop_at: stop.set})
+    transport = FakeTransport(hooks={stop_at: stop.set})
 
     summary = sender.send_claimed_mailout(pool, transport, settings, claim, stop=stop)
 
@@ -467,7 +438,7 @@ def test_a_stop_request_pauses_after_the_email_in_flight(pool, conn, settings, s
     assert [states[a] for a in order] == ["sent"] * stop_at + ["queued"] * (12 - stop_at)
 
     resumed = sender.resume_mailout(pool, mailout_id, settings)
-    rest = ScriptedTransport()
+    rest = FakeTransport()
     final = sender.send_claimed_mailout(pool, rest, settings, resumed, stop=sender.StopSignal())
 
     assert resumed.in_doubt_marked == 0
@@ -480,7 +451,7 @@ def test_request_stop_pauses_every_run_of_the_process(pool, conn, settings):
     add_subscribers(conn, emails(8))
     mailout_id = add_mailout(conn)
     claim = sender.claim_mailout(pool, mailout_id)
-    transport = ScriptedTransport(hooks={2: lambda: sender.request_stop("SIGTERM")})
+    transport = FakeTransport(hooks={2: lambda: sender.request_stop("SIGTERM")})
 
     summary = sender.send_claimed_mailout(pool, transport, settings, claim)
 
@@ -495,7 +466,7 @@ def test_a_run_asked_to_stop_before_it_starts_sends_nothing(pool, conn, settings
     claim = sender.claim_mailout(pool, mailout_id)
     stop = sender.StopSignal()
     stop.set()
-    transport = ScriptedTransport()
+    transport = FakeTransport()
 
     summary = sender.send_claimed_mailout(pool, transport, settings, claim, stop=stop)
 
@@ -517,7 +488,7 @@ def test_the_circuit_breaker_stops_after_max_failures_in_a_row(pool, conn, setti
     mailout_id = add_mailout(conn)
     claim = sender.claim_mailout(pool, mailout_id)
     order = send_order(conn, mailout_id)
-    transport = ScriptedTransport(errors=reject_everyone)
+    transport = FakeTransport(answer=reject_everyone)
     settings = with_settings(settings, max_consecutive_failures=5, batch_size=batch_size)
 
     summary = sender.send_claimed_mailout(pool, transport, settings, claim)
@@ -532,7 +503,7 @@ def test_the_circuit_breaker_stops_after_max_failures_in_a_row(pool, conn, setti
 
     # Resumed once the cause is fixed: the failed ones are not retried.
     resumed = sender.resume_mailout(pool, mailout_id, settings)
-    rest = ScriptedTransport()
+    rest = FakeTransport()
     final = sender.send_claimed_mailout(pool, rest, settings, resumed)
     assert rest.sent == order[5:]
     assert final.status == "sent" and final.failed == 5 and final.sent == 7
@@ -542,7 +513,7 @@ def test_the_circuit_breaker_counts_recipients_that_failed_after_their_transient
     add_subscribers(conn, emails(12))
     mailout_id = add_mailout(conn)
     claim = sender.claim_mailout(pool, mailout_id)
-    transport = ScriptedTransport(errors=lambda n, a: SendError("InternalFailure: 500", kind=TRANSIENT))
+    transport = FakeTransport(answer=lambda n, a: SendError("InternalFailure: 500", kind=TRANSIENT))
     settings = with_settings(settings, max_consecutive_failures=5)
 
     summary = sender.send_claimed_mailout(pool, transport, settings, claim, sleep=lambda s: None)
@@ -566,7 +537,7 @@ def test_a_success_in_between_resets_the_count(pool, conn, settings):
     mailout_id = add_mailout(conn)
     claim = sender.claim_mailout(pool, mailout_id)
     # fail 4, succeed 1, fail 4
-    transport = ScriptedTransport(errors=fail_except({5}))
+    transport = FakeTransport(answer=fail_except({5}))
 
     summary = sender.send_claimed_mailout(
         pool, transport, with_settings(settings, max_consecutive_failures=5), claim
@@ -581,7 +552,7 @@ def test_after_a_reset_the_count_starts_again_from_zero(pool, conn, settings):
     mailout_id = add_mailout(conn)
     claim = sender.claim_mailout(pool, mailout_id)
     # fail 4, succeed 1, fail 5 -> stop after the 10th call
-    transport = ScriptedTransport(errors=fail_except({5}))
+    transport = FakeTransport(answer=fail_except({5}))
 
     summary = sender.send_claimed_mailout(
         pool, transport, with_settings(settings, max_consecutive_failures=5), claim
@@ -642,7 +613,7 @@ def test_a_throttled_email_is_sent_again_and_the_pace_drops(pool, conn, settings
     mailout_id = add_mailout(conn)
     claim = sender.claim_mailout(pool, mailout_id)
     order = send_order(conn, mailout_id)
-    transport = ScriptedTransport(errors=lambda n, a: THROTTLE if n in (2, 3) else None)
+    transport = FakeTransport(answer=lambda n, a: THROTTLE if n in (2, 3) else None)
     clock = FakeClock()
     pacer = sender.Pacer(settings.rate_limit_per_sec, clock=clock, sleep=clock.sleep)
     sleeps = []
@@ -661,7 +632,7 @@ def test_a_transport_that_throttles_forever_pauses_the_mailout_and_fails_nobody(
     mailout_id = add_mailout(conn)
     claim = sender.claim_mailout(pool, mailout_id)
     order = send_order(conn, mailout_id)
-    transport = ScriptedTransport(errors=lambda n, a: THROTTLE if n > 2 else None)
+    transport = FakeTransport(answer=lambda n, a: THROTTLE if n > 2 else None)
     clock = FakeClock()
     pacer = sender.Pacer(settings.rate_limit_per_sec, clock=clock, sleep=clock.sleep)
     sleeps = []
@@ -689,54 +660,13 @@ def test_a_transport_that_throttles_forever_pauses_the_mailout_and_fails_nobody(
     assert pacer.current_rate == pytest.approx(settings.rate_limit_per_sec / sender.THROTTLE_MAX_SLOWDOWN)
 
     resumed = sender.resume_mailout(pool, mailout_id, settings)
-    rest = ScriptedTransport()
+    rest = FakeTransport()
     final = sender.send_claimed_mailout(pool, rest, settings, resumed)
     assert rest.sent == order[2:]
     assert final.status == "sent" and final.sent == 6
 
 
 # --- the database going away --------------------------------------------------------
-
-
-class FlakyPool:
-    """The real pool, except that `connection()` raises OperationalError for
-    the next `refusals` calls (a database restarting), and that the
-    `break_at`-th statement after `break_after_statements` is armed fails
-    mid-transaction (a connection lost halfway through a unit of work)."""
-
-    def __init__(self, pool):
-        self.pool = pool
-        self.refusals = 0
-        self.refused = 0
-        self.statements_left: int | None = None
-
-    @contextmanager
-    def connection(self, *args, **kwargs):
-        if self.refusals > 0:
-            self.refusals -= 1
-            self.refused += 1
-            raise psycopg.OperationalError(
-                'connection to server at "127.0.0.1", port 5432 failed: Connection refused'
-            )
-        with self.pool.connection(*args, **kwargs) as connection:
-            yield _BreakingConnection(connection, self)
-
-
-class _BreakingConnection:
-    def __init__(self, connection, owner: FlakyPool):
-        self._connection = connection
-        self._owner = owner
-
-    def execute(self, *args, **kwargs):
-        if self._owner.statements_left is not None:
-            if self._owner.statements_left <= 0:
-                self._owner.statements_left = None
-                raise psycopg.OperationalError("server closed the connection unexpectedly")
-            self._owner.statements_left -= 1
-        return self._connection.execute(*args, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self._connection, name)
 
 
 def fake_pacer(settings):
@@ -756,10 +686,10 @@ def test_a_lost_database_is_retried_and_the_run_completes(pool, conn, settings, 
         flaky.refusals = refusals
 
     if when == "recording a batch":
-        transport = ScriptedTransport(hooks={7: go_away})
+        transport = FakeTransport(hooks={7: go_away})
         progress = None
     else:
-        transport = ScriptedTransport()
+        transport = FakeTransport()
         progress = lambda counts: go_away() if counts["sent"] == 5 else None  # noqa: E731
     sleeps = []
 
@@ -786,7 +716,7 @@ def test_a_connection_lost_halfway_through_taking_a_batch_is_rolled_back_and_red
     mailout_id = add_mailout(conn)
     claim = sender.claim_mailout(pool, mailout_id)
     flaky = FlakyPool(pool)
-    transport = ScriptedTransport()
+    transport = FakeTransport()
 
     def break_the_next_take(counts):
         if counts["sent"] == 5:
@@ -810,7 +740,7 @@ def test_when_the_database_stays_away_the_run_stops_and_the_ledger_shows_what_le
     order = send_order(conn, mailout_id)
     flaky = FlakyPool(pool)
     # The database goes for good while the 7th email (second batch) is sent.
-    transport = ScriptedTransport(hooks={7: lambda: setattr(flaky, "refusals", 10**9)})
+    transport = FakeTransport(hooks={7: lambda: setattr(flaky, "refusals", 10**9)})
 
     summary = sender.send_claimed_mailout(
         flaky, transport, with_settings(settings, db_retry_seconds=0), claim,
@@ -832,7 +762,7 @@ def test_when_the_database_stays_away_the_run_stops_and_the_ledger_shows_what_le
 
     make_heartbeat_stale(conn, mailout_id)
     resumed = sender.resume_mailout(pool, mailout_id, settings)
-    rest = ScriptedTransport()
+    rest = FakeTransport()
     final = sender.send_claimed_mailout(pool, rest, settings, resumed)
 
     assert resumed.in_doubt_marked == 5
@@ -841,34 +771,16 @@ def test_when_the_database_stays_away_the_run_stops_and_the_ledger_shows_what_le
     assert final.status == "sent" and final.in_doubt == 5 and final.sent == 7
 
 
-class LostCommitAnswerPool:
-    """The real pool, except that once armed, the next unit of work commits
-    and then reports the connection lost: the commit reached the database,
-    its answer never came back."""
-
-    def __init__(self, pool):
-        self.pool = pool
-        self.armed = False
-
-    @contextmanager
-    def connection(self, *args, **kwargs):
-        lose_answer, self.armed = self.armed, False
-        with self.pool.connection(*args, **kwargs) as connection:
-            yield connection
-        if lose_answer:
-            raise psycopg.OperationalError("server closed the connection unexpectedly")
-
-
 def test_a_lost_answer_to_the_commit_of_a_batch_drops_nobody(pool, conn, settings):
     add_subscribers(conn, emails(12))
     mailout_id = add_mailout(conn)
     claim = sender.claim_mailout(pool, mailout_id)
-    flaky = LostCommitAnswerPool(pool)
-    transport = ScriptedTransport()
+    flaky = FlakyPool(pool)
+    transport = FakeTransport()
 
     def lose_the_answer_to_the_next_take(counts):
         if counts["sent"] == 5:
-            flaky.armed = True
+            flaky.lose_next_commit_answer = True
 
     summary = sender.send_claimed_mailout(
         flaky, transport, settings, claim, sleep=lambda s: None, pacer=fake_pacer(settings),
@@ -903,7 +815,7 @@ def test_when_the_database_is_away_at_the_start_nothing_is_sent(pool, conn, sett
     claim = sender.claim_mailout(pool, mailout_id)
     flaky = FlakyPool(pool)
     flaky.refusals = 10**9
-    transport = ScriptedTransport()
+    transport = FakeTransport()
 
     summary = sender.send_claimed_mailout(
         flaky, transport, with_settings(settings, db_retry_seconds=0), claim, sleep=lambda s: None
@@ -915,62 +827,6 @@ def test_when_the_database_is_away_at_the_start_nothing_is_sent(pool, conn, sett
 
 
 # --- the command line: `mailout status` and `mailout resume` ------------------------------
-
-SETTINGS_VARIABLES = (
-    "SES_REPLY_TO", "SES_CONFIGURATION_SET", "UNSUBSCRIBE_OLD_SECRETS", "PORT", "LOG_LEVEL", "TEST_EMAILS",
-    "NOTION_MAILOUT_PROPERTY", "OUTBOX_DIR", "DB_POOL_SIZE", "SNS_TOPIC_ARNS", "MAX_BOUNCE_RATE",
-    "MAX_COMPLAINT_RATE", "GUARD_MIN_SENT", "MAX_CONSECUTIVE_FAILURES", "DB_RETRY_SECONDS", "SUPABASE_URL",
-    "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN",
-)
-
-
-@pytest.fixture
-def standin():
-    account = {
-        "SendingEnabled": True,
-        "ProductionAccessEnabled": True,
-        "EnforcementStatus": "HEALTHY",
-        "SendQuota": {"Max24HourSend": 50000.0, "MaxSendRate": 1000.0, "SentLast24Hours": 0.0},
-    }
-    with SesStandIn(account=account) as ses:
-        yield ses
-
-
-@pytest.fixture
-def invoke(settings, standin, tmp_path):
-    """Runs `python -m amazonsender ...` in this process with production
-    settings, the test database and the SES stand-in."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    env = {name: None for name in SETTINGS_VARIABLES}
-    env.update(
-        PYTHON_DOTENV_DISABLED="1",
-        APP_ENV="production",
-        DATABASE_URL=settings.database_url,
-        EXECUTOR_SHARED_SECRET=settings.executor_shared_secret,
-        UNSUBSCRIBE_SECRET=settings.unsubscribe_secret,
-        APP_BASE_URL=settings.app_base_url,
-        SES_FROM_EMAIL=settings.ses_from_email,
-        POSTAL_ADDRESS="Example Newsletter, 1 Main Street, Springfield",
-        RATE_LIMIT_PER_SEC="500",
-        BATCH_SIZE=str(settings.batch_size),
-        HEARTBEAT_STALE_SECONDS="120",
-        LOG_FORMAT="text",
-        AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
-        **standin.client_env(),
-    )
-
-    def run(*args):
-        return CliRunner().invoke(cli.main, [str(a) for a in args], env=env, catch_exceptions=False)
-
-    yield run
-    # The command configures logging on streams that die with the runner.
-    for handler in root.handlers[:]:
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
-
 
 def status_lines(output: str) -> dict[str, str]:
     lines = {}
@@ -984,8 +840,8 @@ def test_status_of_a_failed_mailout_shows_counts_error_and_resume(pool, conn, se
     add_subscribers(conn, emails(8))
     mailout_id = add_mailout(conn, subject="Winter news")
     claim = sender.claim_mailout(pool, mailout_id)
-    transport = ScriptedTransport(
-        errors=lambda n, a: SendError("SendingPausedException: account paused", kind=ACCOUNT) if n == 4 else None
+    transport = FakeTransport(
+        answer=lambda n, a: SendError("SendingPausedException: account paused", kind=ACCOUNT) if n == 4 else None
     )
     sender.send_claimed_mailout(pool, transport, with_settings(settings, batch_size=3), claim)
 
@@ -1128,18 +984,13 @@ def test_a_long_batch_keeps_its_heartbeat_fresh(pool, conn, settings):
     mailout_id = add_mailout(conn)
     seen = []
 
-    class SlowTransport:
-        def send(self, email):
-            import time
-
-            time.sleep(0.1)
-            row = conn.execute("SELECT heartbeat_at FROM mailouts WHERE id = %s", (mailout_id,)).fetchone()
-            seen.append(row["heartbeat_at"])
-            return f"id-{len(seen)}"
+    def note_heartbeat(call):
+        row = conn.execute("SELECT heartbeat_at FROM mailouts WHERE id = %s", (mailout_id,)).fetchone()
+        seen.append(row["heartbeat_at"])
 
     claim = sender.claim_mailout(pool, mailout_id)
     fast_beats = with_settings(settings, batch_size=8, heartbeat_stale_seconds=0.4)
-    summary = sender.send_claimed_mailout(pool, SlowTransport(), fast_beats, claim)
+    summary = sender.send_claimed_mailout(pool, FakeTransport(latency=0.1, on_call=note_heartbeat), fast_beats, claim)
     assert summary.status == "sent"
     # One batch of 8 emails, 0.1 s each: the heartbeat moved during it.
     assert len(set(seen)) >= 3
@@ -1172,19 +1023,15 @@ def test_the_heartbeat_goes_on_while_a_call_blocks(pool, conn, settings):
     mailout_id = add_mailout(conn)
     beats = []
 
-    class BlockingTransport:
-        def send(self, email):
-            import time
-
-            for _ in range(6):
-                time.sleep(0.15)
-                row = conn.execute("SELECT heartbeat_at FROM mailouts WHERE id = %s", (mailout_id,)).fetchone()
-                beats.append(row["heartbeat_at"])
-            return "id-1"
+    def block(call):
+        for _ in range(6):
+            time.sleep(0.15)
+            row = conn.execute("SELECT heartbeat_at FROM mailouts WHERE id = %s", (mailout_id,)).fetchone()
+            beats.append(row["heartbeat_at"])
 
     claim = sender.claim_mailout(pool, mailout_id)
     summary = sender.send_claimed_mailout(
-        pool, BlockingTransport(), with_settings(settings, heartbeat_stale_seconds=0.4), claim
+        pool, FakeTransport(on_call=block), with_settings(settings, heartbeat_stale_seconds=0.4), claim
     )
     assert summary.status == "sent"
     assert len(set(beats)) >= 3

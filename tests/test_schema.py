@@ -12,7 +12,7 @@ import pytest
 from psycopg import errors
 
 from amazonsender import db, sender, store
-from tests.conftest import add_mailout, add_subscribers, ledger
+from tests.support.db import add_mailout, add_subscribers, ledger
 
 # The columns the specification names for each table.
 SPEC_COLUMNS = {

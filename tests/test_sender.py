@@ -15,16 +15,15 @@ import pytest
 
 from amazonsender import sender
 from amazonsender.ses import ACCOUNT, IN_DOUBT, RECIPIENT, THROTTLED, TRANSIENT, SendError
-from tests.conftest import add_mailout, add_subscribers, ledger, mailout_row, with_settings
+from tests.fakes import FakeClock, FakeTransport
+from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
+from tests.support.sending import emails, max_in_any_second
+from tests.support.settings import with_settings
 
 
 def run(pool, transport, settings, mailout_id, **kwargs):
     claim = sender.claim_mailout(pool, mailout_id)
     return sender.send_claimed_mailout(pool, transport, settings, claim, **kwargs)
-
-
-def emails(n, domain="list.example"):
-    return [f"reader{i:03d}@{domain}" for i in range(n)]
 
 
 # --- the claim -------------------------------------------------------------
@@ -136,17 +135,15 @@ def test_a_row_is_marked_sending_and_committed_before_its_email_leaves(pool, con
     mailout_id = add_mailout(conn)
     seen = {}
 
-    class CheckingTransport:
-        def send(self, message):
-            # A separate connection sees only committed data.
-            row = conn.execute(
-                "SELECT status FROM send_logs WHERE mailout_id = %s AND email = %s",
-                (mailout_id, message.to_address),
-            ).fetchone()
-            seen[message.to_address] = row["status"]
-            return f"id-{message.to_address}"
+    def check(call):
+        # A separate connection sees only committed data.
+        row = conn.execute(
+            "SELECT status FROM send_logs WHERE mailout_id = %s AND email = %s",
+            (mailout_id, call.address),
+        ).fetchone()
+        seen[call.address] = row["status"]
 
-    run(pool, CheckingTransport(), with_settings(settings, batch_size=3), mailout_id)
+    run(pool, FakeTransport(on_call=check), with_settings(settings, batch_size=3), mailout_id)
 
     assert seen == {address: "sending" for address in emails(7)}
     assert set(ledger(conn, mailout_id).values()) == {"sent"}
@@ -213,25 +210,10 @@ def test_an_account_wide_error_stops_the_run_and_keeps_the_rest_queued(pool, con
     assert [states[a] for a in order] == ["sent"] * 5 + ["queued"] * 5
 
 
-class FlakyTransport:
-    """Fails each address with the given errors first, then succeeds."""
-
-    def __init__(self, errors_by_address):
-        self.errors = {address: list(errors) for address, errors in errors_by_address.items()}
-        self.calls = []
-
-    def send(self, message):
-        self.calls.append(message.to_address)
-        pending = self.errors.get(message.to_address)
-        if pending:
-            raise pending.pop(0)
-        return f"id-{len(self.calls)}"
-
-
 def test_throttling_is_retried_with_backoff_and_never_recorded_as_a_failure(pool, conn, settings):
     add_subscribers(conn, emails(3))
     throttle = SendError("TooManyRequestsException: Maximum sending rate exceeded.", kind=THROTTLED)
-    transport = FlakyTransport({emails(3)[1]: [throttle, throttle]})
+    transport = FakeTransport(failures={emails(3)[1]: [throttle, throttle]})
     sleeps = []
     mailout_id = add_mailout(conn)
 
@@ -246,7 +228,7 @@ def test_throttling_is_retried_with_backoff_and_never_recorded_as_a_failure(pool
 def test_transient_errors_are_retried_then_recorded(pool, conn, settings):
     add_subscribers(conn, emails(2))
     boom = SendError("InternalFailure: 500", kind=TRANSIENT)
-    transport = FlakyTransport({emails(2)[0]: [boom] * 10, emails(2)[1]: [boom]})
+    transport = FakeTransport(failures={emails(2)[0]: [boom] * 10, emails(2)[1]: [boom]})
     mailout_id = add_mailout(conn)
 
     summary = run(pool, transport, settings, mailout_id, sleep=lambda seconds: None)
@@ -259,7 +241,7 @@ def test_transient_errors_are_retried_then_recorded(pool, conn, settings):
 def test_an_email_in_doubt_is_recorded_unknown_and_never_sent_again(pool, conn, settings):
     add_subscribers(conn, emails(3))
     timeout = SendError("no answer from SES in time: Read timeout", kind=IN_DOUBT)
-    transport = FlakyTransport({emails(3)[1]: [timeout]})
+    transport = FakeTransport(failures={emails(3)[1]: [timeout]})
     mailout_id = add_mailout(conn)
 
     summary = run(pool, transport, settings, mailout_id, sleep=lambda seconds: None)
@@ -273,16 +255,8 @@ def test_an_unexpected_crash_ends_failed_with_only_the_email_in_flight_in_doubt(
     add_subscribers(conn, emails(6))
     mailout_id = add_mailout(conn)
 
-    class CrashingTransport:
-        calls = 0
-
-        def send(self, message):
-            self.calls += 1
-            if self.calls == 4:
-                raise RuntimeError("disk on fire")
-            return "ok"
-
-    summary = run(pool, CrashingTransport(), with_settings(settings, batch_size=3), mailout_id)
+    crashing = FakeTransport(answer=lambda number, address: RuntimeError("disk on fire") if number == 4 else None)
+    summary = run(pool, crashing, with_settings(settings, batch_size=3), mailout_id)
 
     assert summary.status == "failed" and "disk on fire" in summary.error
     states = sorted(ledger(conn, mailout_id).values())
@@ -330,17 +304,6 @@ def test_messages_through_moto_carry_name_footer_and_unsubscribe_headers(pool, c
 # --- pacing ----------------------------------------------------------------
 
 
-def max_in_any_second(times: list[float]) -> int:
-    """The largest number of sends in any half-open one-second window."""
-    times = sorted(times)
-    best = start = 0
-    for end, moment in enumerate(times):
-        while moment - times[start] >= 1.0:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 def test_pacing_never_exceeds_the_rate_in_any_second(pool, conn, settings, recording_transport):
     rate = 20
     add_subscribers(conn, emails(45))
@@ -357,19 +320,6 @@ def test_pacing_never_exceeds_the_rate_in_any_second(pool, conn, settings, recor
     # Never closer than the catch-up pace allows after a batch boundary.
     gaps = [b - a for a, b in zip(recording_transport.times, recording_transport.times[1:])]
     assert min(gaps) >= 0.95 * sender.PACE_MARGIN / sender.CATCH_UP / rate
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-        self.sleeps = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def test_pacer_spaces_sends_and_allows_no_burst_after_idle_time():

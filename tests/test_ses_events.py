@@ -8,8 +8,9 @@ import json
 import pytest
 
 from amazonsender import create_app, store
-from tests.conftest import SHARED_SECRET, add_mailout, add_subscribers, ledger, with_settings
-from tests.sns_signing import CERT_URL, OTHER_TOPIC_ARN, SUBSCRIBE_URL, TOPIC_ARN, ses_sample
+from tests.support.db import add_mailout, add_subscribers, ledger
+from tests.support.settings import SHARED_SECRET, with_settings
+from tests.support.sns_signing import CERT_URL, OTHER_TOPIC_ARN, SUBSCRIBE_URL, ses_sample
 
 ANN = "ann@list.example"
 

@@ -28,7 +28,7 @@ from amazonsender.ses import (
     bulk_result,
     classify_client_error,
 )
-from tests.ses_standin import (
+from tests.support.ses_standin import (
     BULK_EMAIL_PATH,
     SEND_EMAIL_PATH,
     BulkDelivery,
@@ -598,7 +598,7 @@ def test_simple_substitution(template, data, escape, expected):
     ],  # fmt: skip
 )
 def test_simple_substitution_refuses_what_it_cannot_render(template):
-    from tests.ses_standin import _RenderingFailure
+    from tests.support.ses_standin import _RenderingFailure
 
     with pytest.raises(_RenderingFailure):
         render_template(template, {"x": "1", "y": {"z": 1}}, escape_html=True)
@@ -914,7 +914,7 @@ def test_an_enum_off_the_model_is_refused(ses):
 def test_the_model_is_botocores(ses):
     """The checks walk the installed botocore's shapes, so a member botocore
     knows is accepted and one it does not know is refused."""
-    from tests.ses_standin_checks import input_shape
+    from tests.support.ses_standin_checks import input_shape
 
     assert set(input_shape("SendEmail").members) >= {"FromEmailAddress", "Destination", "Content", "EmailTags"}
     assert input_shape("SendBulkEmail").required_members == ["DefaultContent", "BulkEmailEntries"]
@@ -1029,7 +1029,7 @@ def test_bounce_and_complaint_events_for_a_sent_email(ses, api):
 
 
 def test_a_raw_message_over_40_mb_once_base64_encoded_is_refused():
-    from tests.ses_standin_checks import BadRequest, check_raw_message
+    from tests.support.ses_standin_checks import BadRequest, check_raw_message
 
     head = b"From: news@example.test\r\nTo: a@example.org\r\n\r\n"
     line = b"x" * 76 + b"\r\n"

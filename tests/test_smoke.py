@@ -1,4 +1,4 @@
-from tests.conftest import add_mailout, add_subscribers, ledger, mailout_row
+from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
 
 
 def test_webhook_sends_through_moto(client, conn, moto_ses):

@@ -20,7 +20,7 @@ from amazonsender.sns import (
     sns_host,
     string_to_sign,
 )
-from tests.sns_signing import (
+from tests.support.sns_signing import (
     CERT_URL,
     OTHER_TOPIC_ARN,
     TOPIC_ARN,

@@ -2,7 +2,7 @@
 a failed fetch is remembered, new certificate URLs are fetched at a bounded
 rate per process, concurrent requests for one URL share one fetch, and none
 of this ever delays a certificate already cached. Fetches go to the fake
-fetcher of tests/sns_signing.py; time is a clock the test moves."""
+fetcher of tests/support/sns_signing.py; time is a clock the test moves."""
 
 from __future__ import annotations
 
@@ -21,22 +21,15 @@ from amazonsender.sns import (
     InvalidMessage,
     MessageVerifier,
 )
-from tests.sns_signing import CERT_URL, TOPIC_ARN, ses_sample
+from tests.fakes import FakeClock
+from tests.support.sns_signing import CERT_URL, TOPIC_ARN, ses_sample
 
 FORGED_STREAM = 200
 
 
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock():
-    return Clock()
+    return FakeClock(1000.0)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from amazonsender import subscribers
-from tests.conftest import add_subscribers
+from tests.support.db import add_subscribers
 
 
 def run_import(pool, text: str):

@@ -8,7 +8,8 @@ import email.policy
 import pytest
 
 from amazonsender import create_app
-from tests.conftest import SHARED_SECRET, add_mailout, add_subscribers, ledger, mailout_row, with_settings
+from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
+from tests.support.settings import SHARED_SECRET, with_settings
 
 AUTH = {"Authorization": f"Bearer {SHARED_SECRET}"}
 
@@ -33,7 +34,7 @@ def test_a_test_send_goes_to_test_emails_and_changes_nothing(test_client, conn, 
         assert response.status_code == 200
         assert [r["status"] for r in response.json["results"]] == ["sent", "sent"]
     assert recording_transport.addresses == ["editor@example.test", "proof@example.test"] * 2
-    message = email.message_from_bytes(recording_transport.sent[0].raw, policy=email.policy.default)
+    message = email.message_from_bytes(recording_transport.emails[0].raw, policy=email.policy.default)
     assert message["Subject"] == "[TEST] Spring news"
     assert message["List-Unsubscribe"].startswith("<https://news.example.test/unsubscribe?token=")
     assert mailout_row(conn, mailout_id)["status"] == status

@@ -11,7 +11,8 @@ from flask import render_template
 
 from amazonsender import create_app
 from amazonsender.links import UnsubscribeTokens
-from tests.conftest import add_subscribers, with_settings
+from tests.support.db import add_subscribers
+from tests.support.settings import with_settings
 
 ONE_CLICK = {"data": "List-Unsubscribe=One-Click", "content_type": "application/x-www-form-urlencoded"}
 

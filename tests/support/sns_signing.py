@@ -23,7 +23,7 @@ SUBSCRIBE_URL = (
     "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn="
     "arn:aws:sns:us-east-1:123456789012:ses-events&Token=2336412f37fb687f5d51e6e2425"
 )
-SES_SAMPLES = Path(__file__).resolve().parent / "data" / "ses"
+SES_SAMPLES = Path(__file__).resolve().parent.parent / "data" / "ses"
 
 
 def make_key_and_certificate(common_name="sns.amazonaws.com"):

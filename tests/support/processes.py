@@ -22,10 +22,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ROOT, SHARED_SECRET, UNSUBSCRIBE_SECRET
-from tests.ses_standin import SesStandIn
+from tests.support.settings import FROM_ADDRESS, ROOT, SHARED_SECRET, UNSUBSCRIBE_SECRET
+from tests.support.ses_standin import SesStandIn
 
-FROM_ADDRESS = "Newsletter <news@example.test>"
 START_TIMEOUT = 20.0
 
 

@@ -34,9 +34,10 @@ What tests read:
   which `rendering_failure_events()` writes (the SNS Message text, as SES
   publishes it through a configuration set), as `bounce_event(email)` and
   `complaint_event(email)` write a Bounce or a Complaint for an email of
-  `sent`, for a test to sign (tests/sns_signing.py) and POST to the service.
+  `sent`, for a test to sign (tests/support/sns_signing.py) and POST to the
+  service (the events are written in tests/support/ses_events.py).
 
-As strict as SES, or stricter (tests/ses_standin_checks.py has every rule
+As strict as SES, or stricter (tests/support/ses_standin_checks.py has every rule
 and the page of AWS's documentation it comes from): a send request is
 answered 400 BadRequestException, as a whole, when its JSON body departs
 from botocore's sesv2 model of the operation's input (an unknown member, a
@@ -57,7 +58,7 @@ A SendBulkEmail request is a template (DefaultContent.Template.TemplateContent
 with Subject, Html and/or Text, TemplateData, Headers) and 1 to 50
 BulkEmailEntries, each with a Destination, ReplacementTemplateData,
 ReplacementTags and ReplacementHeaders. Each accepted entry's email is
-rendered here as SES would send it: From, To (the destination as given),
+rendered (tests/support/ses_render.py) as SES would send it: From, To (the destination as given),
 Subject, Reply-To, Date, Message-ID, the template's Headers with the entry's
 ReplacementHeaders replacing those of the same name, and a text/plain and a
 text/html alternative. With an inline template "Amazon SES supports only
@@ -107,13 +108,11 @@ entry, so the counts mean the same for both APIs:
 
 from __future__ import annotations
 
-import binascii
 import collections
 import email
 import email.policy
 import itertools
 import json
-import re
 import socket
 import sys
 import threading
@@ -125,7 +124,9 @@ from email.utils import formatdate, getaddresses
 from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.ses_standin_checks import (
+from tests.support.ses_events import bounce_event, complaint_event, rendering_failure_event
+from tests.support.ses_render import _RenderingFailure, render_email, render_template
+from tests.support.ses_standin_checks import (
     MAX_BULK_ENTRIES,
     MAX_TEMPLATE_BYTES,
     BadRequest,
@@ -281,7 +282,7 @@ class BulkDelivery:
 
     @cached_property
     def raw(self) -> bytes:
-        return _render_email(self)
+        return render_email(self, _destinations(self.entry))
 
     @property
     def message(self) -> EmailMessage:
@@ -696,113 +697,6 @@ class SesStandIn:
 # Amazon SNS" (https://docs.aws.amazon.com/ses/latest/dg/event-publishing-retrieving-sns-examples.html)
 # shows them: "Rendering Failure record", "Bounce record", "Complaint record".
 
-ACCOUNT_ID = "123456789012"  # the account of tests/sns_signing.py's topic
-REPORTING_MTA = "dsn; a8-24.smtp-out.amazonses.com"
-
-
-def _iso(moment: float) -> str:
-    """ISO 8601 with milliseconds and Z, as SES writes its timestamps."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment)) + f".{int(moment * 1000) % 1000:03d}Z"
-
-
-def _mail_object(email: Recorded | BulkDelivery, *, with_headers: bool) -> dict:
-    """The event's "mail": the email as SES accepted it, its tags as lists
-    (SES's own ses:* tags, then the message tags the request carried, such
-    as mailout_id; a bulk entry's ReplacementTags over DefaultEmailTags)."""
-    body = email.body or {}
-    source = body.get("FromEmailAddress", "")
-    domain = getaddresses([source])[0][1].rpartition("@")[2]
-    destination_of = email.entry if isinstance(email, BulkDelivery) else body
-    destination = destination_of.get("Destination") or {}
-    mail = {
-        "timestamp": _iso(email.received_time),
-        "source": source,
-        "sourceArn": f"arn:aws:ses:us-east-1:{ACCOUNT_ID}:identity/{domain}",
-        "sendingAccountId": ACCOUNT_ID,
-        "messageId": email.message_id,
-        # The recipients as the request gave them.
-        "destination": [a for key in ("ToAddresses", "CcAddresses", "BccAddresses") for a in destination.get(key, [])],
-        "headersTruncated": False,
-    }
-    if with_headers:
-        mail.update(_headers_of(email))
-    tags = {"ses:operation": ["SendBulkEmail" if email.is_bulk else "SendEmail"]}
-    if body.get("ConfigurationSetName"):
-        tags["ses:configuration-set"] = [body["ConfigurationSetName"]]
-    tags.update({"ses:source-ip": ["127.0.0.1"], "ses:from-domain": [domain], "ses:caller-identity": ["standin"]})
-    mail["tags"] = {**tags, **{name: [value] for name, value in email.tags.items()}}
-    return mail
-
-
-def _headers_of(email: Recorded | BulkDelivery) -> dict:
-    """"headers" (each as the message has it, unfolded) and "commonHeaders"."""
-    message = email.message
-    headers = [{"name": name, "value": re.sub(r"\r?\n", "", str(value))} for name, value in message.raw_items()]
-    common = {
-        "from": [str(message["From"])],
-        "to": [str(message["To"])] if message["To"] else [],
-        "messageId": email.message_id,
-        "subject": str(message["Subject"] or ""),
-    }
-    return {"headers": headers, "commonHeaders": common}
-
-
-def rendering_failure_event(failure: BulkDelivery) -> dict:
-    """A "Rendering Failure" event. "templateName" is "The name of the template
-    used to send the email": an inline template has none, so it is the
-    TemplateName the request gave alongside its TemplateContent, else null
-    (the docs do not say what SES writes for an inline template)."""
-    template = ((failure.body or {}).get("DefaultContent") or {}).get("Template") or {}
-    return {
-        "eventType": "Rendering Failure",
-        "mail": _mail_object(failure, with_headers=False),
-        "failure": {"errorMessage": failure.rendering_error, "templateName": template.get("TemplateName")},
-    }
-
-
-def _recipients(email: Recorded | BulkDelivery, address: str | None) -> list[str]:
-    return [address] if address else [bare for _, bare in getaddresses(email.to_addresses)]
-
-
-def _feedback_id() -> str:
-    return f"0100{uuid.uuid4().hex[:12]}-{uuid.uuid4()}-000000"
-
-
-def bounce_event(email: Recorded | BulkDelivery, address: str | None, bounce_type: str, sub_type: str) -> dict:
-    """A "Bounce" event: a DSN's action, status and diagnostic code, but for
-    an Undetermined bounce (no DSN)."""
-    dsn = {"action": "failed", "status": "5.1.1", "diagnosticCode": "smtp; 550 5.1.1 user unknown"}
-    if bounce_type == "Transient":
-        dsn = {"action": "failed", "status": "4.2.2", "diagnosticCode": "smtp; 452 4.2.2 mailbox full"}
-    if bounce_type == "Undetermined":
-        dsn = {}
-    recipients = [{"emailAddress": a, **dsn} for a in _recipients(email, address)]
-    bounce = {
-        "bounceType": bounce_type,
-        "bounceSubType": sub_type,
-        "bouncedRecipients": recipients,
-        "timestamp": _iso(time.time()),
-        "feedbackId": _feedback_id(),
-    }
-    if bounce_type != "Undetermined":
-        bounce["reportingMTA"] = REPORTING_MTA
-    return {"eventType": "Bounce", "bounce": bounce, "mail": _mail_object(email, with_headers=True)}
-
-
-def complaint_event(email: Recorded | BulkDelivery, address: str | None, feedback_type: str) -> dict:
-    """A "Complaint" event with a feedback report (userAgent, complaintFeedbackType, arrivalDate)."""
-    complaint = {
-        "complainedRecipients": [{"emailAddress": a} for a in _recipients(email, address)],
-        "timestamp": _iso(time.time()),
-        "feedbackId": _feedback_id(),
-        "complaintSubType": None,
-        "userAgent": "Mozilla/5.0 (standin)",
-        "complaintFeedbackType": feedback_type,
-        "arrivalDate": _iso(email.received_time),
-    }
-    return {"eventType": "Complaint", "complaint": complaint, "mail": _mail_object(email, with_headers=True)}
-
-
 def _error(status: int, code: str, message: str) -> tuple[int, dict, dict]:
     return status, {"x-amzn-ErrorType": code + ERROR_TYPE_SUFFIX}, {"message": message}
 
@@ -825,60 +719,6 @@ def _bare_addresses(entry: dict) -> list[str]:
 
 def _tags(tags) -> dict[str, str]:
     return {tag["Name"]: tag["Value"] for tag in tags or [] if isinstance(tag, dict) and "Name" in tag}
-
-
-# Inline templates get "only simple substitutions" (the SES v2 reference for
-# Template.TemplateContent): {{name}}, spaces allowed inside the braces, a
-# name of letters, digits and _$@- (no dots: nothing looks into objects).
-_VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_$@-]+)\s*\}\}")
-# What Handlebars escapes in {{name}}; the Html part keeps this escaping, as
-# the docs do not say whether inline templates escape.
-_HANDLEBARS_ESCAPES = {
-    "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;", "`": "&#x60;", "=": "&#x3D;",
-}  # fmt: skip
-
-
-class _RenderingFailure(Exception):
-    pass
-
-
-def _lookup(data: dict, name: str) -> str:
-    if name not in data:
-        # SES's own words, in the Rendering Failure event's errorMessage.
-        raise _RenderingFailure(f"Attribute '{name}' is not present in the rendering data.")
-    value = data[name]
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value)
-    return str(value)
-
-
-def render_template(template: str, data: dict, *, escape_html: bool) -> str:
-    """Simple substitution, all an inline SES template gets: `{{name}}` is the
-    value (HTML-escaped when `escape_html`). Nothing of Handlebars beyond it:
-    `{{{name}}}` is not a raw insert but a literal "{", the value and "}"
-    (a link written with triple braces keeps them); a "}}" of the text's own
-    stays as it is. A name with no value, or any other "{{" (a block, a
-    comment, a dotted name, "{{" alone), is a _RenderingFailure."""
-    pieces = []
-    position = 0
-    for match in _VARIABLE.finditer(template):
-        literal = template[position : match.start()]
-        if "{{" in literal:
-            raise _RenderingFailure("the template has a '{{' that is not a simple variable")
-        value = _lookup(data, match.group(1))
-        if escape_html:
-            value = "".join(_HANDLEBARS_ESCAPES.get(ch, ch) for ch in value)
-        pieces += (literal, value)
-        position = match.end()
-    rest = template[position:]
-    if "{{" in rest:
-        raise _RenderingFailure("the template has a '{{' that is not a simple variable")
-    pieces.append(rest)
-    return "".join(pieces)
 
 
 def _delivery(
@@ -914,60 +754,6 @@ def _delivery(
         email_headers=headers,
         rendering_error=error,
         date=date,
-    )
-
-
-_RENDER_POLICY = email.policy.SMTP
-
-
-def _render_header(name: str, value: str) -> bytes:
-    """One header line: ASCII as it is, on one line, as SES passes it on (a
-    destination with a non-ASCII name comes as RFC 2047 encoded words
-    already, and folding would turn a long List-Unsubscribe URL into an
-    encoded word); non-ASCII (a Subject) as the email package encodes it."""
-    if value.isascii():
-        return f"{name}: {value}\r\n".encode("ascii")
-    return _RENDER_POLICY.fold_binary(*_RENDER_POLICY.header_store_parse(name, value))
-
-
-def _render_part(subtype: str, content: str) -> bytes:
-    data = re.sub(r"\r\n?", "\n", content)
-    if not data.endswith("\n"):
-        data += "\n"
-    encoded = binascii.b2a_qp(data.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
-    return (
-        f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
-    ).encode("ascii") + encoded
-
-
-def _render_email(delivery: BulkDelivery) -> bytes:
-    """The email SES sends for one accepted bulk entry. Written by hand, not
-    by EmailMessage, which costs milliseconds a message."""
-    body = delivery.request.body
-    headers = [
-        ("From", body["FromEmailAddress"]),
-        ("To", ", ".join(_destinations(delivery.entry))),
-        ("Subject", delivery.subject),
-    ]
-    if body.get("ReplyToAddresses"):
-        headers.append(("Reply-To", ", ".join(body["ReplyToAddresses"])))
-    headers += [("Date", delivery.date), ("Message-ID", f"<{delivery.message_id}@email.amazonses.com>")]
-    headers += delivery.email_headers
-    headers.append(("MIME-Version", "1.0"))
-    parts = [("plain", delivery.text), ("html", delivery.html)]
-    parts = [_render_part(subtype, content) for subtype, content in parts if content is not None]
-    head = b"".join(_render_header(name, value) for name, value in headers)
-    if len(parts) == 1:
-        return head + parts[0]
-    boundary = f"=_standin_{uuid.uuid4().hex}"
-    delimiter = f"--{boundary}\r\n".encode("ascii")
-    return (
-        head
-        + f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode("ascii")
-        # The CR LF before a delimiter belongs to it (RFC 2046): each part
-        # keeps its own last line end.
-        + b"".join(delimiter + part + b"\r\n" for part in parts)
-        + f"--{boundary}--\r\n".encode("ascii")
     )
 
 

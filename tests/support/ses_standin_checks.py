@@ -1,4 +1,4 @@
-"""What the SES stand-in (tests/ses_standin.py) refuses, and why: the checks a
+"""What the SES stand-in (tests/support/ses_standin.py) refuses, and why: the checks a
 SendEmail or SendBulkEmail request passes before it is accepted. Each raises
 BadRequest, which the stand-in answers 400 BadRequestException, as SES does.
 
