@@ -323,7 +323,7 @@ class _Reader:
             if self.optional("SUPABASE_URL"):
                 hint = (
                     " (SUPABASE_URL is the REST address, not a Postgres connection string: copy the URI from"
-                    " Supabase > Project > Connect, see README)"
+                    " Supabase > Project > Connect, see docs/supabase.md)"
                 )
             self.problems.append("DATABASE_URL is missing" + hint)
             return ""

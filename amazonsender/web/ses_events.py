@@ -44,7 +44,7 @@ ANSWERS = {
 def receive():
     verifier = current_app.extensions["sns_verifier"]
     if not verifier.topics:
-        log.error("SNS message refused: SNS_TOPIC_ARNS is not set, so no topic is trusted (see README)")
+        log.error("SNS message refused: SNS_TOPIC_ARNS is not set, so no topic is trusted (see docs/ses-sns.md)")
         raise ApiError(403, "this endpoint trusts no SNS topic yet: set SNS_TOPIC_ARNS")
 
     # SNS posts JSON as text/plain: read the body whatever the content type.
