@@ -36,13 +36,17 @@ class Claim:
     rate_per_sec: float | None = None
 
 
-def claim_mailout(pool: ConnectionPool, mailout_id: UUID, *, rate_per_sec: float | None = None) -> Claim:
+def claim_mailout(
+    pool: ConnectionPool, mailout_id: UUID, *, rate_per_sec: float | None = None, event_id: str | None = None
+) -> Claim:
     """Move the mailout from 'ready' to 'sending' and queue its recipients,
-    in one transaction. Raises MailoutNotFound, MailoutNotReady or MailoutInvalid."""
+    in one transaction; `event_id` is the Notion event that asked (kept to
+    tell its retries from other requests). Raises MailoutNotFound,
+    MailoutNotReady or MailoutInvalid."""
     runner_id = uuid.uuid4()
     with pool.connection() as conn:
         mailout = ready_mailout(conn, mailout_id)
-        if not store.claim_mailout(conn, mailout_id, runner_id):
+        if not store.claim_mailout(conn, mailout_id, runner_id, event_id):
             # Someone else claimed it between our read and our UPDATE.
             current = store.get_mailout(conn, mailout_id)
             raise MailoutNotReady(current["status"] if current else "deleted")
