@@ -53,6 +53,20 @@ RESOLVED_STATUS = {
     "Reject": "failed",
     RENDERING_FAILURE: "failed",
 }
+# When several events about one in-doubt row are already stored (a resume
+# resolves it from them), the lowest rank wins: SES handed it over
+# (Delivery), attempted it (Bounce, Complaint: a rendering failure cannot
+# undo those, see store/events.py), never sent it, or took it.
+RESOLUTION_RANK = {
+    "Delivery": 0,
+    "Bounce": 1,
+    "Complaint": 1,
+    "Reject": 2,
+    RENDERING_FAILURE: 2,
+    "DeliveryDelay": 3,
+    "Send": 3,
+}
+RESOLUTIONS = [(kind, status, RESOLUTION_RANK[kind]) for kind, status in RESOLVED_STATUS.items()]
 
 # Where each event type keeps its recipients, and how an entry names one.
 RECIPIENT_LISTS = {

@@ -9,6 +9,7 @@ from uuid import uuid4
 
 import pytest
 
+from amazonsender import sender
 from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
 from tests.support.settings import SHARED_SECRET
 from tests.support.sns_signing import ses_sample
@@ -144,6 +145,30 @@ def test_the_same_sns_message_twice_is_counted_once(sns_client, sns_signer, conn
     # second resolution.
     assert row(conn, mailout_id)["status"] == "delivered"
     assert resolved(conn, mailout_id) == 1
+
+
+def test_a_resume_resolves_rows_from_the_events_that_came_while_they_were_sending(
+    pool, conn, settings, sns_client, sns_signer
+):
+    """The run died with four emails in flight; SES's events about three of
+    them came before the resume marked them in doubt (they resolved nothing
+    then): the resume resolves those three from the stored events."""
+    dan = "dan@list.example"
+    mailout_id = mailout_with_rows(conn, {ANN: "sending", BOB: "sending", CAT: "sending", dan: "sending"},
+                                   status="sending")
+    conn.execute("UPDATE mailouts SET heartbeat_at = now() - interval '1 hour' WHERE id = %s", (mailout_id,))
+    for sample, address in [("send_event", ANN), ("send_event", BOB), ("delivery_event", BOB),
+                            ("send_event", CAT), ("reject_event", CAT)]:
+        post(sns_client, sns_signer, event(sample, mailout_id, address, f"0100-{address}"))
+    assert set(ledger(conn, mailout_id).values()) == {"sending"}
+
+    claim = sender.resume_mailout(pool, mailout_id, settings)
+
+    assert claim.in_doubt_marked == 4
+    assert ledger(conn, mailout_id) == {ANN: "sent", BOB: "delivered", CAT: "failed", dan: "unknown"}
+    assert row(conn, mailout_id, BOB)["ses_message_id"] == f"0100-{BOB}"
+    assert row(conn, mailout_id, CAT)["error_message"] == "SES rejected the email: Bad content"
+    assert resolved(conn, mailout_id) == 3
 
 
 # --- mailout resume --resend-unconfirmed ---------------------------------------------

@@ -17,6 +17,7 @@ from uuid import UUID
 from psycopg_pool import ConnectionPool
 
 from .. import store
+from ..events import RESOLUTIONS
 from .errors import MailoutNotFound, MailoutNotReady, MailoutNotResumable, RunnerAlive
 from .preflight import ready_mailout, sendable
 
@@ -86,6 +87,9 @@ def resume_mailout(pool: ConnectionPool, mailout_id: UUID, settings, *, force: b
                 raise RunnerAlive(float(current["heartbeat_age_seconds"] or 0))
             raise MailoutNotResumable(current["status"] if current else "deleted", "another resume took it first")
         in_doubt = store.mark_in_doubt(conn, mailout_id)
+        if in_doubt:
+            # SES's events about them that came while they were 'sending'.
+            store.resolve_from_stored_events(conn, mailout_id, RESOLUTIONS)
     log.info(
         "mailout %s resumed (was '%s'); %d emails in flight when the last run stopped are marked unknown",
         mailout_id,

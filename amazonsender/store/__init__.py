@@ -10,7 +10,7 @@ suppression list). Callers use them through this package: `store.take_batch`.
 
 from .erasure import Erasure, begin_forgetting, forget_address, suppressed_hashes, suppression_key_ids
 from .events import _RECORD_EVENT_SQL, EVENT_EFFECTS, _text_array, record_event
-from .in_doubt import count_in_doubt, has_send_events, requeue_unconfirmed
+from .in_doubt import count_in_doubt, has_send_events, requeue_unconfirmed, resolve_from_stored_events
 from .ledger import (
     Outcome,
     Recipient,
@@ -81,6 +81,7 @@ __all__ = [
     "record_outcomes",
     "reputation",
     "requeue_unconfirmed",
+    "resolve_from_stored_events",
     "sent_last_minute",
     "snapshot_recipients",
     "statuses_by_address",

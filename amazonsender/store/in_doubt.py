@@ -2,7 +2,9 @@
 
 Part of the store: functions take an open connection and run inside the
 caller's transaction, with bound parameters only. Resolving a row from an
-SES event is part of recording the event (store/events.py, _RESOLVE).
+SES event is part of recording the event (store/events.py, _RESOLVE); the
+events that came while the row was still 'sending' resolve it when a resume
+marks it in doubt (resolve_from_stored_events).
 """
 
 from __future__ import annotations
@@ -59,3 +61,57 @@ def requeue_unconfirmed(conn: Connection, mailout_id: UUID, after_seconds: int) 
         {"id": mailout_id, "after": after_seconds},
     )
     return cur.rowcount
+
+
+def resolve_from_stored_events(conn: Connection, mailout_id: UUID, resolutions: list[tuple[str, str, int]]) -> int:
+    """Resolve the mailout's 'unknown' rows from the events already stored
+    about them: SES often publishes an email's events within seconds, while
+    its row is still 'sending' for a run that has died; they resolved
+    nothing then. `resolutions` is (event type, status it gives, rank): of
+    several events about one row the lowest rank wins (events.py decides,
+    as it does for an event that arrives later). Returns how many rows it
+    resolved, which the mailout counts in resolved_from_events.
+
+    The mailout's tagged events are read once, by its index, as a set of
+    addresses; only a resume that found rows in doubt calls this."""
+    cur = conn.execute(
+        """
+        WITH found AS (
+            SELECT DISTINCT ON (l.id) l.id, r.status, e.event_type, e.ses_message_id, e.payload
+              FROM ses_events e
+              CROSS JOIN LATERAL unnest(e.addresses) AS address
+              JOIN unnest(%(types)s::text[], %(statuses)s::text[], %(ranks)s::int[])
+                   AS r (event_type, status, rank) ON r.event_type = e.event_type
+              JOIN send_logs l ON l.mailout_id = e.mailout_id AND l.email COLLATE "C" = address
+                              AND l.status = 'unknown'
+             WHERE e.mailout_id = %(id)s
+             ORDER BY l.id, r.rank, e.received_at
+        ),
+        resolved AS (
+            UPDATE send_logs l
+               SET status = f.status, updated_at = now(),
+                   ses_message_id = coalesce(l.ses_message_id, f.ses_message_id),
+                   -- The same reasons as events.resolution writes.
+                   error_message = CASE f.event_type
+                       WHEN 'Rendering Failure' THEN 'SES could not render the email: '
+                            || coalesce(f.payload -> 'failure' ->> 'errorMessage', 'SES gave no reason')
+                       WHEN 'Reject' THEN 'SES rejected the email: '
+                            || coalesce(f.payload -> 'reject' ->> 'reason', 'SES gave no reason')
+                   END
+              FROM found f
+             WHERE l.id = f.id AND l.status = 'unknown'
+            RETURNING 1
+        )
+        UPDATE mailouts SET resolved_from_events = resolved_from_events + (SELECT count(*) FROM resolved)
+         WHERE id = %(id)s
+        RETURNING (SELECT count(*) FROM resolved) AS n
+        """,
+        {
+            "id": mailout_id,
+            "types": [t for t, _, _ in resolutions],
+            "statuses": [s for _, s, _ in resolutions],
+            "ranks": [r for _, _, r in resolutions],
+        },
+    )
+    row = cur.fetchone()
+    return row["n"] if row else 0
