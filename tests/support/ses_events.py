@@ -122,6 +122,7 @@ def complaint_event(email: Recorded | BulkDelivery, address: str | None, feedbac
 
 def send_event(email: Recorded | BulkDelivery) -> dict:
     """A "Send" event: SES accepted the email and will try to deliver it. Its
-    "send" object is empty ("an empty JSON object", AWS's "Contents of event
-    data that Amazon SES publishes to Amazon SNS")."""
+    "send" object is present only in a Send event and carries nothing (AWS's
+    "Contents of event data that Amazon SES publishes to Amazon SNS" and its
+    examples)."""
     return {"eventType": "Send", "mail": _mail_object(email, with_headers=True), "send": {}}
