@@ -258,3 +258,24 @@ def test_an_end_to_end_crash_resolved_by_the_standins_send_events(pool, conn, in
     assert resolved(conn, mailout_id) == 2
     lines = invoke("mailout", "status", mailout_id).stdout
     assert "resolved   2 in-doubt emails" in lines
+
+
+# --- RECONCILE_AFTER -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value, seconds", [(None, 1800), ("1800", 1800), ("30m", 1800), ("90s", 90), ("2h", 7200), ("1d", 86400)]
+)
+def test_reconcile_after_is_seconds_or_a_number_with_a_unit(value, seconds):
+    from amazonsender.config import Settings
+    from tests.test_config import production_env
+
+    env = production_env() if value is None else production_env(RECONCILE_AFTER=value)
+    assert Settings.from_env(env).reconcile_after_seconds == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "30 minutes", "-5", "10", "8d"])
+def test_a_bad_reconcile_after_is_reported(value):
+    from tests.test_config import problem_about, problems_of, production_env
+
+    assert "RECONCILE_AFTER" in problem_about(problems_of(production_env(RECONCILE_AFTER=value)), "RECONCILE_AFTER")
