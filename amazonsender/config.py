@@ -42,6 +42,9 @@ MAX_POSTAL_ADDRESS_LENGTH = 300
 
 MIN_SECRET_LENGTH = 16
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# A duration setting: a whole number, then an optional unit (seconds if none).
+DURATION = re.compile(r"\s*(\d{1,9})\s*([smhd]?)\s*")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
 class ConfigError(Exception):
@@ -102,6 +105,9 @@ class Settings:
     heartbeat_stale_seconds: int = 120
     # How long a run keeps retrying a lost database connection before it stops.
     db_retry_seconds: int = 60
+    # How long after it was sent an in-doubt row with no SES event may be
+    # sent again by `mailout resume --resend-unconfirmed` (RECONCILE_AFTER).
+    reconcile_after_seconds: int = 1800
 
     @property
     def is_local(self) -> bool:
@@ -171,6 +177,7 @@ class Settings:
             max_consecutive_failures=reader.integer("MAX_CONSECUTIVE_FAILURES", default=25, low=1, high=1_000_000),
             heartbeat_stale_seconds=reader.integer("HEARTBEAT_STALE_SECONDS", default=120, low=10, high=86_400),
             db_retry_seconds=reader.integer("DB_RETRY_SECONDS", default=60, low=0, high=3_600),
+            reconcile_after_seconds=reader.duration("RECONCILE_AFTER", default=1800, low=60, high=7 * 86_400),
         )
         if reader.problems:
             raise ConfigError(reader.problems)
@@ -253,6 +260,21 @@ class _Reader:
             return default
         if not low <= value <= high:
             self.problems.append(f"{name} must be between {low} and {high}, not {value}")
+        return value
+
+    def duration(self, name: str, *, default: int, low: int, high: int) -> int:
+        """Seconds, written as a whole number of seconds or with a unit:
+        `90s`, `30m`, `2h`, `1d`."""
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        match = DURATION.fullmatch(raw.lower())
+        if match is None:
+            self.problems.append(f"{name} must be a duration such as 1800, 30m or 2h, not {raw!r}")
+            return default
+        value = int(match.group(1)) * DURATION_UNITS[match.group(2) or "s"]
+        if not low <= value <= high:
+            self.problems.append(f"{name} must be between {low} and {high} seconds, not {value}")
         return value
 
     def number(self, name: str, *, default: float, low: float, high: float) -> float:

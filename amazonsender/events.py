@@ -10,6 +10,11 @@ A status only ever moves away from 'active': no event reactivates anybody.
 A Rendering Failure (event publishing only: SES accepted a templated email,
 SendBulkEmail's, and could not render it) fails the recipient's ledger row
 and leaves the subscriber alone: the template was at fault, not the address.
+
+A ledger row left 'unknown' by a run that died (SES may or may not have its
+email) is resolved by the first event with our mailout_id tag and its
+address that shows what happened (`resolution`): Send, Delivery, Bounce,
+Complaint, Reject, Rendering Failure or DeliveryDelay.
 See docs/ses-events.md.
 """
 
@@ -35,6 +40,34 @@ PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@[A-Za-z0-9-
 MAILOUT_TAG = "mailout_id"
 RENDERING_FAILURE = "Rendering Failure"
 
+# What an in-doubt row becomes when SES publishes this event about it. A
+# Bounce or a Complaint proves SES sent the email, like a Send: 'sent', as a
+# row that was never in doubt would be (the bounce itself counts where it
+# always does). A Reject and a Rendering Failure mean it never left SES.
+RESOLVED_STATUS = {
+    "Send": "sent",
+    "DeliveryDelay": "sent",
+    "Bounce": "sent",
+    "Complaint": "sent",
+    "Delivery": "delivered",
+    "Reject": "failed",
+    RENDERING_FAILURE: "failed",
+}
+# When several events about one in-doubt row are already stored (a resume
+# resolves it from them), the lowest rank wins: SES handed it over
+# (Delivery), attempted it (Bounce, Complaint: a rendering failure cannot
+# undo those, see store/events.py), never sent it, or took it.
+RESOLUTION_RANK = {
+    "Delivery": 0,
+    "Bounce": 1,
+    "Complaint": 1,
+    "Reject": 2,
+    RENDERING_FAILURE: 2,
+    "DeliveryDelay": 3,
+    "Send": 3,
+}
+RESOLUTIONS = [(kind, status, RESOLUTION_RANK[kind]) for kind, status in RESOLVED_STATUS.items()]
+
 # Where each event type keeps its recipients, and how an entry names one.
 RECIPIENT_LISTS = {
     "Bounce": ("bounce", "bouncedRecipients"),
@@ -54,7 +87,8 @@ class SesEvent:
     bounce_subtype: str | None = None
     complaint_type: str | None = None
     feedback_id: str | None = None
-    # A Rendering Failure's failure.errorMessage: why SES could not render it.
+    # A Rendering Failure's failure.errorMessage, or a Reject's reject.reason:
+    # why SES did not send it.
     failure_message: str | None = None
     payload: dict | str | None = None
     # The JSON text the event was read from, stored as it came (the payload
@@ -109,6 +143,8 @@ def parse_ses_event(text: str) -> SesEvent:
         event.feedback_id = _text(complaint.get("feedbackId"))
     elif event_type == RENDERING_FAILURE:
         event.failure_message = _text(_dict(body.get("failure")).get("errorMessage"))
+    elif event_type == "Reject":
+        event.failure_message = _text(_dict(body.get("reject")).get("reason"))
     return event
 
 
@@ -121,6 +157,7 @@ def process_notification(conn: Connection, sns_message: dict, event: SesEvent | 
     if event is None:
         event = parse_ses_event(sns_message["Message"])
     effect, params = effect_of(event)
+    params.update(resolution(event))
     is_new, repeat = store.record_event(
         conn,
         {
@@ -210,6 +247,22 @@ def effect_of(event: SesEvent) -> tuple[str | None, dict]:
             "error": f"SES could not render the email: {reason}",
         }
     return None, {}
+
+
+def resolution(event: SesEvent) -> dict:
+    """What an in-doubt ('unknown') row of the event's mailout and address
+    becomes: `resolved_status` and `resolved_error` for store.record_event,
+    or {} when the event says nothing about whether SES sent the email (or
+    carries no mailout tag to find the row by)."""
+    status = RESOLVED_STATUS.get(event.event_type)
+    if status is None or event.mailout_id is None or not event.addresses:
+        return {}
+    error = None
+    if event.event_type == RENDERING_FAILURE:
+        error = f"SES could not render the email: {event.failure_message or 'SES gave no reason'}"
+    elif event.event_type == "Reject":
+        error = f"SES rejected the email: {event.failure_message or 'SES gave no reason'}"
+    return {"resolved_status": status, "resolved_error": error}
 
 
 def _recipients(body: dict, event_type: str, mail: dict) -> list[str]:

@@ -29,6 +29,8 @@ from .sender.errors import (
     MailoutNotFound,
     MailoutNotReady,
     MailoutNotResumable,
+    NoSendEvents,
+    NothingToResend,
     RunnerAlive,
     SesUnavailable,
 )
@@ -88,6 +90,9 @@ ANSWERS: dict[type[Exception], Answer] = {
     MailoutInvalid: Answer(422, "{exc}", ABOUT_THE_MAILOUT),
     MailoutNotResumable: Answer(409, "{exc}", ABOUT_THE_MAILOUT, fields=lambda exc: {"status": exc.status}),
     RunnerAlive: Answer(409, "{exc}", ABOUT_THE_MAILOUT),
+    # `mailout resume --resend-unconfirmed` (command line only).
+    NoSendEvents: Answer(409, "{exc}", "mailout {mailout_id}: nothing resent: {exc}"),
+    NothingToResend: Answer(409, "{exc}", ABOUT_THE_MAILOUT),
     # The account check runs only for a 'ready' mailout, which stays so.
     AccountCannotSend: Answer(409, "{exc}", ABOUT_THE_MAILOUT, fields=lambda exc: {"status": "ready"}),
     SesUnavailable: Answer(503, "{exc}", ABOUT_THE_MAILOUT),

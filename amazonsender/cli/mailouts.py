@@ -51,6 +51,8 @@ def mailout_status(mailout_id: UUID):
     for name in ("queued", "sending", "sent", "delivered", "failed", "skipped", "unknown"):
         if counts.get(name):
             click.echo(f"  {name:<9} {counts[name]}")
+    if mailout.get("resolved_from_events"):
+        click.echo(f"resolved   {mailout['resolved_from_events']} in-doubt emails, from SES's own events")
     click.echo(f"heartbeat  {f'{float(age):.0f} s ago' if age is not None else 'never'}")
     if mailout["error"]:
         click.echo(f"error      {mailout['error']}")
@@ -69,7 +71,10 @@ def next_step(mailout: dict, counts: dict, settings) -> str:
         # run's summary): SES may or may not have them.
         in_doubt = counts.get("unknown", 0) + counts.get("sending", 0)
         return "nothing: it is finished" + (
-            f" ({in_doubt} in doubt: SES may or may not have sent them)" if in_doubt else ""
+            f" ({in_doubt} in doubt: SES may or may not have sent them; an SES event about one resolves it,"
+            f" see `mailout resume {mailout['id']} --resend-unconfirmed --help`)"
+            if in_doubt
+            else ""
         )
     if status == "sending":
         if mailout["heartbeat_age_seconds"] is None:

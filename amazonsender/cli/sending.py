@@ -52,21 +52,45 @@ def mailout_send(mailout_id: UUID):
 @click.command("resume")
 @click.argument("mailout_id", type=click.UUID)
 @click.option("--force", is_flag=True, help="Take over even if the heartbeat is fresh (only when that run is gone).")
-def mailout_resume(mailout_id: UUID, force: bool):
+@click.option(
+    "--resend-unconfirmed",
+    is_flag=True,
+    help="Also send again the in-doubt emails SES published no event about within RECONCILE_AFTER"
+    " (a lost event means a duplicate).",
+)
+def mailout_resume(mailout_id: UUID, force: bool, resend_unconfirmed: bool):
     """Finish a mailout whose run ended early ('sending' with no live run,
     'failed' or 'paused'). Emails that were in flight when it stopped are
-    marked unknown and never sent again.
+    marked unknown and never sent again, unless an SES event about one says
+    what became of it (then it is resolved by itself).
+
+    With --resend-unconfirmed (opt-in), in-doubt emails still without any
+    SES event RECONCILE_AFTER (default 30 minutes) after they were sent go
+    out again, 'sent' mailouts included; only when SES published Send events
+    for the mailout's other emails, the proof that a missing event means a
+    missing email. An event SES lost means that person gets it twice.
 
     \b
-    Example:
+    Examples:
       python -m amazonsender mailout resume 3f2c9a4e-0000-4000-8000-000000000000
+      python -m amazonsender mailout resume 3f2c9a4e-0000-4000-8000-000000000000 --resend-unconfirmed
     """
     from .. import sender
 
     with running(load_settings()) as (settings, pool, transport):
         try:
-            claim = sender.resume_mailout(pool, mailout_id, settings, force=force)
-        except (sender.MailoutNotFound, sender.MailoutNotResumable, sender.MailoutInvalid, sender.RunnerAlive) as exc:
+            if resend_unconfirmed:
+                claim = resend(pool, mailout_id, settings, force)
+            else:
+                claim = sender.resume_mailout(pool, mailout_id, settings, force=force)
+        except (
+            sender.MailoutNotFound,
+            sender.MailoutNotResumable,
+            sender.MailoutInvalid,
+            sender.RunnerAlive,
+            sender.NoSendEvents,
+            sender.NothingToResend,
+        ) as exc:
             raise Problem(exc, mailout_id=mailout_id) from None
         with pool.connection() as conn:
             queued = store.count_by_status(conn, mailout_id).get("queued", 0)
@@ -83,6 +107,24 @@ def mailout_resume(mailout_id: UUID, force: bool):
         )
         summary = sender.send_claimed_mailout(pool, transport, settings, claim, progress=print_progress)
     finish_with(summary)
+
+
+def resend(pool, mailout_id: UUID, settings: Settings, force: bool):
+    """`--resend-unconfirmed`: says plainly what it costs, then what it did."""
+    from .. import sender
+
+    click.echo(
+        "--resend-unconfirmed: in-doubt emails with no SES event after RECONCILE_AFTER"
+        f" ({settings.reconcile_after_seconds} s) go out again. If SES did send one and its event was lost,"
+        " that recipient gets a duplicate.",
+        err=True,
+    )
+    result = sender.resend_unconfirmed(pool, mailout_id, settings, force=force)
+    click.echo(
+        f"mailout {mailout_id}: {result.requeued} in-doubt emails queued to be sent again;"
+        f" {result.still_unknown} stay unknown (an SES event names them, or they are too recent)"
+    )
+    return result.claim
 
 
 @contextmanager

@@ -14,6 +14,7 @@ a transport (transport.Transport). The package, by concept:
 - guard.py:      the reputation guard and the circuit breaker;
 - stop.py:       the StopSignal that pauses runs, and the Halt a run stops on;
 - test_sends.py: test sends, outside the ledger;
+- unconfirmed.py: in-doubt rows with no SES event, sent again on request;
 - errors.py:     why a mailout cannot be claimed, resumed or recorded.
 
 Exactly once, in three steps:
@@ -44,6 +45,8 @@ from .errors import (  # noqa: F401
     MailoutNotFound,
     MailoutNotReady,
     MailoutNotResumable,
+    NoSendEvents,
+    NothingToResend,
     RunnerAlive,
     SesUnavailable,
 )
@@ -62,6 +65,7 @@ from .pacer import (  # noqa: F401
 )
 from .preflight import check_mailout_can_start, pace_for, ready_mailout, sendable  # noqa: F401
 from .run import Summary, send_claimed_mailout  # noqa: F401
+from .unconfirmed import resend_unconfirmed  # noqa: F401
 from .stop import StopSignal, process_stop, request_stop  # noqa: F401
 from .test_sends import TEST_SUBJECT_PREFIX, is_one_test_address, send_test, test_key  # noqa: F401
 from ..links import UnsubscribeTokens  # noqa: F401

@@ -17,6 +17,7 @@ from uuid import UUID
 from psycopg_pool import ConnectionPool
 
 from .. import store
+from ..events import RESOLUTIONS
 from .errors import MailoutNotFound, MailoutNotReady, MailoutNotResumable, RunnerAlive
 from .preflight import ready_mailout, sendable
 
@@ -36,13 +37,17 @@ class Claim:
     rate_per_sec: float | None = None
 
 
-def claim_mailout(pool: ConnectionPool, mailout_id: UUID, *, rate_per_sec: float | None = None) -> Claim:
+def claim_mailout(
+    pool: ConnectionPool, mailout_id: UUID, *, rate_per_sec: float | None = None, event_id: str | None = None
+) -> Claim:
     """Move the mailout from 'ready' to 'sending' and queue its recipients,
-    in one transaction. Raises MailoutNotFound, MailoutNotReady or MailoutInvalid."""
+    in one transaction; `event_id` is the Notion event that asked (kept to
+    tell its retries from other requests). Raises MailoutNotFound,
+    MailoutNotReady or MailoutInvalid."""
     runner_id = uuid.uuid4()
     with pool.connection() as conn:
         mailout = ready_mailout(conn, mailout_id)
-        if not store.claim_mailout(conn, mailout_id, runner_id):
+        if not store.claim_mailout(conn, mailout_id, runner_id, event_id):
             # Someone else claimed it between our read and our UPDATE.
             current = store.get_mailout(conn, mailout_id)
             raise MailoutNotReady(current["status"] if current else "deleted")
@@ -82,6 +87,9 @@ def resume_mailout(pool: ConnectionPool, mailout_id: UUID, settings, *, force: b
                 raise RunnerAlive(float(current["heartbeat_age_seconds"] or 0))
             raise MailoutNotResumable(current["status"] if current else "deleted", "another resume took it first")
         in_doubt = store.mark_in_doubt(conn, mailout_id)
+        if in_doubt:
+            # SES's events about them that came while they were 'sending'.
+            store.resolve_from_stored_events(conn, mailout_id, RESOLUTIONS)
     log.info(
         "mailout %s resumed (was '%s'); %d emails in flight when the last run stopped are marked unknown",
         mailout_id,

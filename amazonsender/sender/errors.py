@@ -47,3 +47,12 @@ class SesUnavailable(Exception):
 
 class DatabaseUnavailable(Exception):
     pass
+
+
+class NoSendEvents(Exception):
+    """`--resend-unconfirmed` without proof that SES publishes Send events
+    for the mailout: a row with no event would say nothing."""
+
+
+class NothingToResend(Exception):
+    """`--resend-unconfirmed` found no in-doubt row old enough and without an SES event."""

@@ -4,12 +4,13 @@ Functions take an open connection and run inside the caller's transaction;
 the caller's `with pool.connection()` block decides when it commits. The
 statements live in one module per concept: mailouts.py (mailout rows),
 ledger.py (send_logs, one row per recipient), subscribers.py (the list),
-events.py (SES events) and erasure.py (forgetting an address, the
+events.py (SES events), in_doubt.py (in-doubt rows no event resolved) and erasure.py (forgetting an address, the
 suppression list). Callers use them through this package: `store.take_batch`.
 """
 
 from .erasure import Erasure, begin_forgetting, forget_address, suppressed_hashes, suppression_key_ids
 from .events import _RECORD_EVENT_SQL, EVENT_EFFECTS, _text_array, record_event
+from .in_doubt import count_in_doubt, has_send_events, requeue_unconfirmed, resolve_from_stored_events
 from .ledger import (
     Outcome,
     Recipient,
@@ -24,8 +25,10 @@ from .ledger import (
     take_batch,
 )
 from .mailouts import (
+    claim_for_resend,
     claim_for_resume,
     claim_mailout,
+    claimed_by_event,
     create_mailout,
     finish_mailout,
     get_mailout,
@@ -54,10 +57,13 @@ __all__ = [
     "_text_array",
     "add_active_subscribers",
     "begin_forgetting",
+    "claim_for_resend",
     "claim_for_resume",
     "claim_mailout",
+    "claimed_by_event",
     "count_active_subscribers",
     "count_by_status",
+    "count_in_doubt",
     "count_sent",
     "count_subscribers_by_status",
     "create_mailout",
@@ -65,6 +71,7 @@ __all__ = [
     "forget_address",
     "get_mailout",
     "get_subscriber",
+    "has_send_events",
     "heartbeat",
     "list_mailouts",
     "lock_subscriber_by_address",
@@ -73,6 +80,8 @@ __all__ = [
     "record_event",
     "record_outcomes",
     "reputation",
+    "requeue_unconfirmed",
+    "resolve_from_stored_events",
     "sent_last_minute",
     "snapshot_recipients",
     "statuses_by_address",

@@ -1,4 +1,4 @@
-"""The SQL of SES events (bounces, complaints, deliveries, rendering failures): each SNS message stored and applied in one statement.
+"""The SQL of SES events (sends, bounces, complaints, deliveries, rejects, rendering failures): each SNS message stored and applied in one statement.
 
 Part of the store: functions take an open connection and run inside the
 caller's transaction, with bound parameters only.
@@ -97,8 +97,9 @@ EVENT_EFFECTS = {
     # exactly as it was sent (the unique index on (mailout_id, email) finds it).
     #
     # Which rows it fails, and which keep what they have:
-    # - 'sending', 'sent', 'unknown': SES accepted the email and then never sent
-    #   it, so it becomes 'failed' with the reason. It then no longer counts as
+    # - 'sending', 'sent': SES accepted the email and then never sent it, so
+    #   it becomes 'failed' with the reason ('unknown' rows too, through
+    #   _RESOLVE below, which counts them). It then no longer counts as
     #   sent (store.count_sent), so it leaves the reputation guard's denominator.
     #   A 'sending' row stays failed: record_outcomes only writes rows that are
     #   still 'sending' (or 'unknown').
@@ -120,7 +121,7 @@ EVENT_EFFECTS = {
                 OR (ses_message_id IS NULL AND mailout_id = %(mailout_id)s::uuid
                     AND email COLLATE "C" = ANY(%(addresses)s::text[])))
            AND lower(email) = ANY(%(lowered)s::text[])
-           AND status IN ('sending', 'sent', 'unknown')
+           AND status IN ('sending', 'sent')
            AND NOT EXISTS (SELECT 1 FROM ses_events
                             WHERE ses_message_id = %(failed_id)s
                               AND event_type IN ('Bounce', 'Complaint', 'Delivery'))
@@ -129,23 +130,56 @@ EVENT_EFFECTS = {
 }
 
 
-def _record_event_sql(effect: str | None, feedback: bool, link: str | None) -> str:
+# An in-doubt row resolved by SES's own word (issue 14): a row a dead run
+# left 'unknown' becomes what the event shows happened (events.resolution
+# picks `resolved_status` and `resolved_error`) and keeps the event's SES
+# message id; the mailout counts it in resolved_from_events. Only a tagged
+# event resolves anything: the row is found by the mailout_id tag and the
+# address exactly as it was sent, through the partial index send_logs_unknown
+# (empty unless a run died), so an event about a row that is not in doubt
+# pays one probe of an empty index. The mailout's row is written only when a
+# row was resolved.
+_RESOLVE = """,
+    resolved AS (
+        UPDATE send_logs
+           SET status = %(resolved_status)s, error_message = %(resolved_error)s, updated_at = now(),
+               ses_message_id = coalesce(ses_message_id, %(ses_message_id)s)
+         WHERE mailout_id = %(mailout_id)s::uuid AND email COLLATE "C" = ANY(%(addresses)s::text[])
+           AND status = 'unknown' AND {applies}
+        RETURNING 1
+    ),
+    resolved_count AS (
+        UPDATE mailouts SET resolved_from_events = resolved_from_events + (SELECT count(*) FROM resolved)
+         WHERE id = %(mailout_id)s::uuid AND EXISTS (SELECT 1 FROM resolved)
+    )"""
+
+
+def _record_event_sql(effect: str | None, feedback: bool, link: str | None, resolve: bool = False) -> str:
     new = "EXISTS (SELECT 1 FROM new_event)"
     repeat = "(SELECT seen FROM repeat)" if feedback else "false"
+    applies = f"{new} AND NOT {repeat}" if feedback else new
     parts = _NEW_EVENT.format(mailout=_MAILOUT[link]) + (_REPEAT if feedback else "")
     if effect:
-        parts += EVENT_EFFECTS[effect].format(applies=f"{new} AND NOT {repeat}" if feedback else new)
+        parts += EVENT_EFFECTS[effect].format(applies=applies)
+    if resolve:
+        parts += _RESOLVE.format(applies=applies)
     return f"WITH{parts}\nSELECT {new} AS is_new, {repeat} AS repeat"
 
 
 # Every combination, written once: each statement holds only the parts its
 # event needs, which keeps it cheap to plan (statements are never prepared,
-# see db.connect_kwargs).
+# see db.connect_kwargs). A tagged event that may resolve an in-doubt row
+# has its own statements.
 _RECORD_EVENT_SQL = {
     (effect, feedback, link): _record_event_sql(effect, feedback, link)
     for effect in (None, *EVENT_EFFECTS)
     for feedback in (False, True)
     for link in _MAILOUT
+}
+_RESOLVING_SQL = {
+    (effect, feedback): _record_event_sql(effect, feedback, "tag", resolve=True)
+    for effect in (None, *EVENT_EFFECTS)
+    for feedback in (False, True)
 }
 
 
@@ -162,8 +196,13 @@ def record_event(conn: Connection, event: dict, effect: str | None = None) -> tu
     Returns (is_new, repeat). is_new is False, and nothing changed, when this
     MessageId was stored before. repeat is True when an event of this type
     with this feedbackId was stored before: the message is recorded, but its
-    effect was not applied again."""
-    sql = _RECORD_EVENT_SQL[effect, event["feedback_id"] is not None, _link(event)]
+    effect was not applied again. With `resolved_status` in `event` and a
+    mailout tag, an in-doubt row of its address is resolved too (_RESOLVE)."""
+    feedback, link = event["feedback_id"] is not None, _link(event)
+    if link == "tag" and event.get("resolved_status") is not None:
+        sql = _RESOLVING_SQL[effect, feedback]
+    else:
+        sql = _RECORD_EVENT_SQL[effect, feedback, link]
     params = {**event, "addresses": _text_array(event["addresses"])}
     if "lowered" in event:
         params["lowered"] = _text_array(event["lowered"])

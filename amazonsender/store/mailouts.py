@@ -23,7 +23,8 @@ def get_mailout(conn: Connection, mailout_id: UUID) -> dict | None:
     return conn.execute(
         """
         SELECT id, subject, body, status, created_at, sent_at, started_at, recipients, heartbeat_at, error,
-               runner_id, extract(epoch FROM now() - heartbeat_at) AS heartbeat_age_seconds
+               runner_id, extract(epoch FROM now() - heartbeat_at) AS heartbeat_age_seconds,
+               resolved_from_events
           FROM mailouts WHERE id = %s
         """,
         (mailout_id,),
@@ -62,15 +63,44 @@ def mark_ready(conn: Connection, mailout_id: UUID) -> bool:
     return cur.rowcount == 1
 
 
-def claim_mailout(conn: Connection, mailout_id: UUID, runner_id: UUID) -> bool:
+def claim_mailout(conn: Connection, mailout_id: UUID, runner_id: UUID, event_id: str | None = None) -> bool:
     """The specification's atomic transition. Two claims of one mailout at once:
     the second UPDATE waits on the first one's row lock, then re-checks
-    `status = 'ready'`, finds 'sending' and matches nothing."""
+    `status = 'ready'`, finds 'sending' and matches nothing. `event_id`, the
+    Notion event that asked for it (or None), is written by the same UPDATE:
+    see claimed_by_event."""
     cur = conn.execute(
         """
         UPDATE mailouts
-           SET status = 'sending', started_at = now(), heartbeat_at = now(), error = NULL, runner_id = %s
+           SET status = 'sending', started_at = now(), heartbeat_at = now(), error = NULL, runner_id = %s,
+               claim_event_id = %s
          WHERE id = %s AND status = 'ready'
+        """,
+        (runner_id, event_id, mailout_id),
+    )
+    return cur.rowcount == 1
+
+
+def claimed_by_event(conn: Connection, mailout_id: UUID, event_id: str) -> dict | None:
+    """The mailout, if its claim came from this very event (a retry of the
+    request that claimed it), else None. Compared byte for byte: the id is
+    the caller's text, and no collation may make two ids equal."""
+    return conn.execute(
+        """
+        SELECT id, status, recipients FROM mailouts
+         WHERE id = %s AND claim_event_id COLLATE "C" = %s AND status <> 'ready' AND status <> 'draft'
+        """,
+        (mailout_id, event_id),
+    ).fetchone()
+
+
+def claim_for_resend(conn: Connection, mailout_id: UUID, runner_id: UUID) -> bool:
+    """Take a finished ('sent') mailout back to 'sending' for
+    `mailout resume --resend-unconfirmed`; conditional like every claim."""
+    cur = conn.execute(
+        """
+        UPDATE mailouts SET status = 'sending', heartbeat_at = now(), error = NULL, runner_id = %s
+         WHERE id = %s AND status = 'sent'
         """,
         (runner_id, mailout_id),
     )

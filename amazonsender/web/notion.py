@@ -1,8 +1,10 @@
-"""Which mailout a webhook body names: `mailout_id`, or a Notion automation's page property.
+"""Which mailout a webhook body names (`mailout_id`, or a Notion automation's page property), and which Notion event sent it.
 
 Notion's "Send webhook" action posts the page (`{"data": {"properties":
 ...}}`); the mailout id is kept in one of its properties, named by
-NOTION_MAILOUT_PROPERTY.
+NOTION_MAILOUT_PROPERTY. Its `source` names the automation event
+(`source.event_id`) and which attempt at delivering it this is
+(`source.attempt`): a retry carries the same event id (docs/notion.md).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from .errors import ApiError
 # How much of a page's property names a 400 lists (they are the caller's text).
 MAX_LISTED_PROPERTIES = 10
 MAX_NAME_CHARS = 40
+# Notion's event ids are UUIDs; anything longer than this is not one of
+# them, and is not kept (sql/012_event_ids.sql holds the same bound).
+MAX_EVENT_ID_CHARS = 200
 
 
 def is_notion_body(payload: dict) -> bool:
@@ -37,6 +42,27 @@ def extract_mailout_id(payload: dict, notion_property: str) -> UUID:
     if value is None:
         raise ApiError(400, f"{what} must be text, a title or a formula that gives text")
     return parse_uuid(value, what)
+
+
+def extract_event_id(payload: dict) -> str | None:
+    """The body's `source.event_id`, or None when there is none fit to keep.
+
+    It is the caller's text, compared with the stored one byte for byte: a
+    string of 1 to MAX_EVENT_ID_CHARS printable characters is kept as it is,
+    anything else (another type, empty, too long, a control character, a
+    lone surrogate) counts as no event id, which is how every request
+    without one has always been treated."""
+    source = payload.get("source")
+    if not isinstance(source, dict):
+        return None
+    event_id = source.get("event_id")
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= MAX_EVENT_ID_CHARS:
+        return None
+    # Control, format and separator characters and lone surrogates are
+    # not printable.
+    if not event_id.isprintable():
+        return None
+    return event_id
 
 
 def found_properties(properties: dict) -> str:

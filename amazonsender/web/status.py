@@ -49,6 +49,8 @@ def mailout_status(mailout_id: str):
         heartbeat_at=iso(mailout["heartbeat_at"]),
         heartbeat_age_seconds=round(float(age), 1) if age is not None else None,
         error=mailout["error"],
+        # In-doubt rows ('unknown') that an SES event resolved since.
+        resolved_from_events=mailout["resolved_from_events"],
     )
 
 

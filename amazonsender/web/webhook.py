@@ -9,10 +9,10 @@ from uuid import UUID
 
 from flask import Blueprint, current_app, jsonify, request
 
-from .. import jsontext, metrics, sender
+from .. import jsontext, metrics, sender, store
 from .auth import require_secret
 from .errors import ApiError, answer
-from .notion import extract_mailout_id
+from .notion import extract_event_id, extract_mailout_id
 from .pool import get_pool
 
 log = logging.getLogger(__name__)
@@ -43,11 +43,18 @@ def send_mailout():
         return test_send(settings, mailout_id, payload.get("to"))
     wait = payload.get("wait") is True or request.args.get("wait", "").lower() in TRUE_WORDS
 
+    event_id = extract_event_id(payload)
+
     pool = get_pool()
     transport = current_app.extensions["transport"]
     try:
         rate = sender.check_mailout_can_start(pool, transport, settings, mailout_id)
-        claim = sender.claim_mailout(pool, mailout_id, rate_per_sec=rate)
+        claim = sender.claim_mailout(pool, mailout_id, rate_per_sec=rate, event_id=event_id)
+    except sender.MailoutNotReady as exc:
+        replay = event_id and retried_claim(pool, settings, mailout_id, event_id)
+        if replay:
+            return replay
+        raise answer(exc, mailout_id=mailout_id) from None
     except CANNOT_START as exc:
         raise answer(exc, mailout_id=mailout_id) from None
 
@@ -56,16 +63,40 @@ def send_mailout():
         return jsonify(summary.to_dict()), 200
 
     start_in_background(current_app._get_current_object(), pool, transport, settings, claim)
+    return sending_started(settings, mailout_id, claim.recipients)
+
+
+def sending_started(settings, mailout_id: UUID, recipients: int | None):
+    """The 202 of a claimed mailout, and of every retry of the request that
+    claimed it."""
     return (
         jsonify(
             mailout_id=str(mailout_id),
             status="sending",
-            recipients=claim.recipients,
+            recipients=recipients,
             status_url=f"{settings.app_base_url}/mailouts/{mailout_id}",
             message="sending started; GET status_url (with the same secret) to follow it",
         ),
         202,
     )
+
+
+def retried_claim(pool, settings, mailout_id: UUID, event_id: str):
+    """Notion retries a webhook that failed or timed out, with the same
+    source.event_id, and pauses the automation when the retries fail too.
+    If that very event claimed the mailout, the first request went through:
+    answered as it was (whatever the run has done since), not with a 409.
+    Any other request for a claimed mailout gets its 409 (None here)."""
+    with pool.connection() as conn:
+        claimed = store.claimed_by_event(conn, mailout_id, event_id)
+    if claimed is None:
+        return None
+    log.info(
+        "mailout %s: a retry of the request that claimed it, answered as the first",
+        mailout_id,
+        extra={"event": "claim_retried", "mailout_id": str(mailout_id)},
+    )
+    return sending_started(settings, mailout_id, claimed["recipients"])
 
 
 def test_send(settings, mailout_id: UUID, to):

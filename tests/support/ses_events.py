@@ -1,5 +1,5 @@
-"""The SES events the stand-in writes for emails it took: Bounce, Complaint
-and Rendering Failure, with the "mail" object SES attaches, as SES publishes
+"""The SES events the stand-in writes for emails it took: Send, Bounce,
+Complaint and Rendering Failure, with the "mail" object SES attaches, as SES publishes
 them through a configuration set."""
 
 from __future__ import annotations
@@ -118,3 +118,11 @@ def complaint_event(email: Recorded | BulkDelivery, address: str | None, feedbac
         "arrivalDate": _iso(email.received_time),
     }
     return {"eventType": "Complaint", "complaint": complaint, "mail": _mail_object(email, with_headers=True)}
+
+
+def send_event(email: Recorded | BulkDelivery) -> dict:
+    """A "Send" event: SES accepted the email and will try to deliver it. Its
+    "send" object is present only in a Send event and carries nothing (AWS's
+    "Contents of event data that Amazon SES publishes to Amazon SNS" and its
+    examples)."""
+    return {"eventType": "Send", "mail": _mail_object(email, with_headers=True), "send": {}}

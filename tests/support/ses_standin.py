@@ -124,7 +124,7 @@ from email.utils import formatdate, getaddresses
 from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.support.ses_events import bounce_event, complaint_event, rendering_failure_event
+from tests.support.ses_events import bounce_event, complaint_event, rendering_failure_event, send_event
 from tests.support.ses_render import _RenderingFailure, render_email, render_template
 from tests.support.ses_standin_checks import (
     MAX_BULK_ENTRIES,
@@ -449,6 +449,11 @@ class SesStandIn:
         through a configuration set's SNS destination: the JSON text of the
         SNS Message (what SnsSigner.envelope takes)."""
         return [json.dumps(rendering_failure_event(failure)) for failure in self.rendering_failures]
+
+    def send_event(self, email: Recorded | BulkDelivery) -> str:
+        """The Send event SES publishes for an email of `sent` once it has
+        accepted it, as SNS Message text."""
+        return json.dumps(send_event(email))
 
     def bounce_event(
         self, email: Recorded | BulkDelivery, *, address: str | None = None, bounce_type: str = "Permanent",
