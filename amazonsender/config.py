@@ -102,6 +102,9 @@ class Settings:
     heartbeat_stale_seconds: int = 120
     # How long a run keeps retrying a lost database connection before it stops.
     db_retry_seconds: int = 60
+    # Every service process resumes interrupted mailouts by itself (a deploy,
+    # a crash, SES or the database away for a while): sender/watch.py.
+    auto_resume: bool = True
 
     @property
     def is_local(self) -> bool:
@@ -171,6 +174,7 @@ class Settings:
             max_consecutive_failures=reader.integer("MAX_CONSECUTIVE_FAILURES", default=25, low=1, high=1_000_000),
             heartbeat_stale_seconds=reader.integer("HEARTBEAT_STALE_SECONDS", default=120, low=10, high=86_400),
             db_retry_seconds=reader.integer("DB_RETRY_SECONDS", default=60, low=0, high=3_600),
+            auto_resume=reader.choice("AUTO_RESUME", default="on", choices=ON_OFF) in TRUE_WORDS,
         )
         if reader.problems:
             raise ConfigError(reader.problems)
@@ -180,6 +184,10 @@ class Settings:
                 " commercial email (docs/compliance.md)"
             )
         return settings
+
+
+ON_OFF = ("on", "off", "true", "false", "yes", "no", "1", "0")
+TRUE_WORDS = ("on", "true", "yes", "1")
 
 
 class _Reader:

@@ -27,6 +27,7 @@ from .sender.errors import (
     DatabaseUnavailable,
     MailoutInvalid,
     MailoutNotFound,
+    MailoutNotPausable,
     MailoutNotReady,
     MailoutNotResumable,
     RunnerAlive,
@@ -88,6 +89,7 @@ ANSWERS: dict[type[Exception], Answer] = {
     MailoutInvalid: Answer(422, "{exc}", ABOUT_THE_MAILOUT),
     MailoutNotResumable: Answer(409, "{exc}", ABOUT_THE_MAILOUT, fields=lambda exc: {"status": exc.status}),
     RunnerAlive: Answer(409, "{exc}", ABOUT_THE_MAILOUT),
+    MailoutNotPausable: Answer(409, "{exc}", ABOUT_THE_MAILOUT, fields=lambda exc: {"status": exc.status}),
     # The account check runs only for a 'ready' mailout, which stays so.
     AccountCannotSend: Answer(409, "{exc}", ABOUT_THE_MAILOUT, fields=lambda exc: {"status": "ready"}),
     SesUnavailable: Answer(503, "{exc}", ABOUT_THE_MAILOUT),

@@ -24,14 +24,17 @@ from .ledger import (
     take_batch,
 )
 from .mailouts import (
+    Automatic,
     claim_for_resume,
     claim_mailout,
     create_mailout,
     finish_mailout,
     get_mailout,
     heartbeat,
+    interrupted_mailouts,
     list_mailouts,
     mark_ready,
+    pause_mailout,
 )
 from .subscribers import (
     add_active_subscribers,
@@ -46,6 +49,7 @@ from .subscribers import (
 )
 
 __all__ = [
+    "Automatic",
     "EVENT_EFFECTS",
     "Erasure",
     "Outcome",
@@ -66,10 +70,12 @@ __all__ = [
     "get_mailout",
     "get_subscriber",
     "heartbeat",
+    "interrupted_mailouts",
     "list_mailouts",
     "lock_subscriber_by_address",
     "mark_in_doubt",
     "mark_ready",
+    "pause_mailout",
     "record_event",
     "record_outcomes",
     "reputation",
