@@ -27,7 +27,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -201,13 +201,6 @@ class Watcher:
             )
         except Exception:  # noqa: BLE001 - a thread's error must reach the log
             log.exception("mailout %s: automatically resumed send crashed", claim.mailout_id)
-
-    def join(self, seconds: float) -> None:
-        """Wait up to `seconds` for the runs to record their last batch (the
-        process is stopping: its StopSignal is set)."""
-        deadline = datetime.now() + timedelta(seconds=seconds)
-        for thread in self.runs:
-            thread.join(timeout=max(0.0, (deadline - datetime.now()).total_seconds()))
 
 
 def start_watching(pool: ConnectionPool, transport: Transport, settings) -> Watcher | None:
