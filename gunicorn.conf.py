@@ -126,6 +126,15 @@ def post_worker_init(worker):
     signal.signal(signal.SIGTERM, on_sigterm)
     lean_log_records()
 
+    # Resume interrupted mailouts (a deploy, a crash): a daemon thread that
+    # stops with the SIGTERM above. Here, not in create_app, so that only a
+    # serving process watches.
+    from amazonsender.web import start_auto_resume
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        start_auto_resume(app)
+
     # The app and the libraries it imported (some 100,000 objects) live as
     # long as the worker. A full collection walked them all, about 65 ms
     # during which every thread of the worker stood still: the slowest
@@ -137,12 +146,17 @@ def post_worker_init(worker):
 
 
 def worker_exit(server, worker):
-    """Sends started by a webhook run in threads of their own, which would die
-    with the process: wait for them to record their last batch."""
+    """Sends started by a webhook or resumed by the watcher run in threads of
+    their own, which would die with the process: wait for them to record
+    their last batch."""
     import time
 
     app = getattr(worker, "wsgi", None)
-    threads = getattr(app, "extensions", {}).get("background_sends", [])
+    extensions = getattr(app, "extensions", {})
+    threads = list(extensions.get("background_sends", []))
+    watcher = extensions.get("auto_resume")
+    if watcher is not None:
+        threads += watcher.runs
     deadline = time.monotonic() + BACKGROUND_STOP_SECONDS
     for thread in threads:
         thread.join(timeout=max(0.0, deadline - time.monotonic()))

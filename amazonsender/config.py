@@ -108,6 +108,9 @@ class Settings:
     # How long after it was sent an in-doubt row with no SES event may be
     # sent again by `mailout resume --resend-unconfirmed` (RECONCILE_AFTER).
     reconcile_after_seconds: int = 1800
+    # Every service process resumes interrupted mailouts by itself (a deploy,
+    # a crash, SES or the database away for a while): sender/watch.py.
+    auto_resume: bool = True
 
     @property
     def is_local(self) -> bool:
@@ -178,6 +181,7 @@ class Settings:
             heartbeat_stale_seconds=reader.integer("HEARTBEAT_STALE_SECONDS", default=120, low=10, high=86_400),
             db_retry_seconds=reader.integer("DB_RETRY_SECONDS", default=60, low=0, high=3_600),
             reconcile_after_seconds=reader.duration("RECONCILE_AFTER", default=1800, low=60, high=7 * 86_400),
+            auto_resume=reader.choice("AUTO_RESUME", default="on", choices=ON_OFF) in TRUE_WORDS,
         )
         if reader.problems:
             raise ConfigError(reader.problems)
@@ -187,6 +191,10 @@ class Settings:
                 " commercial email (docs/compliance.md)"
             )
         return settings
+
+
+ON_OFF = ("on", "off", "true", "false", "yes", "no", "1", "0")
+TRUE_WORDS = ("on", "true", "yes", "1")
 
 
 class _Reader:

@@ -27,6 +27,7 @@ from .sender.errors import (
     DatabaseUnavailable,
     MailoutInvalid,
     MailoutNotFound,
+    MailoutNotPausable,
     MailoutNotReady,
     MailoutNotResumable,
     NoSendEvents,
@@ -93,6 +94,7 @@ ANSWERS: dict[type[Exception], Answer] = {
     # `mailout resume --resend-unconfirmed` (command line only).
     NoSendEvents: Answer(409, "{exc}", "mailout {mailout_id}: nothing resent: {exc}"),
     NothingToResend: Answer(409, "{exc}", ABOUT_THE_MAILOUT),
+    MailoutNotPausable: Answer(409, "{exc}", ABOUT_THE_MAILOUT, fields=lambda exc: {"status": exc.status}),
     # The account check runs only for a 'ready' mailout, which stays so.
     AccountCannotSend: Answer(409, "{exc}", ABOUT_THE_MAILOUT, fields=lambda exc: {"status": "ready"}),
     SesUnavailable: Answer(503, "{exc}", ABOUT_THE_MAILOUT),

@@ -74,6 +74,7 @@ RESPONSE_CHECKS = CHECKS[1:5]
 EXPECTED_STATUSES = {
     ("post", "/send-mailout"): {200, 202, 400, 401, 404, 409, 413, 422, 503},
     ("get", "/mailouts/{mailout_id}"): {200, 400, 401, 404, 503},
+    ("post", "/mailouts/{mailout_id}/pause"): {200, 400, 401, 404, 409, 503},
     ("get", "/unsubscribe"): {200, 400},
     ("post", "/unsubscribe"): {200, 400, 413, 503},
     ("post", "/ses-events"): {200, 400, 403, 413, 503},

@@ -1,4 +1,4 @@
-"""`mailout create/edit/delete/ready/list/status`: a mailout's content and state, before and after it is sent."""
+"""`mailout create/edit/delete/ready/list/status/pause`: a mailout's content and state, before and after it is sent."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import click
 from .. import store
 from ..content import ContentProblem, body_problem, check_content, subject_problem
 from ..store import drafts
-from ..sender.errors import MailoutNotFound
+from ..sender.errors import MailoutNotFound, MailoutNotPausable
+from ..sender.watch import verdict
 from .common import Problem, database_pool, load_settings, open_pool
 
 
@@ -56,7 +57,44 @@ def mailout_status(mailout_id: UUID):
     click.echo(f"heartbeat  {f'{float(age):.0f} s ago' if age is not None else 'never'}")
     if mailout["error"]:
         click.echo(f"error      {mailout['error']}")
+    if mailout["stop_reason"]:
+        click.echo(f"stopped    {mailout['stop_reason']}")
     click.echo(f"next       {next_step(mailout, counts, settings)}")
+    resumes = verdict(mailout, settings, mailout["db_now"])
+    if resumes is not None:
+        when = resumes.at.isoformat(timespec="seconds") if resumes.at else ""
+        by_itself = f"yes, {'now' if resumes.at <= mailout['db_now'] else 'at ' + when}" if resumes.automatic else "no"
+        click.echo(f"resumes by itself  {by_itself}: {resumes.why}")
+
+
+@mailout.command("pause")
+@click.argument("mailout_id", type=click.UUID)
+def mailout_pause(mailout_id: UUID):
+    """Pause a mailout under way until you resume it by hand.
+
+    A run sending it (in any process) stops after the emails in flight and
+    the rest stays queued; the service never resumes it by itself.
+    `mailout resume ID` finishes it. A paused or failed mailout can be
+    paused too, so that it no longer resumes by itself.
+
+    \b
+    Example:
+      python -m amazonsender mailout pause 3f2c9a4e-0000-4000-8000-000000000000
+    """
+    from ..sender.pause import pause_mailout
+
+    settings = load_settings()
+    pool = open_pool(settings.database_url)
+    try:
+        was = pause_mailout(pool, mailout_id)
+    except (MailoutNotFound, MailoutNotPausable) as exc:
+        raise Problem(exc, mailout_id=mailout_id) from None
+    finally:
+        pool.close()
+    click.echo(
+        f"mailout {mailout_id}: paused (was '{was}'); a run sending it stops after the emails in flight."
+        f" Resume with: python -m amazonsender mailout resume {mailout_id}"
+    )
 
 
 def next_step(mailout: dict, counts: dict, settings) -> str:

@@ -6,12 +6,10 @@ import json
 import signal
 import sys
 from contextlib import contextmanager
-from dataclasses import replace
 from uuid import UUID
 
 import click
 
-from .. import store
 from ..config import Settings
 from .common import Problem, load_settings, open_pool
 
@@ -92,15 +90,10 @@ def mailout_resume(mailout_id: UUID, force: bool, resend_unconfirmed: bool):
             sender.NothingToResend,
         ) as exc:
             raise Problem(exc, mailout_id=mailout_id) from None
-        with pool.connection() as conn:
-            queued = store.count_by_status(conn, mailout_id).get("queued", 0)
         try:
-            rate = sender.pace_for(transport, queued, settings)
+            claim, queued = sender.pace_resumed(pool, transport, settings, claim)
         except (sender.AccountCannotSend, sender.SesUnavailable) as exc:
-            with pool.connection() as conn:
-                store.finish_mailout(conn, mailout_id, claim.runner_id, "paused", f"not resumed: {exc}")
             raise Problem(exc, mailout_id=mailout_id) from None
-        claim = replace(claim, rate_per_sec=rate)
         click.echo(
             f"mailout {mailout_id}: resuming; {queued} still queued, {claim.in_doubt_marked} were in flight"
             " when the last run stopped (marked unknown, not resent)"
@@ -138,11 +131,16 @@ def running(settings: Settings):
     configure_logging(settings.log_level, settings.log_format)
     pool = open_pool(settings.database_url)
     previous = {}
+
+    def on_signal(signum, frame):
+        # Ctrl-C is a person's stop, never resumed by the service on its own;
+        # SIGTERM (a service manager's) is resumed by the next live process.
+        code = sender.StopReason.OPERATOR if signum == signal.SIGINT else sender.StopReason.SHUTDOWN
+        sender.request_stop(signal.Signals(signum).name, code)
+
     try:
         for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(
-                signum, lambda signum, frame: sender.request_stop(signal.Signals(signum).name)
-            )
+            previous[signum] = signal.signal(signum, on_signal)
         yield settings, pool, make_transport(settings)
     finally:
         pool.close()

@@ -12,7 +12,9 @@ a transport (transport.Transport). The package, by concept:
 - pacer.py:      how fast emails go, and how many recipients one call carries;
 - lease.py:      the heartbeat, and whether the mailout is still the run's;
 - guard.py:      the reputation guard and the circuit breaker;
-- stop.py:       the StopSignal that pauses runs, and the Halt a run stops on;
+- stop.py:       the StopSignal that pauses runs, the Halt a run stops on, its StopReason;
+- watch.py:      automatic resume: what resumes by itself, when, and the watcher;
+- pause.py:      a person's pause;
 - test_sends.py: test sends, outside the ledger;
 - unconfirmed.py: in-doubt rows with no SES event, sent again on request;
 - errors.py:     why a mailout cannot be claimed, resumed or recorded.
@@ -43,6 +45,7 @@ from .errors import (  # noqa: F401
     DatabaseUnavailable,
     MailoutInvalid,
     MailoutNotFound,
+    MailoutNotPausable,
     MailoutNotReady,
     MailoutNotResumable,
     NoSendEvents,
@@ -51,6 +54,7 @@ from .errors import (  # noqa: F401
     SesUnavailable,
 )
 from .guard import reputation_problem  # noqa: F401
+from .pause import pause_mailout  # noqa: F401
 from .pacer import (  # noqa: F401
     BULK_CALLS_PER_SECOND,
     CATCH_UP,
@@ -63,10 +67,10 @@ from .pacer import (  # noqa: F401
     _capacity,
     recipients_per_call,
 )
-from .preflight import check_mailout_can_start, pace_for, ready_mailout, sendable  # noqa: F401
+from .preflight import check_mailout_can_start, pace_for, pace_resumed, ready_mailout, sendable  # noqa: F401
 from .run import Summary, send_claimed_mailout  # noqa: F401
 from .unconfirmed import resend_unconfirmed  # noqa: F401
-from .stop import StopSignal, process_stop, request_stop  # noqa: F401
+from .stop import StopReason, StopSignal, process_stop, request_stop  # noqa: F401
 from .test_sends import TEST_SUBJECT_PREFIX, is_one_test_address, send_test, test_key  # noqa: F401
 from ..links import UnsubscribeTokens  # noqa: F401
 

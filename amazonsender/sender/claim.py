@@ -35,6 +35,9 @@ class Claim:
     in_doubt_marked: int = 0
     # The pace for this run; None means RATE_LIMIT_PER_SEC.
     rate_per_sec: float | None = None
+    # Automatic resumes after a stop that heals, this one included (the
+    # backoff of the next one if this run stops so again).
+    auto_attempts: int = 0
 
 
 def claim_mailout(
@@ -61,11 +64,14 @@ def claim_mailout(
     return Claim(mailout_id, mailout["subject"], mailout["body"], recipients, runner_id, rate_per_sec=rate_per_sec)
 
 
-def resume_mailout(pool: ConnectionPool, mailout_id: UUID, settings, *, force: bool = False) -> Claim:
+def resume_mailout(
+    pool: ConnectionPool, mailout_id: UUID, settings, *, force: bool = False, automatic: store.Automatic | None = None
+) -> Claim:
     """Take over a mailout whose run ended early ('failed', 'paused', or
     'sending' with a stale heartbeat) and mark the rows its last run left
-    'sending' as 'unknown'. Raises MailoutNotFound, MailoutNotResumable,
-    MailoutInvalid or RunnerAlive."""
+    'sending' as 'unknown'. `automatic`: the watcher's resume (watch.py),
+    which takes only what may resume by itself. Raises MailoutNotFound,
+    MailoutNotResumable, MailoutInvalid or RunnerAlive."""
     runner_id = uuid.uuid4()
     with pool.connection() as conn:
         mailout = store.get_mailout(conn, mailout_id)
@@ -81,7 +87,9 @@ def resume_mailout(pool: ConnectionPool, mailout_id: UUID, settings, *, force: b
             raise MailoutNotResumable(status, f"mailout is '{status}': {hints.get(status, 'nothing to resume')}")
         # Written before these checks existed, say: resuming would only stop again.
         sendable(mailout)
-        if not store.claim_for_resume(conn, mailout_id, runner_id, settings.heartbeat_stale_seconds, force):
+        if not store.claim_for_resume(
+            conn, mailout_id, runner_id, settings.heartbeat_stale_seconds, force, automatic=automatic
+        ):
             current = store.get_mailout(conn, mailout_id)
             if current and current["status"] == "sending":
                 raise RunnerAlive(float(current["heartbeat_age_seconds"] or 0))
@@ -97,6 +105,15 @@ def resume_mailout(pool: ConnectionPool, mailout_id: UUID, settings, *, force: b
         in_doubt,
         extra={"event": "resumed", "mailout_id": str(mailout_id), "counts": {"unknown": in_doubt}},
     )
+    attempts = 0
+    if automatic is not None:
+        attempts = mailout["auto_resume_attempts"] + (mailout["stop_reason"] in automatic.counted)
     return Claim(
-        mailout_id, mailout["subject"], mailout["body"], mailout["recipients"] or 0, runner_id, in_doubt_marked=in_doubt
+        mailout_id,
+        mailout["subject"],
+        mailout["body"],
+        mailout["recipients"] or 0,
+        runner_id,
+        in_doubt_marked=in_doubt,
+        auto_attempts=attempts,
     )

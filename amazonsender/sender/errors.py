@@ -26,6 +26,15 @@ class MailoutNotResumable(Exception):
         self.status = status
 
 
+class MailoutNotPausable(Exception):
+    """Only a mailout under way ('sending', 'paused', 'failed') can be paused."""
+
+    def __init__(self, status: str):
+        hints = {"draft": "it has not started", "ready": "it has not started", "sent": "it is finished"}
+        super().__init__(f"mailout is '{status}': {hints.get(status, 'nothing to pause')}")
+        self.status = status
+
+
 class RunnerAlive(Exception):
     """A 'sending' mailout whose runner wrote a heartbeat recently."""
 

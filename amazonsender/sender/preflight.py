@@ -5,6 +5,8 @@ Shared by the webhook, `mailout send` and `mailout resume`.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from psycopg_pool import ConnectionPool
@@ -13,6 +15,10 @@ from .. import store
 from ..content import ContentProblem, check_content
 from ..transport import ErrorKind, SendError, Transport
 from .errors import AccountCannotSend, MailoutInvalid, MailoutNotFound, MailoutNotReady, SesUnavailable
+from .stop import StopReason, next_resume_in
+
+if TYPE_CHECKING:  # claim.py imports this module
+    from .claim import Claim
 
 
 def pace_for(transport: Transport, recipients: int, settings) -> float:
@@ -52,6 +58,27 @@ def check_mailout_can_start(pool: ConnectionPool, transport: Transport, settings
         ready_mailout(conn, mailout_id)
         recipients = store.count_active_subscribers(conn)
     return pace_for(transport, recipients, settings)
+
+
+def pace_resumed(pool: ConnectionPool, transport: Transport, settings, claim: Claim) -> tuple[Claim, int]:
+    """After a resume (by hand or the watcher's): the claim with the pace
+    SES allows for the rows still queued, and how many those are. When SES
+    refuses the account or cannot be asked, the mailout goes back to
+    'paused' with why (`account`: never resumed by itself; `ses_unavailable`:
+    retried with backoff) and AccountCannotSend or SesUnavailable is raised."""
+    with pool.connection() as conn:
+        queued = store.count_by_status(conn, claim.mailout_id).get("queued", 0)
+    try:
+        rate = pace_for(transport, queued, settings)
+    except (AccountCannotSend, SesUnavailable) as exc:
+        code = StopReason.ACCOUNT if isinstance(exc, AccountCannotSend) else StopReason.SES_UNAVAILABLE
+        with pool.connection() as conn:
+            store.finish_mailout(
+                conn, claim.mailout_id, claim.runner_id, "paused", f"not resumed: {exc}",
+                stop_reason=code, resume_in=next_resume_in(code, claim.auto_attempts),
+            )
+        raise
+    return replace(claim, rate_per_sec=rate), queued
 
 
 def ready_mailout(conn, mailout_id: UUID) -> dict:

@@ -32,7 +32,7 @@ from .guard import reputation_problem
 from .lease import Lease
 from .pacer import Pacer
 from .sending import BatchSender
-from .stop import LOST, Halt, Halting, StopSignal, interrupted_by, process_stop
+from .stop import LOST, Halt, Halting, StopReason, StopSignal, interrupted_by, next_resume_in, process_stop
 
 log = logging.getLogger(__name__)
 
@@ -138,14 +138,14 @@ class Run:
                 if not self.stopping:
                     problem = reputation["more_queued"] and reputation_problem(sent_for_guard, reputation, self.settings)
                     if problem:
-                        self.stop_run(Halt("paused", f"reputation guard: {problem}"))
+                        self.stop_run(Halt("paused", f"reputation guard: {problem}", StopReason.GUARD))
             return self.end(self.stopping)
         except DatabaseUnavailable as exc:
             return self.database_gone(exc)
         except Exception as exc:  # noqa: BLE001 - the run must end in a recorded state
             log.exception("mailout %s stopped by an unexpected error", mailout_id)
             self.record_once_more()
-            return self.end(Halt("failed", f"{type(exc).__name__}: {exc}"))
+            return self.end(Halt("failed", f"{type(exc).__name__}: {exc}", StopReason.INTERNAL_ERROR))
 
     @property
     def stopping(self) -> Halt | None:
@@ -163,7 +163,7 @@ class Run:
         try:
             self.sending.builder.prepare()
         except Exception as exc:  # noqa: BLE001 - whatever it is, nothing was sent
-            self.stop_run(Halt("failed", f"the mailout cannot be written as an email: {exc}"))
+            self.stop_run(Halt("failed", f"the mailout cannot be written as an email: {exc}", StopReason.UNWRITABLE))
 
     def take_batch(self, conn, batch_id: UUID):
         if not self.lease.renew(conn):
@@ -227,8 +227,8 @@ class Run:
         mailout_id = self.claim.mailout_id
         if halt is LOST:
             log.warning(
-                "mailout %s is no longer this run's (a forced resume took it, or its status was changed by hand);"
-                " this run stops",
+                "mailout %s is no longer this run's (paused by an operator, taken by a forced resume, or its"
+                " status changed by hand); this run stops",
                 mailout_id,
             )
             return self.summary(halt.reason)
@@ -241,7 +241,10 @@ class Run:
             extra={"event": "stopped", "mailout_id": str(mailout_id), "status": halt.status, "counts": dict(self.counts)},
         )
         try:
-            self.db(lambda conn: store.finish_mailout(conn, mailout_id, self.claim.runner_id, halt.status, reason))
+            self.db(lambda conn: store.finish_mailout(
+                conn, mailout_id, self.claim.runner_id, halt.status, reason,
+                stop_reason=halt.code, resume_in=next_resume_in(halt.code, self.claim.auto_attempts),
+            ))
         except DatabaseUnavailable:
             log.error("mailout %s: could not record the stop; it stays 'sending' until resumed", mailout_id)
             return self.summary(halt.reason, from_database=False)

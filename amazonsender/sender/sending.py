@@ -29,7 +29,7 @@ from .claim import Claim
 from .errors import DatabaseUnavailable
 from .guard import CircuitBreaker
 from .pacer import Pacer, recipients_per_call
-from .stop import LOST, Halt, Halting, StopSignal, interrupted_by
+from .stop import LOST, Halt, Halting, StopReason, StopSignal, interrupted_by
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +164,10 @@ class BatchSender:
         """Our own code failed while sending `chunk`: stop the run, keep what
         is known, and leave no row 'sending' that no SES call carried."""
         if isinstance(exc, DatabaseUnavailable):
-            self.stop_run(Halt("failed", f"database unreachable: {exc}"))
+            self.stop_run(Halt("failed", f"database unreachable: {exc}", StopReason.DATABASE_UNAVAILABLE))
         else:
             log.exception("mailout %s: unexpected error while sending", self.claim.mailout_id)
-            self.stop_run(Halt("failed", f"{type(exc).__name__}: {exc}"))
+            self.stop_run(Halt("failed", f"{type(exc).__name__}: {exc}", StopReason.INTERNAL_ERROR))
         with self.lock:
             return [
                 self.settled.get(r.log_id)
@@ -193,7 +193,7 @@ class BatchSender:
         with self.lock:
             tripped = self.breaker.tripped()
         if tripped:
-            self.stop_run(Halt("failed", tripped))
+            self.stop_run(Halt("failed", tripped, StopReason.CIRCUIT_BREAKER))
 
     def note_outcomes(self, outcomes) -> None:
         """Settle these recipients, and tell the circuit breaker."""
@@ -321,7 +321,7 @@ class BatchSender:
                 break
             step, number = retries.next_step({error.kind for _, error in retry})
             if step is Step.PAUSE:
-                self.stop_run(Halt("paused", kept_throttling(last_error)))
+                self.stop_run(Halt("paused", kept_throttling(last_error), StopReason.THROTTLED))
                 break
             if step is Step.GIVE_UP:
                 for recipient, _ in retry:
@@ -350,7 +350,7 @@ class BatchSender:
                 last_error = error
             elif fate is Fate.HALT:
                 # Not sent: back to the queue with the rest.
-                halt = halt or Halt("failed", str(error))
+                halt = halt or Halt("failed", str(error), StopReason.ACCOUNT)
             else:
                 outcomes[recipient.log_id] = store.Outcome(recipient.log_id, fate.value, error=str(error))
         return retry, last_error, halt

@@ -26,6 +26,7 @@ from .ledger import (
 )
 from .mailouts import (
     claim_for_resend,
+    Automatic,
     claim_for_resume,
     claim_mailout,
     claimed_by_event,
@@ -33,8 +34,10 @@ from .mailouts import (
     finish_mailout,
     get_mailout,
     heartbeat,
+    interrupted_mailouts,
     list_mailouts,
     mark_ready,
+    pause_mailout,
 )
 from .subscribers import (
     add_active_subscribers,
@@ -49,6 +52,7 @@ from .subscribers import (
 )
 
 __all__ = [
+    "Automatic",
     "EVENT_EFFECTS",
     "Erasure",
     "Outcome",
@@ -73,10 +77,12 @@ __all__ = [
     "get_subscriber",
     "has_send_events",
     "heartbeat",
+    "interrupted_mailouts",
     "list_mailouts",
     "lock_subscriber_by_address",
     "mark_in_doubt",
     "mark_ready",
+    "pause_mailout",
     "record_event",
     "record_outcomes",
     "reputation",

@@ -18,7 +18,7 @@ from .. import db, ses, sns
 from ..config import Settings
 from ..logs import configure_logging
 from . import errors, http, ops, ses_events, status, unsubscribe, webhook
-from .pool import init_pool
+from .pool import POOL, init_pool
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -51,3 +51,14 @@ def create_app(settings: Settings | None = None, *, pool=None, transport=None, f
     for blueprint in (webhook.bp, status.bp, ops.bp, unsubscribe.bp, ses_events.bp):
         app.register_blueprint(blueprint)
     return app
+
+
+def start_auto_resume(app: Flask):
+    """Start this process's auto-resume watcher (sender/watch.py) on the
+    app's pool, transport and settings, when AUTO_RESUME is on; gunicorn's
+    worker calls it, create_app does not (in-process tests start their own)."""
+    from ..sender.watch import start_watching
+
+    watcher = start_watching(app.extensions[POOL], app.extensions["transport"], app.config["SETTINGS"])
+    app.extensions["auto_resume"] = watcher
+    return watcher

@@ -1,4 +1,4 @@
-"""GET /mailouts/<id>: where a mailout stands, for whoever holds the webhook's secret."""
+"""GET /mailouts/<id> and POST /mailouts/<id>/pause: where a mailout stands, and a person's pause, for whoever holds the webhook's secret."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from flask import Blueprint, current_app, jsonify
 
 from .. import store
 from .auth import require_secret
-from ..sender.errors import MailoutNotFound
+from ..sender.errors import MailoutNotFound, MailoutNotPausable
+from ..sender.pause import pause_mailout
+from ..sender.watch import verdict
 from .errors import answer
 from .notion import parse_uuid
 from .pool import get_pool
@@ -29,6 +31,7 @@ def mailout_status(mailout_id: str):
     queued = counts.get("queued", 0) + counts.get("sending", 0)
     sent = counts.get("sent", 0) + counts.get("delivered", 0)
     age = mailout["heartbeat_age_seconds"]
+    resumes = verdict(mailout, settings, mailout["db_now"])
     return jsonify(
         mailout_id=str(mailout_uuid),
         status=mailout["status"],
@@ -51,6 +54,31 @@ def mailout_status(mailout_id: str):
         error=mailout["error"],
         # In-doubt rows ('unknown') that an SES event resolved since.
         resolved_from_events=mailout["resolved_from_events"],
+        # Why its last run stopped (a word of sender/stop.py's StopReason),
+        # and whether it resumes by itself: null when it is not interrupted.
+        stop_reason=mailout["stop_reason"],
+        auto_resume=resumes.to_dict() if resumes else None,
+        auto_resume_attempts=mailout["auto_resume_attempts"],
+    )
+
+
+@bp.post("/mailouts/<mailout_id>/pause")
+def pause(mailout_id: str):
+    """A person's pause: never resumed by itself; `mailout resume` resumes it."""
+    settings = current_app.config["SETTINGS"]
+    require_secret(settings.executor_shared_secret, {})
+    mailout_uuid = parse_uuid(mailout_id, "the mailout id in the URL")
+    try:
+        was = pause_mailout(get_pool(), mailout_uuid)
+    except (MailoutNotFound, MailoutNotPausable) as exc:
+        raise answer(exc, mailout_id=mailout_uuid) from None
+    return jsonify(
+        mailout_id=str(mailout_uuid),
+        status="paused",
+        was=was,
+        stop_reason="operator",
+        message="paused; a run sending it stops after the emails in flight. Resume by hand:"
+        f" python -m amazonsender mailout resume {mailout_uuid}",
     )
 
 
