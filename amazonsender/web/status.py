@@ -24,6 +24,7 @@ def mailout_status(mailout_id: str):
         if mailout is None:
             raise answer(MailoutNotFound(str(mailout_uuid)), mailout_id=mailout_uuid)
         counts = store.count_by_status(conn, mailout_uuid)
+        progress = store.queue_progress(conn, mailout_uuid)
         reputation = store.reputation(conn, mailout_uuid)
         rate = store.sent_last_minute(conn, mailout_uuid) / 60.0
     queued = counts.get("queued", 0) + counts.get("sending", 0)
@@ -34,6 +35,10 @@ def mailout_status(mailout_id: str):
         status=mailout["status"],
         subject=mailout["subject"],
         recipients=mailout["recipients"],
+        # While the run is still queuing recipients after the claim, page by
+        # page: the rows queued so far (null once every recipient is queued).
+        queuing=bool(progress and progress["queuing"]),
+        queued_so_far=progress["queued_rows"] if progress and progress["queuing"] else None,
         counts=counts,
         sent=sent,
         remaining=queued,
