@@ -44,7 +44,7 @@ def mailout_send(mailout_id: UUID):
             sender.SesUnavailable,
         ) as exc:
             raise Problem(exc, mailout_id=mailout_id) from None
-        click.echo(f"mailout {mailout_id}: {claim.recipients} recipients queued, sending at {rate:g}/s...")
+        click.echo(f"mailout {mailout_id}: {claim.recipients} recipients, queuing and sending at {rate:g}/s...")
         summary = sender.send_claimed_mailout(pool, transport, settings, claim, progress=print_progress)
     finish_with(summary)
 
