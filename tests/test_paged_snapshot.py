@@ -241,3 +241,20 @@ def test_mailout_status_says_recipients_are_being_queued(invoke, pool, conn, sma
 
     assert "queuing    recipients: 10 so far" in output
     assert "recipients 25" in output
+
+
+def test_cli_resume_of_a_run_that_died_mid_snapshot_queues_the_rest_and_sends_it(invoke, standin, pool, conn,
+                                                                                   small_pages):
+    add_subscribers(conn, emails(25))
+    mailout_id = add_mailout(conn)
+    claim = sender.claim_mailout(pool, mailout_id)
+    with pool.connection() as c:
+        assert queueing.Queueing(mailout_id, claim.runner_id).next_page(c)
+    make_heartbeat_stale(conn, mailout_id)
+
+    result = invoke("mailout", "resume", mailout_id)
+
+    assert result.exit_code == 0, result.output
+    assert "10 still queued and about 15 still to queue, 0 were in flight" in result.output
+    assert sorted(r.to_addresses[0] for r in standin.sent) == sorted(emails(25))
+    assert mailout_row(conn, mailout_id)["status"] == "sent"

@@ -70,15 +70,19 @@ def mailout_resume(mailout_id: UUID, force: bool):
             raise Problem(exc, mailout_id=mailout_id) from None
         with pool.connection() as conn:
             queued = store.count_by_status(conn, mailout_id).get("queued", 0)
+            # A snapshot its last run did not finish: the rest is sent too.
+            to_queue = store.still_to_queue(conn, mailout_id)
         try:
-            rate = sender.pace_for(transport, queued, settings)
+            rate = sender.pace_for(transport, queued + to_queue, settings)
         except (sender.AccountCannotSend, sender.SesUnavailable) as exc:
             with pool.connection() as conn:
                 store.finish_mailout(conn, mailout_id, claim.runner_id, "paused", f"not resumed: {exc}")
             raise Problem(exc, mailout_id=mailout_id) from None
         claim = replace(claim, rate_per_sec=rate)
         click.echo(
-            f"mailout {mailout_id}: resuming; {queued} still queued, {claim.in_doubt_marked} were in flight"
+            f"mailout {mailout_id}: resuming; {queued} still queued"
+            + (f" and about {to_queue} still to queue" if to_queue else "")
+            + f", {claim.in_doubt_marked} were in flight"
             " when the last run stopped (marked unknown, not resent)"
         )
         summary = sender.send_claimed_mailout(pool, transport, settings, claim, progress=print_progress)

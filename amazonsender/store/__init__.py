@@ -23,6 +23,7 @@ from .ledger import (
     reputation,
     sent_last_minute,
     start_queuing,
+    still_to_queue,
     storable,
     take_batch,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "reputation",
     "sent_last_minute",
     "start_queuing",
+    "still_to_queue",
     "statuses_by_address",
     "storable",
     "stream_subscribers",

@@ -155,6 +155,18 @@ def queue_page(conn: Connection, mailout_id: UUID, runner_id: UUID, size: int) -
     return QueuePage(page["queued"], page["skipped"], done)
 
 
+def still_to_queue(conn: Connection, mailout_id: UUID) -> int:
+    """Recipients counted at the claim that no page has queued yet (0 once
+    the snapshot is complete): what a resume will queue, and send to, besides
+    the rows still 'queued'."""
+    row = conn.execute(
+        "SELECT CASE WHEN queuing THEN greatest(coalesce(recipients, 0) - queued_rows, 0) ELSE 0 END AS n"
+        " FROM mailouts WHERE id = %s",
+        (mailout_id,),
+    ).fetchone()
+    return row["n"] if row else 0
+
+
 def queue_progress(conn: Connection, mailout_id: UUID) -> dict | None:
     """Whether the mailout's snapshot is still under way (`queuing`) and its
     ledger rows so far (`queued_rows`)."""
