@@ -50,7 +50,8 @@ def mailout_status(mailout_id: UUID):
     click.echo(f"status     {mailout['status']}")
     click.echo(f"recipients {mailout['recipients'] if mailout['recipients'] is not None else '-'}")
     if progress and progress["queuing"]:
-        click.echo(f"queuing    recipients: {progress['queued_rows']} so far, by the run that sends it")
+        by = "by the run that sends it" if mailout["status"] == "sending" else "its resume queues the rest"
+        click.echo(f"queuing    recipients: {progress['queued_rows']} so far, {by}")
     for name in ("queued", "sending", "sent", "delivered", "failed", "skipped", "unknown"):
         if counts.get(name):
             click.echo(f"  {name:<9} {counts[name]}")
