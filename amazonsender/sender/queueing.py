@@ -1,9 +1,10 @@
 """The snapshot after the claim: a run queues its mailout's recipients page by page, from the cursor the last page committed.
 
 The claim only moves the mailout to 'sending' (so the webhook answers at
-once for any list); the run that sends it queues the recipients, one page
-before each batch until the last page is in, so the first email goes out
-after the first page. Each page is one transaction that commits its rows
+once for any list); the run that sends it queues the recipients, a page
+whenever fewer than a page of rows is queued ahead of its batches, so the
+first email goes out after the first page and the pages' time is spread over
+the send instead of holding up its start. Each page is one transaction that commits its rows
 and the mailout's cursor together (store.queue_page): a run that dies
 between pages leaves a consistent ledger, and the run that resumes it goes
 on from the cursor. The run ends the mailout 'sent' only once the last page
@@ -38,6 +39,17 @@ class Queueing:
         self.done = False
         self.queued = 0
         self.skipped = 0
+        # Rows this run has queued and not taken yet. A resumed run starts at
+        # 0 and so queues a page first, whatever its ledger holds already.
+        self.ahead = 0
+
+    def wanted(self) -> bool:
+        """Is a page due before the next batch?"""
+        return not self.done and self.ahead < self.page_size
+
+    def taken(self, rows: int) -> None:
+        """A batch took `rows` queued rows."""
+        self.ahead = max(0, self.ahead - rows)
 
     def next_page(self, conn) -> bool:
         """Queue the next page in the caller's transaction (safe to repeat:
@@ -48,6 +60,7 @@ class Queueing:
             return False
         self.queued += page.queued
         self.skipped += page.skipped
+        self.ahead += page.queued
         if page.done and (self.queued or self.skipped):
             log.info(
                 "mailout %s: every recipient is queued (%d this run, %d skipped: left the list after the claim)",

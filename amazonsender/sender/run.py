@@ -1,8 +1,8 @@
 """The run loop: take a batch of queued rows, send them, record their outcomes, ask the guard; until the list is done or the run must stop.
 
-The run also queues the recipients: one page of the snapshot before each batch
-until the last page is in (queueing.py), and the mailout ends 'sent' only
-then, with nothing left queued.
+The run also queues the recipients: a page of the snapshot before a batch
+whenever less than a page is queued ahead (queueing.py), and the mailout
+ends 'sent' only once the last page is in and nothing is left queued.
 
 Exactly once: a batch's rows are marked 'sending' and committed before any of
 them goes to SES, and each gets its outcome after SES answers. A row only
@@ -125,7 +125,7 @@ class Run:
                 if self.stop.is_set():
                     self.stop_run(interrupted_by(self.stop))
                     break
-                if not self.queueing.done and not self.db(self.queueing.next_page):
+                if self.queueing.wanted() and not self.db(self.queueing.next_page):
                     self.stop_run(LOST)
                     break
                 # Made before the call, so a retry after a lost COMMIT answer
@@ -136,6 +136,7 @@ class Run:
                     self.stop_run(LOST)
                     break
                 recipients, skipped = batch
+                self.queueing.taken(len(recipients) + skipped)
                 if not recipients and not skipped:
                     if not self.queueing.done:
                         continue  # the next page may bring some
