@@ -70,16 +70,19 @@ def test_the_webhook_answers_before_any_recipient_is_queued(app, client, conn, p
     assert status["queuing"] is False and status["queued_so_far"] is None and status["counts"] == {"sent": 25}
 
 
-def test_the_first_email_leaves_after_the_first_page(pool, conn, settings, small_pages):
+def test_the_first_email_leaves_after_the_first_page_and_pages_follow_the_batches(pool, conn, settings, small_pages):
     add_subscribers(conn, emails(35))
     mailout_id = add_mailout(conn)
     claim = sender.claim_mailout(pool, mailout_id)
     seen = []
-    transport = FakeTransport(hooks={1: lambda: seen.append(len(ledger(conn, mailout_id)))})
+    look = lambda: seen.append(len(ledger(conn, mailout_id)))  # noqa: E731
+    transport = FakeTransport(hooks={1: look, 9: look})
 
-    summary = sender.send_claimed_mailout(pool, transport, with_settings(settings, batch_size=5), claim)
+    summary = sender.send_claimed_mailout(pool, transport, with_settings(settings, batch_size=2), claim)
 
-    assert seen == [small_pages]
+    # A page before the first batch; the next one when less than a page is
+    # queued ahead (after the first batch), and not another before email 9.
+    assert seen == [small_pages, 2 * small_pages]
     assert summary.status == "sent" and summary.sent == 35
     assert not mailout_row(conn, mailout_id)["queuing"]
 
