@@ -56,7 +56,7 @@ def test_the_webhook_answers_before_any_recipient_is_queued(app, client, conn, p
     assert row["status"] == "sending" and row["queuing"] and ledger(conn, mailout_id) == {}
     status = client.get(f"/mailouts/{mailout_id}", headers=AUTH).json
     assert status["status"] == "sending" and status["queuing"] is True and status["queued_so_far"] == 0
-    assert status["recipients"] == 25
+    assert status["recipients"] == 25 and status["remaining"] == 25
     # A second webhook meanwhile is still a conflict.
     again = client.post("/send-mailout", json={"mailout_id": str(mailout_id)}, headers=AUTH)
     assert again.status_code == 409 and again.json["status"] == "sending"

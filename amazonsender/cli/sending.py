@@ -71,7 +71,7 @@ def mailout_resume(mailout_id: UUID, force: bool):
         with pool.connection() as conn:
             queued = store.count_by_status(conn, mailout_id).get("queued", 0)
             # A snapshot its last run did not finish: the rest is sent too.
-            to_queue = store.still_to_queue(conn, mailout_id)
+            to_queue = store.queue_progress(conn, mailout_id)["to_queue"]
         try:
             rate = sender.pace_for(transport, queued + to_queue, settings)
         except (sender.AccountCannotSend, sender.SesUnavailable) as exc:

@@ -23,7 +23,6 @@ from .ledger import (
     reputation,
     sent_last_minute,
     start_queuing,
-    still_to_queue,
     storable,
     take_batch,
 )
@@ -82,7 +81,6 @@ __all__ = [
     "reputation",
     "sent_last_minute",
     "start_queuing",
-    "still_to_queue",
     "statuses_by_address",
     "storable",
     "stream_subscribers",

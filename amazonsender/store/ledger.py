@@ -35,8 +35,9 @@ class Outcome:
     error: str | None = None
 
 
-# The key the claims' snapshot shares with the subscriber DELETE trigger
-# (sql/006_fast_snapshot.sql, section 4): "amzn" + 1.
+# The advisory lock the snapshot's pages take shared and the subscriber
+# DELETE trigger exclusive (sql/006_fast_snapshot.sql, section 4, where the
+# claim took it; sql/011_paged_snapshot.sql): "amzn" + 1.
 SNAPSHOT_LOCK_KEY = 1634564719
 
 
@@ -97,8 +98,9 @@ def queue_page(conn: Connection, mailout_id: UUID, runner_id: UUID, size: int) -
     Nobody is queued twice: pages of one mailout are serialised by the lock
     on its row (FOR UPDATE), each starts after the cursor the previous one
     committed, and send_logs_one_per_recipient refuses a second row anyway.
-    The shared advisory lock is the claim's (sql/006, section 4): a
-    subscriber DELETE waits for the pages under way, then sees their rows."""
+    The shared advisory lock (SNAPSHOT_LOCK_KEY): a subscriber DELETE waits
+    for the pages under way, then sees their rows; a page after it no longer
+    finds the subscriber."""
     mailout = conn.execute(
         """
         SELECT queuing, queue_cursor, queue_merge, started_at FROM mailouts
@@ -155,23 +157,19 @@ def queue_page(conn: Connection, mailout_id: UUID, runner_id: UUID, size: int) -
     return QueuePage(page["queued"], page["skipped"], done)
 
 
-def still_to_queue(conn: Connection, mailout_id: UUID) -> int:
-    """Recipients counted at the claim that no page has queued yet (0 once
-    the snapshot is complete): what a resume will queue, and send to, besides
-    the rows still 'queued'."""
-    row = conn.execute(
-        "SELECT CASE WHEN queuing THEN greatest(coalesce(recipients, 0) - queued_rows, 0) ELSE 0 END AS n"
-        " FROM mailouts WHERE id = %s",
-        (mailout_id,),
-    ).fetchone()
-    return row["n"] if row else 0
-
-
 def queue_progress(conn: Connection, mailout_id: UUID) -> dict | None:
-    """Whether the mailout's snapshot is still under way (`queuing`) and its
-    ledger rows so far (`queued_rows`)."""
+    """Whether the mailout's snapshot is still under way (`queuing`), its
+    ledger rows so far (`queued_rows`), and the recipients counted at the
+    claim that no page has queued yet (`to_queue`, 0 once the snapshot is
+    complete): what its run, or a resume, will still queue and send to,
+    besides the rows already 'queued'."""
     return conn.execute(
-        "SELECT queuing, queued_rows FROM mailouts WHERE id = %s", (mailout_id,)
+        """
+        SELECT queuing, queued_rows,
+               CASE WHEN queuing THEN greatest(coalesce(recipients, 0) - queued_rows, 0) ELSE 0 END AS to_queue
+          FROM mailouts WHERE id = %s
+        """,
+        (mailout_id,),
     ).fetchone()
 
 

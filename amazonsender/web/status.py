@@ -27,7 +27,8 @@ def mailout_status(mailout_id: str):
         progress = store.queue_progress(conn, mailout_uuid)
         reputation = store.reputation(conn, mailout_uuid)
         rate = store.sent_last_minute(conn, mailout_uuid) / 60.0
-    queued = counts.get("queued", 0) + counts.get("sending", 0)
+    # With the recipients the run has still to queue (its snapshot's pages).
+    queued = counts.get("queued", 0) + counts.get("sending", 0) + (progress["to_queue"] if progress else 0)
     sent = counts.get("sent", 0) + counts.get("delivered", 0)
     age = mailout["heartbeat_age_seconds"]
     return jsonify(
