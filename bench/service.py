@@ -168,6 +168,12 @@ class BenchDatabase:
             )
             return cur.rowcount == 1
 
+    def ledger_rows(self, mailout_id) -> int:
+        with self.connect() as conn:
+            return conn.execute(
+                "SELECT count(*) AS n FROM send_logs WHERE mailout_id = %s", (mailout_id,)
+            ).fetchone()["n"]
+
     def ledger_counts(self, mailout_id) -> dict[str, int]:
         with self.connect() as conn:
             rows = conn.execute(

@@ -18,7 +18,7 @@ from amazonsender import create_app, sender
 from amazonsender.ses import ACCOUNT, THROTTLED, TRANSIENT, AccountLimits, OutboxTransport, SendError, SesTransport
 from tests.fakes import FakeTransport
 from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
-from tests.support.sending import emails
+from tests.support.sending import claim_and_queue, emails
 from tests.support.settings import FROM_ADDRESS, SHARED_SECRET, with_settings
 from tests.support.ses_standin import SesStandIn
 
@@ -368,7 +368,7 @@ def test_cli_resume_refused_by_the_account_leaves_the_mailout_paused(settings, p
 
     from amazonsender import cli
 
-    sender.claim_mailout(pool, ready)
+    claim_and_queue(pool, ready)
     conn.execute("UPDATE mailouts SET status = 'failed', error = 'account paused' WHERE id = %s", (ready,))
     standin.account["SendingEnabled"] = False
     env = {

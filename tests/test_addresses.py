@@ -27,6 +27,7 @@ from amazonsender.addresses import (
 )
 from amazonsender.subscribers import import_csv
 from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
+from tests.support.sending import claim_and_queue
 from tests.support.settings import with_settings
 
 
@@ -179,7 +180,7 @@ def test_import_refuses_non_ascii_local_parts_by_line_and_stores_idna(pool, conn
 def test_a_mailout_that_cannot_be_written_stops_with_every_row_queued(pool, conn, settings, recording_transport):
     add_subscribers(conn, ["a@example.org", "b@example.org"])
     mailout_id = add_mailout(conn)
-    claim = sender.claim_mailout(pool, mailout_id)
+    claim = claim_and_queue(pool, mailout_id)
     # Written before subjects were checked, say.
     bad = sender.Claim(claim.mailout_id, "Spring\r\nBcc: x@evil.example", claim.body, 2, claim.runner_id)
 

@@ -158,7 +158,7 @@ def test_every_function_has_a_fixed_search_path(conn):
         """
     ).fetchall()
     assert {row["name"] for row in rows} >= {
-        "send_logs_delete_with_mailouts()", "send_logs_forget_subscribers()", "send_logs_claim_lock()",
+        "send_logs_delete_with_mailouts()", "send_logs_forget_subscribers()",
         "refuse_id_change()", "revoke_api_roles(regnamespace)",
     }
     missing = [row["name"] for row in rows

@@ -40,7 +40,7 @@ from amazonsender.ses import (
 from amazonsender.links import UnsubscribeTokens
 from tests.fakes import FakeBulkTransport
 from tests.support.db import add_mailout, add_subscribers, mailout_row
-from tests.support.sending import emails
+from tests.support.sending import claim_and_queue, emails
 from tests.support.settings import UNSUBSCRIBE_SECRET, with_settings
 from tests.support.ses_standin import BulkDelivery, SesStandIn
 
@@ -84,7 +84,7 @@ def run(pool, transport, settings, mailout_id, **kwargs):
 
 def claim(pool, conn, mailout_id) -> tuple[sender.Claim, list[str]]:
     """The claim, and the addresses in the order the sender will take them."""
-    return sender.claim_mailout(pool, mailout_id), send_order(conn, mailout_id)
+    return claim_and_queue(pool, mailout_id), send_order(conn, mailout_id)
 
 
 def resume(pool, transport, settings, mailout_id):

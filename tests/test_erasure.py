@@ -13,9 +13,10 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
-from amazonsender import cli, events, sender, store
+from amazonsender import cli, events, store
 from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
 from tests.support.settings import UNSUBSCRIBE_SECRET
+from tests.support.sending import claim_and_queue
 
 OTHER_SECRET = "another-secret-for-the-suppression-list"
 
@@ -144,7 +145,7 @@ def test_an_erased_address_is_never_imported_again_nor_sent_to(run, conn, histor
     emails = {row["email"] for row in conn.execute("SELECT email FROM subscribers")}
     assert emails == {"bo@list.example", "new@list.example"}
     mailout_id = add_mailout(conn)
-    claim = sender.claim_mailout(sender_pool := _pool(conn), mailout_id)
+    claim = claim_and_queue(sender_pool := _pool(conn), mailout_id)
     sender_pool.close()
     assert claim.recipients == 2
     assert set(ledger(conn, mailout_id)) == {"bo@list.example", "new@list.example"}
@@ -172,7 +173,7 @@ def test_a_queued_recipient_who_is_forgotten_mid_mailout_is_skipped(run, conn):
     mailout_id = add_mailout(conn)
     pool = _pool(conn)
     try:
-        sender.claim_mailout(pool, mailout_id)
+        claim_and_queue(pool, mailout_id)
         assert run("subscribers", "forget", "ann@list.example").exit_code == 0
         with pool.connection() as c:
             recipients, skipped = store.take_batch(c, mailout_id, 10, uuid.uuid4())
@@ -318,7 +319,7 @@ def test_forget_matches_the_unicode_and_the_idna_spelling_of_a_domain(run, conn,
     mailout_id = add_mailout(conn)
     pool = _pool(conn)
     try:
-        assert sender.claim_mailout(pool, mailout_id).recipients == 1
+        assert claim_and_queue(pool, mailout_id).recipients == 1
     finally:
         pool.close()
     assert set(ledger(conn, mailout_id)) == {"bo@list.example"}

@@ -10,8 +10,9 @@ from uuid import uuid4
 
 import pytest
 
-from amazonsender import sender, store
+from amazonsender import store
 from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
+from tests.support.sending import claim_and_queue
 
 
 def test_import_reports_a_summary_and_bad_lines(invoke, conn, tmp_path):
@@ -71,7 +72,7 @@ def test_list_and_status_count_the_ledger_during_the_first_batch(invoke, pool, c
     add_subscribers(conn, [f"r{i}@example.org" for i in range(12)])
     draft = add_mailout(conn, status="draft")
     mailout_id = add_mailout(conn)
-    sender.claim_mailout(pool, mailout_id)
+    claim_and_queue(pool, mailout_id)
     # What a run commits before its first email leaves: its first batch, taken.
     with pool.connection() as connection:
         taken, _ = store.take_batch(connection, mailout_id, 5, uuid4())

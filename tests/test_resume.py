@@ -18,7 +18,7 @@ from amazonsender import sender, store
 from amazonsender.ses import ACCOUNT, RECIPIENT, THROTTLED, TRANSIENT, SendError
 from tests.fakes import FakeClock, FakeTransport, FlakyPool
 from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
-from tests.support.sending import emails
+from tests.support.sending import claim_and_queue, emails
 from tests.support.settings import with_settings
 
 THROTTLE = SendError("TooManyRequestsException: Maximum sending rate exceeded.", kind=THROTTLED)
@@ -131,7 +131,7 @@ def test_resume_takes_a_failed_or_paused_mailout_and_sends_the_rest(
 def test_resume_refuses_a_sending_mailout_whose_runner_is_alive_unless_forced(pool, conn, settings):
     add_subscribers(conn, emails(8))
     mailout_id = add_mailout(conn)
-    live = sender.claim_mailout(pool, mailout_id)
+    live = claim_and_queue(pool, mailout_id)
     in_flight = take_one_batch(pool, mailout_id, 3)
     make_heartbeat_stale(conn, mailout_id, "42 seconds")
 
@@ -189,7 +189,7 @@ def test_a_sending_mailout_that_never_had_a_heartbeat_is_resumable(pool, conn, s
 def test_two_resumes_at_once_exactly_one_wins(pool, conn, settings):
     add_subscribers(conn, emails(10))
     mailout_id = add_mailout(conn)
-    sender.claim_mailout(pool, mailout_id)
+    claim_and_queue(pool, mailout_id)
     in_flight = take_one_batch(pool, mailout_id, 4)
     conn.execute("UPDATE mailouts SET status = 'failed', error = 'crashed' WHERE id = %s", (mailout_id,))
     contenders = 8
@@ -226,7 +226,7 @@ def test_two_resumes_at_once_exactly_one_wins(pool, conn, settings):
 def test_rows_left_sending_become_unknown_and_are_never_sent_again(pool, conn, settings, recording_transport):
     add_subscribers(conn, emails(12))
     mailout_id = add_mailout(conn)
-    sender.claim_mailout(pool, mailout_id)
+    claim_and_queue(pool, mailout_id)
     order = send_order(conn, mailout_id)
     in_flight = take_one_batch(pool, mailout_id, 5)
     assert in_flight == order[:5]
@@ -257,7 +257,7 @@ def test_after_a_crash_resume_marks_the_batch_in_flight_unknown_and_sends_the_re
     it was sending): the mailout is still 'sending' and its heartbeat goes stale."""
     add_subscribers(conn, emails(13))
     mailout_id = add_mailout(conn)
-    sender.claim_mailout(pool, mailout_id)
+    claim_and_queue(pool, mailout_id)
     order = send_order(conn, mailout_id)
     in_flight = take_one_batch(pool, mailout_id, settings.batch_size)
     make_heartbeat_stale(conn, mailout_id)
@@ -277,7 +277,7 @@ def test_after_a_crash_resume_marks_the_batch_in_flight_unknown_and_sends_the_re
 def test_after_an_unexpected_error_the_failed_mailout_resumes_without_resending(pool, conn, settings):
     add_subscribers(conn, emails(9))
     mailout_id = add_mailout(conn)
-    claim = sender.claim_mailout(pool, mailout_id)
+    claim = claim_and_queue(pool, mailout_id)
     order = send_order(conn, mailout_id)
 
     def crash(number, address):
@@ -352,7 +352,7 @@ def test_a_forced_resume_between_batches_stops_the_old_run(pool, conn, settings,
 def test_a_forced_resume_during_a_batch_stops_the_old_run_and_nobody_is_sent_twice(pool, conn, settings):
     add_subscribers(conn, emails(12))
     mailout_id = add_mailout(conn)
-    old = sender.claim_mailout(pool, mailout_id)
+    old = claim_and_queue(pool, mailout_id)
     order = send_order(conn, mailout_id)
     takeover = {}
     # The takeover happens while the old run sends the 3rd email of its first batch.
@@ -385,7 +385,7 @@ def test_a_forced_resume_during_a_batch_stops_the_old_run_and_nobody_is_sent_twi
 def test_an_operator_pausing_the_mailout_by_hand_stops_the_run_at_its_next_batch(pool, conn, settings):
     add_subscribers(conn, emails(12))
     mailout_id = add_mailout(conn)
-    claim = sender.claim_mailout(pool, mailout_id)
+    claim = claim_and_queue(pool, mailout_id)
     order = send_order(conn, mailout_id)
 
     def pause_by_hand():
@@ -421,7 +421,7 @@ def test_an_operator_pausing_the_mailout_by_hand_stops_the_run_at_its_next_batch
 def test_a_stop_request_pauses_after_the_email_in_flight(pool, conn, settings, stop_at):
     add_subscribers(conn, emails(12))
     mailout_id = add_mailout(conn)
-    claim = sender.claim_mailout(pool, mailout_id)
+    claim = claim_and_queue(pool, mailout_id)
     order = send_order(conn, mailout_id)
     stop = sender.StopSignal()
     transport = FakeTransport(hooks={stop_at: stop.set})
@@ -463,7 +463,7 @@ def test_request_stop_pauses_every_run_of_the_process(pool, conn, settings):
 def test_a_run_asked_to_stop_before_it_starts_sends_nothing(pool, conn, settings):
     add_subscribers(conn, emails(3))
     mailout_id = add_mailout(conn)
-    claim = sender.claim_mailout(pool, mailout_id)
+    claim = claim_and_queue(pool, mailout_id)
     stop = sender.StopSignal()
     stop.set()
     transport = FakeTransport()
@@ -486,7 +486,7 @@ def reject_everyone(number, address):
 def test_the_circuit_breaker_stops_after_max_failures_in_a_row(pool, conn, settings, batch_size):
     add_subscribers(conn, emails(12))
     mailout_id = add_mailout(conn)
-    claim = sender.claim_mailout(pool, mailout_id)
+    claim = claim_and_queue(pool, mailout_id)
     order = send_order(conn, mailout_id)
     transport = FakeTransport(answer=reject_everyone)
     settings = with_settings(settings, max_consecutive_failures=5, batch_size=batch_size)
@@ -611,7 +611,7 @@ def test_pacer_slow_down_halves_the_rate_for_a_while_then_recovers():
 def test_a_throttled_email_is_sent_again_and_the_pace_drops(pool, conn, settings):
     add_subscribers(conn, emails(4))
     mailout_id = add_mailout(conn)
-    claim = sender.claim_mailout(pool, mailout_id)
+    claim = claim_and_queue(pool, mailout_id)
     order = send_order(conn, mailout_id)
     transport = FakeTransport(answer=lambda n, a: THROTTLE if n in (2, 3) else None)
     clock = FakeClock()
@@ -630,7 +630,7 @@ def test_a_throttled_email_is_sent_again_and_the_pace_drops(pool, conn, settings
 def test_a_transport_that_throttles_forever_pauses_the_mailout_and_fails_nobody(pool, conn, settings):
     add_subscribers(conn, emails(6))
     mailout_id = add_mailout(conn)
-    claim = sender.claim_mailout(pool, mailout_id)
+    claim = claim_and_queue(pool, mailout_id)
     order = send_order(conn, mailout_id)
     transport = FakeTransport(answer=lambda n, a: THROTTLE if n > 2 else None)
     clock = FakeClock()
@@ -736,7 +736,7 @@ def test_a_connection_lost_halfway_through_taking_a_batch_is_rolled_back_and_red
 def test_when_the_database_stays_away_the_run_stops_and_the_ledger_shows_what_left(pool, conn, settings):
     add_subscribers(conn, emails(12))
     mailout_id = add_mailout(conn)
-    claim = sender.claim_mailout(pool, mailout_id)
+    claim = claim_and_queue(pool, mailout_id)
     order = send_order(conn, mailout_id)
     flaky = FlakyPool(pool)
     # The database goes for good while the 7th email (second batch) is sent.
@@ -796,7 +796,7 @@ def test_a_lost_answer_to_the_commit_of_a_batch_drops_nobody(pool, conn, setting
 def test_status_of_a_finished_mailout_counts_rows_left_sending_as_in_doubt(pool, conn, invoke):
     add_subscribers(conn, emails(4))
     mailout_id = add_mailout(conn)
-    sender.claim_mailout(pool, mailout_id)
+    claim_and_queue(pool, mailout_id)
     take_one_batch(pool, mailout_id, 2)
     conn.execute("UPDATE send_logs SET status = 'unknown' WHERE mailout_id = %s AND status = 'queued'"
                  " AND email = (SELECT min(email) FROM send_logs WHERE mailout_id = %s AND status = 'queued')",
@@ -812,7 +812,7 @@ def test_status_of_a_finished_mailout_counts_rows_left_sending_as_in_doubt(pool,
 def test_when_the_database_is_away_at_the_start_nothing_is_sent(pool, conn, settings):
     add_subscribers(conn, emails(4))
     mailout_id = add_mailout(conn)
-    claim = sender.claim_mailout(pool, mailout_id)
+    claim = claim_and_queue(pool, mailout_id)
     flaky = FlakyPool(pool)
     flaky.refusals = 10**9
     transport = FakeTransport()
@@ -862,7 +862,7 @@ def test_status_of_a_failed_mailout_shows_counts_error_and_resume(pool, conn, se
 def test_status_of_a_paused_mailout_names_resume(pool, conn, invoke):
     add_subscribers(conn, emails(3))
     mailout_id = add_mailout(conn)
-    sender.claim_mailout(pool, mailout_id)
+    claim_and_queue(pool, mailout_id)
     conn.execute("UPDATE mailouts SET status = 'paused', error = 'interrupted' WHERE id = %s", (mailout_id,))
 
     lines = status_lines(invoke("mailout", "status", mailout_id).stdout)
@@ -874,7 +874,7 @@ def test_status_of_a_paused_mailout_names_resume(pool, conn, invoke):
 def test_status_of_a_sending_mailout_with_a_stale_heartbeat_names_resume(pool, conn, invoke):
     add_subscribers(conn, emails(6))
     mailout_id = add_mailout(conn)
-    sender.claim_mailout(pool, mailout_id)
+    claim_and_queue(pool, mailout_id)
     take_one_batch(pool, mailout_id, 4)
     make_heartbeat_stale(conn, mailout_id)
 
@@ -919,7 +919,7 @@ def test_status_of_an_unknown_mailout(invoke):
 def test_cli_resume_refuses_a_live_run_and_names_force(pool, conn, invoke, standin):
     add_subscribers(conn, emails(6))
     mailout_id = add_mailout(conn)
-    live = sender.claim_mailout(pool, mailout_id)
+    live = claim_and_queue(pool, mailout_id)
     in_flight = take_one_batch(pool, mailout_id, 2)
 
     result = invoke("mailout", "resume", mailout_id)
@@ -935,7 +935,7 @@ def test_cli_resume_refuses_a_live_run_and_names_force(pool, conn, invoke, stand
 def test_cli_resume_with_force_takes_over_and_finishes(pool, conn, invoke, standin):
     add_subscribers(conn, emails(9))
     mailout_id = add_mailout(conn)
-    sender.claim_mailout(pool, mailout_id)
+    claim_and_queue(pool, mailout_id)
     order = send_order(conn, mailout_id)
     in_flight = take_one_batch(pool, mailout_id, 4)
 
@@ -999,7 +999,7 @@ def test_a_long_batch_keeps_its_heartbeat_fresh(pool, conn, settings):
 def test_a_final_outcome_replaces_unknown_but_a_requeue_does_not(pool, conn, settings):
     add_subscribers(conn, emails(3))
     mailout_id = add_mailout(conn)
-    sender.claim_mailout(pool, mailout_id)
+    claim_and_queue(pool, mailout_id)
     taken = take_one_batch(pool, mailout_id, 3)
     conn.execute("UPDATE send_logs SET status = 'unknown' WHERE mailout_id = %s", (mailout_id,))
     ids = {r["email"]: r["id"] for r in conn.execute("SELECT email, id FROM send_logs")}

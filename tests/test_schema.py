@@ -12,7 +12,8 @@ import pytest
 from psycopg import errors
 
 from amazonsender import db, sender, store
-from tests.support.db import add_mailout, add_subscribers, ledger
+from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
+from tests.support.sending import queue_everyone
 
 # The columns the specification names for each table.
 SPEC_COLUMNS = {
@@ -177,11 +178,12 @@ def test_ids_of_mailouts_and_subscribers_never_change(conn):
     conn.execute("UPDATE mailouts SET id = id, subject = 'Other' WHERE id = %s", (mailout_id,))
 
 
-def test_a_subscriber_deleted_during_a_claim_is_forgotten_once_the_claim_commits(database_url, conn):
-    """The snapshot does not lock subscribers (the foreign key did): the
-    DELETE's trigger waits for the claim under way, then sees its rows."""
+def test_a_subscriber_deleted_during_a_page_is_forgotten_once_the_page_commits(database_url, conn):
+    """The snapshot's pages do not lock subscribers (the foreign key did):
+    the DELETE's trigger waits for the page under way, then sees its rows."""
     ann, bo = add_subscribers(conn, ["ann@x.org", "bo@x.org"])
     mailout_id = add_mailout(conn)
+    runner_id = uuid.uuid4()
     deleted = threading.Event()
 
     def delete_ann():
@@ -190,8 +192,10 @@ def test_a_subscriber_deleted_during_a_claim_is_forgotten_once_the_claim_commits
         deleted.set()
 
     with psycopg.connect(database_url, **db.connect_kwargs()) as claimer:
-        assert store.claim_mailout(claimer, mailout_id, uuid.uuid4())
-        assert store.snapshot_recipients(claimer, mailout_id) == 2
+        assert store.claim_mailout(claimer, mailout_id, runner_id)
+        assert store.start_queuing(claimer, mailout_id) == 2
+        claimer.commit()
+        assert store.queue_page(claimer, mailout_id, runner_id, 10) == store.QueuePage(2, 0, True)
         thread = threading.Thread(target=delete_ann)
         thread.start()
         assert not deleted.wait(0.5)
@@ -202,21 +206,23 @@ def test_a_subscriber_deleted_during_a_claim_is_forgotten_once_the_claim_commits
     assert ledger_subscribers(conn, mailout_id) == {"ann@x.org": None, "bo@x.org": bo}
 
 
-def test_a_claim_waits_for_a_subscriber_delete_under_way(database_url, pool, conn):
+def test_a_page_waits_for_a_subscriber_delete_under_way_and_the_claim_does_not(database_url, pool, conn):
     ann, bo = add_subscribers(conn, ["ann@x.org", "bo@x.org"])
     mailout_id = add_mailout(conn)
-    claims = []
-    thread = threading.Thread(target=lambda: claims.append(sender.claim_mailout(pool, mailout_id)))
 
     with psycopg.connect(database_url) as deleter:
         deleter.execute("DELETE FROM subscribers WHERE id = %s", (ann,))
+        claim = sender.claim_mailout(pool, mailout_id)
+        thread = threading.Thread(target=lambda: queue_everyone(pool, claim))
         thread.start()
         thread.join(0.5)
         assert thread.is_alive()
         deleter.commit()
     thread.join(10)
 
-    assert claims[0].recipients == 1
+    # Counted at the claim, when the DELETE had not committed; then the rows.
+    assert claim.recipients == 2
+    assert mailout_row(conn, mailout_id)["recipients"] == 1
     assert ledger_subscribers(conn, mailout_id) == {"bo@x.org": bo}
     assert ledger(conn, mailout_id) == {"bo@x.org": "queued"}
 

@@ -17,7 +17,7 @@ from amazonsender import sender
 from amazonsender.ses import ACCOUNT, IN_DOUBT, RECIPIENT, THROTTLED, TRANSIENT, SendError
 from tests.fakes import FakeClock, FakeTransport
 from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
-from tests.support.sending import emails, max_in_any_second
+from tests.support.sending import claim_and_queue, emails, max_in_any_second, queue_everyone
 from tests.support.settings import with_settings
 
 
@@ -29,7 +29,7 @@ def run(pool, transport, settings, mailout_id, **kwargs):
 # --- the claim -------------------------------------------------------------
 
 
-def test_claim_moves_ready_to_sending_and_queues_active_subscribers(pool, conn):
+def test_claim_moves_ready_to_sending_and_its_pages_queue_active_subscribers(pool, conn):
     add_subscribers(conn, emails(3))
     add_subscribers(conn, ["gone@list.example"], status="unsubscribed")
     add_subscribers(conn, ["bad@list.example"], status="bounced")
@@ -42,6 +42,13 @@ def test_claim_moves_ready_to_sending_and_queues_active_subscribers(pool, conn):
     assert row["status"] == "sending"
     assert row["recipients"] == 3
     assert row["started_at"] is not None
+    # The claim only counts them; the run queues them, page by page.
+    assert row["queuing"] and ledger(conn, mailout_id) == {}
+
+    queue_everyone(pool, claim, page_size=2)
+
+    row = mailout_row(conn, mailout_id)
+    assert not row["queuing"] and row["recipients"] == 3 and row["queued_rows"] == 3
     assert ledger(conn, mailout_id) == {address: "queued" for address in emails(3)}
 
 
@@ -81,7 +88,7 @@ def test_simultaneous_claims_exactly_one_wins(pool, conn):
     def contend():
         barrier.wait()
         try:
-            results.append(sender.claim_mailout(pool, mailout_id))
+            results.append(claim_and_queue(pool, mailout_id))
         except sender.MailoutNotReady as exc:
             results.append(exc)
 
@@ -152,7 +159,7 @@ def test_a_row_is_marked_sending_and_committed_before_its_email_leaves(pool, con
 def test_recipients_who_left_after_the_claim_are_skipped(pool, conn, settings, recording_transport):
     ids = add_subscribers(conn, emails(6))
     mailout_id = add_mailout(conn)
-    claim = sender.claim_mailout(pool, mailout_id)
+    claim = claim_and_queue(pool, mailout_id)
     conn.execute("UPDATE subscribers SET status = 'unsubscribed' WHERE id = %s", (ids[1],))
     conn.execute("UPDATE subscribers SET status = 'bounced' WHERE id = %s", (ids[2],))
     conn.execute("DELETE FROM subscribers WHERE id = %s", (ids[3],))
@@ -190,7 +197,7 @@ def test_one_recipients_error_is_recorded_and_the_mailout_goes_on(pool, conn, se
 def test_an_account_wide_error_stops_the_run_and_keeps_the_rest_queued(pool, conn, settings, recording_transport):
     add_subscribers(conn, emails(10))
     mailout_id = add_mailout(conn)
-    claim = sender.claim_mailout(pool, mailout_id)
+    claim = claim_and_queue(pool, mailout_id)
     order = [
         r["email"]
         for r in conn.execute("SELECT email FROM send_logs WHERE mailout_id = %s ORDER BY id", (mailout_id,))
@@ -404,7 +411,7 @@ def test_an_error_text_postgres_cannot_hold_is_recorded_with_replacement_charact
 
     add_subscribers(conn, ["ann@example.org"])
     mailout_id = add_mailout(conn)
-    sender.claim_mailout(pool, mailout_id)
+    claim_and_queue(pool, mailout_id)
     with pool.connection() as c:
         [recipient], _ = store.take_batch(c, mailout_id, 10, uuid.uuid4())
         store.record_outcomes(c, mailout_id, [store.Outcome(recipient.log_id, "failed", error="bad\x00 \ud800 x")])

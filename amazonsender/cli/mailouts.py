@@ -42,6 +42,7 @@ def mailout_status(mailout_id: UUID):
             if mailout is None:
                 raise Problem(MailoutNotFound(), mailout_id=mailout_id)
             counts = store.count_by_status(conn, mailout_id)
+            progress = store.queue_progress(conn, mailout_id)
     finally:
         pool.close()
     age = mailout["heartbeat_age_seconds"]
@@ -49,6 +50,9 @@ def mailout_status(mailout_id: UUID):
     click.echo(f"subject    {mailout['subject']}")
     click.echo(f"status     {mailout['status']}")
     click.echo(f"recipients {mailout['recipients'] if mailout['recipients'] is not None else '-'}")
+    if progress and progress["queuing"]:
+        by = "by the run that sends it" if mailout["status"] == "sending" else "its resume queues the rest"
+        click.echo(f"queuing    recipients: {progress['queued_rows']} so far, {by}")
     for name in ("queued", "sending", "sent", "delivered", "failed", "skipped", "unknown"):
         if counts.get(name):
             click.echo(f"  {name:<9} {counts[name]}")

@@ -42,7 +42,7 @@ def mailout_send(mailout_id: UUID):
             sender.SesUnavailable,
         ) as exc:
             raise Problem(exc, mailout_id=mailout_id) from None
-        click.echo(f"mailout {mailout_id}: {claim.recipients} recipients queued, sending at {rate:g}/s...")
+        click.echo(f"mailout {mailout_id}: {claim.recipients} recipients, queuing and sending at {rate:g}/s...")
         summary = sender.send_claimed_mailout(pool, transport, settings, claim, progress=print_progress)
     finish_with(summary)
 
@@ -91,11 +91,13 @@ def mailout_resume(mailout_id: UUID, force: bool, resend_unconfirmed: bool):
         ) as exc:
             raise Problem(exc, mailout_id=mailout_id) from None
         try:
-            claim, queued = sender.pace_resumed(pool, transport, settings, claim)
+            claim, queued, to_queue = sender.pace_resumed(pool, transport, settings, claim)
         except (sender.AccountCannotSend, sender.SesUnavailable) as exc:
             raise Problem(exc, mailout_id=mailout_id) from None
         click.echo(
-            f"mailout {mailout_id}: resuming; {queued} still queued, {claim.in_doubt_marked} were in flight"
+            f"mailout {mailout_id}: resuming; {queued} still queued"
+            + (f" and about {to_queue} still to queue" if to_queue else "")
+            + f", {claim.in_doubt_marked} were in flight"
             " when the last run stopped (marked unknown, not resent)"
         )
         summary = sender.send_claimed_mailout(pool, transport, settings, claim, progress=print_progress)

@@ -7,6 +7,7 @@ a transport (transport.Transport). The package, by concept:
 - claim.py:      claim and resume, and the `Claim` a run sends from;
 - preflight.py:  what is checked before a claim or a resume (content, SES account);
 - run.py:        the run loop: take a batch, send, record, ask the guard;
+- queueing.py:   the snapshot after the claim, page by page from a cursor;
 - sending.py:    one batch: each SES call and its retries;
 - attempts.py:   what a failed send leads to (retry policy, outcome of each ErrorKind);
 - pacer.py:      how fast emails go, and how many recipients one call carries;
@@ -20,8 +21,9 @@ a transport (transport.Transport). The package, by concept:
 - errors.py:     why a mailout cannot be claimed, resumed or recorded.
 
 Exactly once, in three steps:
-1. the claim moves the mailout `ready -> sending` with a conditional UPDATE and,
-   in the same transaction, queues one ledger row per active subscriber;
+1. the claim moves the mailout `ready -> sending` with a conditional UPDATE;
+   after the webhook's answer its run queues one ledger row per subscriber
+   active at the claim, in pages that commit their rows and a cursor together;
 2. before a batch is sent its rows are marked 'sending' and committed;
 3. after SES answers, each row gets its outcome (message id or error).
 A recipient is therefore never sent twice: a row only goes out from 'queued',

@@ -29,6 +29,8 @@ class Claim:
     mailout_id: UUID
     subject: str
     body: str
+    # The rows the mailout's ledger will hold (the mailouts.recipients
+    # column): at a claim, its active subscribers then.
     recipients: int
     runner_id: UUID
     # Rows a dead run left 'sending', now 'unknown' (resume only).
@@ -43,10 +45,10 @@ class Claim:
 def claim_mailout(
     pool: ConnectionPool, mailout_id: UUID, *, rate_per_sec: float | None = None, event_id: str | None = None
 ) -> Claim:
-    """Move the mailout from 'ready' to 'sending' and queue its recipients,
-    in one transaction; `event_id` is the Notion event that asked (kept to
-    tell its retries from other requests). Raises MailoutNotFound,
-    MailoutNotReady or MailoutInvalid."""
+    """Move the mailout from 'ready' to 'sending' and count its recipients,
+    in one transaction; the run queues them (send_claimed_mailout).
+    `event_id` is the Notion event that asked (kept to tell its retries from
+    other requests). Raises MailoutNotFound, MailoutNotReady or MailoutInvalid."""
     runner_id = uuid.uuid4()
     with pool.connection() as conn:
         mailout = ready_mailout(conn, mailout_id)
@@ -54,9 +56,9 @@ def claim_mailout(
             # Someone else claimed it between our read and our UPDATE.
             current = store.get_mailout(conn, mailout_id)
             raise MailoutNotReady(current["status"] if current else "deleted")
-        recipients = store.snapshot_recipients(conn, mailout_id)
+        recipients = store.start_queuing(conn, mailout_id)
     log.info(
-        "mailout %s claimed: %d recipients queued",
+        "mailout %s claimed: %d recipients to queue",
         mailout_id,
         recipients,
         extra={"event": "claimed", "mailout_id": str(mailout_id), "counts": {"recipients": recipients}},

@@ -60,16 +60,18 @@ def check_mailout_can_start(pool: ConnectionPool, transport: Transport, settings
     return pace_for(transport, recipients, settings)
 
 
-def pace_resumed(pool: ConnectionPool, transport: Transport, settings, claim: Claim) -> tuple[Claim, int]:
+def pace_resumed(pool: ConnectionPool, transport: Transport, settings, claim: Claim) -> tuple[Claim, int, int]:
     """After a resume (by hand or the watcher's): the claim with the pace
-    SES allows for the rows still queued, and how many those are. When SES
+    SES allows for the rows still queued and the recipients a snapshot its
+    last run did not finish has still to queue, and those two numbers. When SES
     refuses the account or cannot be asked, the mailout goes back to
     'paused' with why (`account`: never resumed by itself; `ses_unavailable`:
     retried with backoff) and AccountCannotSend or SesUnavailable is raised."""
     with pool.connection() as conn:
         queued = store.count_by_status(conn, claim.mailout_id).get("queued", 0)
+        to_queue = store.queue_progress(conn, claim.mailout_id)["to_queue"]
     try:
-        rate = pace_for(transport, queued, settings)
+        rate = pace_for(transport, queued + to_queue, settings)
     except (AccountCannotSend, SesUnavailable) as exc:
         code = StopReason.ACCOUNT if isinstance(exc, AccountCannotSend) else StopReason.SES_UNAVAILABLE
         with pool.connection() as conn:
@@ -78,7 +80,7 @@ def pace_resumed(pool: ConnectionPool, transport: Transport, settings, claim: Cl
                 stop_reason=code, resume_in=next_resume_in(code, claim.auto_attempts),
             )
         raise
-    return replace(claim, rate_per_sec=rate), queued
+    return replace(claim, rate_per_sec=rate), queued, to_queue
 
 
 def ready_mailout(conn, mailout_id: UUID) -> dict:

@@ -1,5 +1,9 @@
 """The run loop: take a batch of queued rows, send them, record their outcomes, ask the guard; until the list is done or the run must stop.
 
+The run also queues the recipients: a page of the snapshot before a batch
+whenever less than a page is queued ahead (queueing.py), and the mailout
+ends 'sent' only once the last page is in and nothing is left queued.
+
 Exactly once: a batch's rows are marked 'sending' and committed before any of
 them goes to SES, and each gets its outcome after SES answers. A row only
 goes out from 'queued', so a row a dead run left 'sending' is in doubt and
@@ -31,6 +35,7 @@ from .errors import DatabaseUnavailable
 from .guard import reputation_problem
 from .lease import Lease
 from .pacer import Pacer
+from .queueing import Queueing
 from .sending import BatchSender
 from .stop import LOST, Halt, Halting, StopReason, StopSignal, interrupted_by, next_resume_in, process_stop
 
@@ -85,6 +90,7 @@ class Run:
         rate = claim.rate_per_sec or settings.rate_limit_per_sec
         self.pacer = pacer or Pacer(rate, sleep=self.sleep)
         self.halting = Halting()
+        self.queueing = Queueing(claim.mailout_id, claim.runner_id)
         self.lease = Lease(pool, claim.mailout_id, claim.runner_id, settings.heartbeat_stale_seconds, self.lost)
         self.sending = BatchSender(
             transport,
@@ -119,6 +125,9 @@ class Run:
                 if self.stop.is_set():
                     self.stop_run(interrupted_by(self.stop))
                     break
+                if self.queueing.wanted() and not self.db(self.queueing.next_page):
+                    self.stop_run(LOST)
+                    break
                 # Made before the call, so a retry after a lost COMMIT answer
                 # finds the rows the first attempt took.
                 batch_id = uuid.uuid4()
@@ -127,7 +136,10 @@ class Run:
                     self.stop_run(LOST)
                     break
                 recipients, skipped = batch
+                self.queueing.taken(len(recipients) + skipped)
                 if not recipients and not skipped:
+                    if not self.queueing.done:
+                        continue  # the next page may bring some
                     return self.finish_sent()
                 outcomes = self.sending.send_batch(recipients)
                 self.unrecorded = outcomes
@@ -136,7 +148,8 @@ class Run:
                 sent_for_guard = sent.after_batch(self, outcomes, reputation)
                 self.count(outcomes, skipped)
                 if not self.stopping:
-                    problem = reputation["more_queued"] and reputation_problem(sent_for_guard, reputation, self.settings)
+                    more = reputation["more_queued"] or not self.queueing.done
+                    problem = more and reputation_problem(sent_for_guard, reputation, self.settings)
                     if problem:
                         self.stop_run(Halt("paused", f"reputation guard: {problem}", StopReason.GUARD))
             return self.end(self.stopping)
@@ -270,13 +283,15 @@ class Run:
 
     def summary(self, error: str | None, *, from_database: bool = True) -> Summary:
         mailout_id = self.claim.mailout_id
-        counts, status = {}, "unknown"
+        counts, status, recipients = {}, "unknown", self.claim.recipients
         if from_database:
             try:
                 with self.pool.connection() as conn:
                     counts = store.count_by_status(conn, mailout_id)
                     mailout = store.get_mailout(conn, mailout_id)
                 status = mailout["status"] if mailout else "deleted"
+                # Once the snapshot is complete: the rows really queued.
+                recipients = mailout["recipients"] if mailout and mailout["recipients"] is not None else recipients
             except (psycopg.OperationalError, PoolTimeout):
                 from_database = False
         if not from_database:
@@ -286,7 +301,7 @@ class Run:
         return Summary(
             mailout_id=str(mailout_id),
             status=status,
-            recipients=self.claim.recipients,
+            recipients=recipients,
             sent=counts.get("sent", 0) + counts.get("delivered", 0),
             failed=counts.get("failed", 0),
             skipped=counts.get("skipped", 0),

@@ -179,7 +179,7 @@ class Watcher:
                    "counts": {"unknown": claim.in_doubt_marked, "attempt": claim.auto_attempts}},
         )
         try:
-            claim, _queued = pace_resumed(self.pool, self.transport, self.settings, claim)
+            claim, _queued, _to_queue = pace_resumed(self.pool, self.transport, self.settings, claim)
         except (AccountCannotSend, SesUnavailable) as exc:
             log.error("auto-resume: mailout %s paused again: %s", mailout_id, exc)
             return None

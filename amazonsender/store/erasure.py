@@ -71,9 +71,9 @@ def forget_address(conn: Connection, *, lowered: list[str], address_hash: bytes,
         (address_hash, key_id),
     ).rowcount == 1
     # The statement trigger send_logs_forget_subscribers fires even when no
-    # row goes: it takes the claims' advisory lock exclusively, so a claim
-    # under way commits its snapshot first and the UPDATE below (a new
-    # snapshot, READ COMMITTED) sees its rows; a later claim waits for this
+    # row goes: it takes the claims' advisory lock exclusively, so a page of
+    # a snapshot under way commits first and the UPDATE below (a new
+    # snapshot, READ COMMITTED) sees its rows; a later page waits for this
     # transaction and no longer finds the subscriber. Its queued rows are
     # skipped as 'subscriber is deleted'.
     gone = conn.execute(

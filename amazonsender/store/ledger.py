@@ -1,4 +1,4 @@
-"""The SQL of the ledger (send_logs), one row per recipient of a mailout: the snapshot, taking a batch, recording outcomes, the counts.
+"""The SQL of the ledger (send_logs), one row per recipient of a mailout: the snapshot's pages, taking a batch, recording outcomes, the counts.
 
 Part of the store: functions take an open connection and run inside the
 caller's transaction, with bound parameters only; the caller's
@@ -35,42 +35,142 @@ class Outcome:
     error: str | None = None
 
 
-def snapshot_recipients(conn: Connection, mailout_id: UUID) -> int:
-    """Queue every active subscriber for the mailout, in one statement.
+# The advisory lock the snapshot's pages take shared and the subscriber
+# DELETE trigger exclusive (sql/006_fast_snapshot.sql, section 4, where the
+# claim took it; sql/011_paged_snapshot.sql): "amzn" + 1.
+SNAPSHOT_LOCK_KEY = 1634564719
 
-    A mailout's ledger is normally empty here, and the statement is a plain
-    INSERT ... SELECT. A mailout that was already (partly) sent and was set
-    back to 'ready' by hand has rows: then ON CONFLICT DO NOTHING keeps the
-    one-row-per-recipient promise, and recipients already in its ledger are
-    not queued again. (ON CONFLICT costs a speculative insertion, one more
-    index probe and WAL record, per row: over a quarter of the snapshot's
-    time for a million recipients, so only that rare case pays it.) Nobody
-    can add rows for this mailout between the check and the INSERT: only a
-    claim does, and the claim's UPDATE holds the mailout's row lock. Should
-    a row appear anyway, the unique index send_logs_one_per_recipient
-    refuses the duplicate and the claim rolls back.
-    """
-    queued_before = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM send_logs WHERE mailout_id = %s) AS queued_before", (mailout_id,)
-    ).fetchone()["queued_before"]
-    cur = conn.execute(
-        """
-        INSERT INTO send_logs (mailout_id, subscriber_id, email, status)
-        SELECT %(mailout_id)s, id, email, 'queued'
-          FROM subscribers
-         WHERE status = 'active'
-        """
-        + ('ON CONFLICT (mailout_id, email COLLATE "C") DO NOTHING' if queued_before else ""),
-        {"mailout_id": mailout_id},
-    )
-    queued = cur.rowcount
-    # Added to what was there: a mailout set back to 'ready' by hand keeps
-    # counting the recipients of its earlier run.
+
+@dataclass(frozen=True)
+class QueuePage:
+    """What one page of the snapshot did."""
+
+    queued: int
+    # Subscribers active at the claim who left before their page came.
+    skipped: int
+    # The last page is committed: every recipient of the mailout has a row.
+    done: bool
+
+
+def start_queuing(conn: Connection, mailout_id: UUID) -> int:
+    """Right after the claim's UPDATE, in its transaction: mark the mailout
+    as still to be queued (queue_page does it, page by page, after the
+    webhook's answer) and record in `recipients` how many rows it will have:
+    its active subscribers now, plus the rows already in its ledger.
+
+    A mailout's ledger is normally empty here. One that was (partly) sent and
+    set back to 'ready' by hand has rows: then its pages use ON CONFLICT DO
+    NOTHING and recipients already in its ledger are not queued again. (ON
+    CONFLICT costs a speculative insertion per row, so only that rare case
+    pays it.)"""
     row = conn.execute(
-        "UPDATE mailouts SET recipients = coalesce(recipients, 0) + %s WHERE id = %s RETURNING recipients",
-        (queued, mailout_id),
+        """
+        WITH before AS (SELECT count(*) AS n FROM send_logs WHERE mailout_id = %(id)s)
+        UPDATE mailouts
+           SET queuing = true, queue_cursor = NULL,
+               queue_merge = (SELECT n > 0 FROM before),
+               queued_rows = (SELECT n FROM before),
+               recipients = (SELECT n FROM before)
+                            + (SELECT count(*) FROM subscribers WHERE status = 'active')
+         WHERE id = %(id)s
+        RETURNING recipients
+        """,
+        {"id": mailout_id},
     ).fetchone()
     return row["recipients"]
+
+
+def queue_page(conn: Connection, mailout_id: UUID, runner_id: UUID, size: int) -> QueuePage | None:
+    """Queue the next `size` recipients of a claimed mailout and move its
+    cursor, in the caller's transaction (rows and cursor commit together,
+    so a run that dies between pages is resumed from the cursor). None when
+    the mailout is no longer this run's.
+
+    A page goes through the subscribers in id order after the cursor. It
+    takes those who were on the list at the claim (created before it) and
+    are active now as 'queued'. Those who were active at the claim and have
+    left since (unsubscribed, bounced or complained after it) get a row
+    'skipped', as take_batch records one who leaves after their page: the
+    ledger holds everyone who was active at the claim, and nobody is sent to
+    after leaving. A subscriber deleted (or forgotten) before their page gets
+    no row. Subscribers added after the claim wait for the next mailout.
+
+    Nobody is queued twice: pages of one mailout are serialised by the lock
+    on its row (FOR UPDATE), each starts after the cursor the previous one
+    committed, and send_logs_one_per_recipient refuses a second row anyway.
+    The shared advisory lock (SNAPSHOT_LOCK_KEY): a subscriber DELETE waits
+    for the pages under way, then sees their rows; a page after it no longer
+    finds the subscriber."""
+    mailout = conn.execute(
+        """
+        SELECT queuing, queue_cursor, queue_merge, started_at FROM mailouts
+         WHERE id = %s AND runner_id = %s AND status = 'sending'
+           FOR UPDATE
+        """,
+        (mailout_id, runner_id),
+    ).fetchone()
+    if mailout is None:
+        return None
+    if not mailout["queuing"]:
+        return QueuePage(0, 0, True)
+    conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (SNAPSHOT_LOCK_KEY,))
+    after = "AND id > %(after)s" if mailout["queue_cursor"] is not None else ""
+    merge = 'ON CONFLICT (mailout_id, email COLLATE "C") DO NOTHING' if mailout["queue_merge"] else ""
+    page = conn.execute(
+        f"""
+        WITH page AS (
+            SELECT id, email, status FROM subscribers
+             WHERE created_at <= %(since)s {after}
+               AND (status = 'active' OR status_updated_at > %(since)s)
+             ORDER BY id
+             LIMIT %(size)s
+        ), added AS (
+            INSERT INTO send_logs (mailout_id, subscriber_id, email, status, error_message, updated_at)
+            SELECT %(mailout_id)s, id, email,
+                   CASE WHEN status = 'active' THEN 'queued' ELSE 'skipped' END,
+                   CASE WHEN status = 'active' THEN NULL ELSE 'subscriber is ' || status END,
+                   CASE WHEN status = 'active' THEN NULL ELSE now() END
+              FROM page ORDER BY id
+            {merge}
+            RETURNING status
+        )
+        SELECT (SELECT count(*) FROM page) AS seen,
+               (SELECT id FROM page ORDER BY id DESC LIMIT 1) AS last,
+               (SELECT count(*) FROM added WHERE status = 'queued') AS queued,
+               (SELECT count(*) FROM added WHERE status = 'skipped') AS skipped
+        """,
+        {"mailout_id": mailout_id, "since": mailout["started_at"], "after": mailout["queue_cursor"], "size": size},
+    ).fetchone()
+    done = page["seen"] < size
+    conn.execute(
+        """
+        UPDATE mailouts
+           SET queue_cursor = coalesce(%(last)s, queue_cursor),
+               queued_rows = queued_rows + %(added)s,
+               queuing = NOT %(done)s,
+               -- Once every page is in: the rows really queued.
+               recipients = CASE WHEN %(done)s THEN queued_rows + %(added)s ELSE recipients END
+         WHERE id = %(id)s
+        """,
+        {"id": mailout_id, "last": page["last"], "added": page["queued"] + page["skipped"], "done": done},
+    )
+    return QueuePage(page["queued"], page["skipped"], done)
+
+
+def queue_progress(conn: Connection, mailout_id: UUID) -> dict | None:
+    """Whether the mailout's snapshot is still under way (`queuing`), its
+    ledger rows so far (`queued_rows`), and the recipients counted at the
+    claim that no page has queued yet (`to_queue`, 0 once the snapshot is
+    complete): what its run, or a resume, will still queue and send to,
+    besides the rows already 'queued'."""
+    return conn.execute(
+        """
+        SELECT queuing, queued_rows,
+               CASE WHEN queuing THEN greatest(coalesce(recipients, 0) - queued_rows, 0) ELSE 0 END AS to_queue
+          FROM mailouts WHERE id = %s
+        """,
+        (mailout_id,),
+    ).fetchone()
 
 
 def take_batch(conn: Connection, mailout_id: UUID, size: int, batch_id: UUID) -> tuple[list[Recipient], int]:

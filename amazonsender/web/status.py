@@ -26,9 +26,11 @@ def mailout_status(mailout_id: str):
         if mailout is None:
             raise answer(MailoutNotFound(str(mailout_uuid)), mailout_id=mailout_uuid)
         counts = store.count_by_status(conn, mailout_uuid)
+        progress = store.queue_progress(conn, mailout_uuid)
         reputation = store.reputation(conn, mailout_uuid)
         rate = store.sent_last_minute(conn, mailout_uuid) / 60.0
-    queued = counts.get("queued", 0) + counts.get("sending", 0)
+    # With the recipients the run has still to queue (its snapshot's pages).
+    queued = counts.get("queued", 0) + counts.get("sending", 0) + (progress["to_queue"] if progress else 0)
     sent = counts.get("sent", 0) + counts.get("delivered", 0)
     age = mailout["heartbeat_age_seconds"]
     resumes = verdict(mailout, settings, mailout["db_now"])
@@ -37,6 +39,10 @@ def mailout_status(mailout_id: str):
         status=mailout["status"],
         subject=mailout["subject"],
         recipients=mailout["recipients"],
+        # While the run is still queuing recipients after the claim, page by
+        # page: the rows queued so far (null once every recipient is queued).
+        queuing=bool(progress and progress["queuing"]),
+        queued_so_far=progress["queued_rows"] if progress and progress["queuing"] else None,
         counts=counts,
         sent=sent,
         remaining=queued,

@@ -148,9 +148,10 @@ def read_json_body() -> tuple[dict, str | None]:
 
 
 def start_in_background(app, pool, transport, settings, claim: sender.Claim) -> threading.Thread:
-    """Send in this worker process after the 202 has gone out. The claim and
-    the snapshot are committed already, so the mailout's state is safe in the
-    database whatever happens to this thread."""
+    """Queue and send in this worker process after the 202 has gone out. The
+    claim is committed already and each page of the snapshot commits with its
+    cursor, so the mailout's state is safe in the database whatever happens
+    to this thread: a resume goes on from there."""
 
     def run():
         try:

@@ -17,3 +17,24 @@ def max_in_any_second(times: list[float]) -> int:
             start += 1
         best = max(best, end - start + 1)
     return best
+
+
+def queue_everyone(pool, claim, page_size: int = 10_000) -> None:
+    """What a run does before its batches, all of it at once: queue every page
+    of a claimed mailout's snapshot. For tests that look at (or change) the
+    ledger between the claim and the send."""
+    from amazonsender.sender.queueing import Queueing
+
+    queueing = Queueing(claim.mailout_id, claim.runner_id, page_size)
+    while not queueing.done:
+        with pool.connection() as conn:
+            assert queueing.next_page(conn), "the mailout is no longer this claim's"
+
+
+def claim_and_queue(pool, mailout_id, **kwargs):
+    """sender.claim_mailout, then every page of its snapshot (queue_everyone)."""
+    from amazonsender import sender
+
+    claim = sender.claim_mailout(pool, mailout_id, **kwargs)
+    queue_everyone(pool, claim)
+    return claim
