@@ -17,6 +17,7 @@ from amazonsender.sender.watch import Watcher, verdict
 from amazonsender.transport import ErrorKind, SendError
 from tests.fakes import FakeTransport
 from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
+from tests.support.sending import claim_and_queue
 from tests.support.settings import SHARED_SECRET
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -37,7 +38,7 @@ def stopped(pool, conn, reason: StopReason | None, n: int = 6, *, status: str = 
     """A mailout claimed and stopped at once with `reason`, its rows queued."""
     add_subscribers(conn, [f"{(reason or 'none')}-{i}@example.org" for i in range(n)])
     mailout_id = add_mailout(conn)
-    claim = sender.claim_mailout(pool, mailout_id)
+    claim = claim_and_queue(pool, mailout_id)
     with pool.connection() as c:
         c.execute("UPDATE mailouts SET auto_resume_attempts = %s WHERE id = %s", (attempts, mailout_id))
         store.finish_mailout(
@@ -170,7 +171,7 @@ def test_a_refusing_account_ends_paused_as_account_and_is_not_tried_again(pool, 
 def test_a_stale_run_is_resumed_its_rows_in_flight_marked_unknown(pool, conn, settings):
     add_subscribers(conn, emails(5))
     mailout_id = add_mailout(conn)
-    sender.claim_mailout(pool, mailout_id)
+    claim_and_queue(pool, mailout_id)
     with pool.connection() as c:
         store.take_batch(c, mailout_id, 2, __import__("uuid").uuid4())  # a dead run's batch in flight
         c.execute("UPDATE mailouts SET heartbeat_at = now() - interval '1 hour' WHERE id = %s", (mailout_id,))
