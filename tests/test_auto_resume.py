@@ -19,6 +19,7 @@ from tests.fakes import FakeTransport
 from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
 from tests.support.sending import claim_and_queue
 from tests.support.settings import SHARED_SECRET
+from tests.support.sending import stopped
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -32,20 +33,6 @@ def fresh_stop_signal():
     sender.process_stop.clear()
     yield
     sender.process_stop.clear()
-
-
-def stopped(pool, conn, reason: StopReason | None, n: int = 6, *, status: str = "paused", attempts: int = 0):
-    """A mailout claimed and stopped at once with `reason`, its rows queued."""
-    add_subscribers(conn, [f"{(reason or 'none')}-{i}@example.org" for i in range(n)])
-    mailout_id = add_mailout(conn)
-    claim = claim_and_queue(pool, mailout_id)
-    with pool.connection() as c:
-        c.execute("UPDATE mailouts SET auto_resume_attempts = %s WHERE id = %s", (attempts, mailout_id))
-        store.finish_mailout(
-            c, mailout_id, claim.runner_id, status, "stopped", stop_reason=reason,
-            resume_in=next_resume_in(reason, attempts) if reason else None,
-        )
-    return mailout_id
 
 
 def db_now(conn) -> datetime:

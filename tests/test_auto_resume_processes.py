@@ -23,8 +23,8 @@ from tests.support.db import mailout_row
 from tests.support.processes import run_gunicorn, service_env, start_send, wait_for_status
 from tests.support.settings import SHARED_SECRET
 from tests.support.ses_standin import SesStandIn
-from tests.test_auto_resume import stopped
-from tests.test_faults import assert_each_received_once, received, rows, seed, statuses, wait_until
+from tests.support.sending import stopped
+from tests.support.delivery import assert_each_received_once, received, rows, seed, statuses, wait_until
 
 AUTH = {"Authorization": f"Bearer {SHARED_SECRET}"}
 # The smallest the settings allow: a watcher looks every 2.5 s.

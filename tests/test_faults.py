@@ -18,14 +18,13 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from email.utils import getaddresses
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from amazonsender import db
-from tests.support.db import add_mailout, add_subscribers, mailout_row
+from tests.support.db import mailout_row
 from tests.support.processes import (
     cli_process,
     finished,
@@ -36,6 +35,7 @@ from tests.support.processes import (
     wait_for_status,
 )
 from tests.support.ses_standin import SesStandIn
+from tests.support.delivery import assert_each_received_once, received, rows, seed, statuses, wait_until
 
 # One seed per session for the kill moments; FAULT_SEED=<n> replays a run.
 SEED = int(os.environ.get("FAULT_SEED") or random.randrange(1_000_000))
@@ -51,62 +51,9 @@ def ses():
         yield standin
 
 
-def seed(conn, n: int, prefix: str = "reader") -> tuple:
-    emails = [f"{prefix}{i:03d}@example.org" for i in range(n)]
-    add_subscribers(conn, emails)
-    add_subscribers(conn, [f"{prefix}-gone@example.org"], status="unsubscribed")
-    return add_mailout(conn), emails
-
-
-def received(ses: SesStandIn, mailout_id) -> Counter:
-    """How many times each address was accepted by the stand-in for this
-    mailout, checked in the request's Destination and in the email's own To."""
-    counts = Counter()
-    for record in ses.sent:
-        if record.tags.get("mailout_id") != str(mailout_id):
-            continue
-        [destination] = record.to_addresses
-        [(_, header_to)] = getaddresses([record.message["To"]])
-        assert header_to.lower() == destination.lower(), (header_to, destination)
-        counts[destination] += 1
-    return counts
-
-
-def rows(conn, mailout_id) -> dict[str, dict]:
-    result = conn.execute(
-        "SELECT email, status, ses_message_id, error_message FROM send_logs WHERE mailout_id = %s", (mailout_id,)
-    ).fetchall()
-    return {row["email"]: row for row in result}
-
-
-def statuses(conn, mailout_id) -> Counter:
-    return Counter(row["status"] for row in rows(conn, mailout_id).values())
-
-
-def assert_each_received_once(ses: SesStandIn, conn, mailout_id, emails) -> None:
-    """Every address accepted exactly once, nobody else, and the ledger
-    says 'sent' with the message id the stand-in gave."""
-    counts = received(ses, mailout_id)
-    assert sorted(counts.elements()) == sorted(emails)
-    ledger = rows(conn, mailout_id)
-    assert {email: row["status"] for email, row in ledger.items()} == {email: "sent" for email in emails}
-    message_ids = {r.to_addresses[0]: r.message_id for r in ses.sent if r.tags.get("mailout_id") == str(mailout_id)}
-    assert {email: row["ses_message_id"] for email, row in ledger.items()} == message_ids
-
-
 def service_log(stderr: str) -> str:
     """The service's own log lines, for a failure message."""
     return "\n".join(line[:300] for line in stderr.splitlines() if "botocore" not in line)
-
-
-def wait_until(condition, timeout: float, what: str, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
-        time.sleep(interval)
 
 
 def resume_env(tmp_path: Path, database_url: str, ses: SesStandIn, **values) -> dict:

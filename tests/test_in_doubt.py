@@ -268,7 +268,7 @@ def test_an_end_to_end_crash_resolved_by_the_standins_send_events(pool, conn, in
 )
 def test_reconcile_after_is_seconds_or_a_number_with_a_unit(value, seconds):
     from amazonsender.config import Settings
-    from tests.test_config import production_env
+    from tests.support.production import production_env
 
     env = production_env() if value is None else production_env(RECONCILE_AFTER=value)
     assert Settings.from_env(env).reconcile_after_seconds == seconds
@@ -276,6 +276,6 @@ def test_reconcile_after_is_seconds_or_a_number_with_a_unit(value, seconds):
 
 @pytest.mark.parametrize("value", ["soon", "30 minutes", "-5", "10", "8d"])
 def test_a_bad_reconcile_after_is_reported(value):
-    from tests.test_config import problem_about, problems_of, production_env
+    from tests.support.production import problem_about, problems_of, production_env
 
     assert "RECONCILE_AFTER" in problem_about(problems_of(production_env(RECONCILE_AFTER=value)), "RECONCILE_AFTER")

@@ -9,7 +9,7 @@ import copy
 import pytest
 
 from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
-from tests.test_api import AUTH, notion_body, rich_text, wait_for_background_sends
+from tests.support.webhooks import AUTH, notion_body, rich_text, wait_for_background_sends
 
 EVENT_ID = "1b2c3d4e-0000-4000-8000-000000000003"
 
@@ -118,7 +118,7 @@ def test_retries_racing_the_first_request_all_get_its_answer_through_gunicorn(da
 
     from tests.support.processes import run_gunicorn, service_env, wait_for_status
     from tests.support.ses_standin import SesStandIn
-    from tests.test_gunicorn import at_once
+    from tests.support.webhooks import at_once
 
     emails = [f"reader{i:02d}@example.org" for i in range(20)]
     add_subscribers(conn, emails)

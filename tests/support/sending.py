@@ -3,6 +3,10 @@ the emails went."""
 
 from __future__ import annotations
 
+from amazonsender import store
+from amazonsender.sender.stop import StopReason, next_resume_in
+from tests.support.db import add_mailout, add_subscribers
+
 
 def emails(n, domain="list.example"):
     return [f"reader{i:03d}@{domain}" for i in range(n)]
@@ -38,3 +42,17 @@ def claim_and_queue(pool, mailout_id, **kwargs):
     claim = sender.claim_mailout(pool, mailout_id, **kwargs)
     queue_everyone(pool, claim)
     return claim
+
+
+def stopped(pool, conn, reason: StopReason | None, n: int = 6, *, status: str = "paused", attempts: int = 0):
+    """A mailout claimed and stopped at once with `reason`, its rows queued."""
+    add_subscribers(conn, [f"{(reason or 'none')}-{i}@example.org" for i in range(n)])
+    mailout_id = add_mailout(conn)
+    claim = claim_and_queue(pool, mailout_id)
+    with pool.connection() as c:
+        c.execute("UPDATE mailouts SET auto_resume_attempts = %s WHERE id = %s", (attempts, mailout_id))
+        store.finish_mailout(
+            c, mailout_id, claim.runner_id, status, "stopped", stop_reason=reason,
+            resume_in=next_resume_in(reason, attempts) if reason else None,
+        )
+    return mailout_id

@@ -6,10 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import re
-import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -25,6 +23,7 @@ from tests.support.processes import (
     wait_for_status,
 )
 from tests.support.ses_standin import SesStandIn
+from tests.support.webhooks import at_once
 from tests.support.settings import REQUIRED as REQUIRED_SETTINGS  # the start-up check must name them all
 
 
@@ -64,18 +63,6 @@ def race(server: Server, mailout_id, n=30, **body) -> list[requests.Response]:
         )
 
     return at_once(n, post)
-
-
-def at_once(n: int, call):
-    """`call()` from `n` threads released together; their results."""
-    barrier = threading.Barrier(n)
-
-    def run(_):
-        barrier.wait()
-        return call()
-
-    with ThreadPoolExecutor(n) as threads:
-        return list(threads.map(run, range(n)))
 
 
 def split_winner(responses, winner_status):
