@@ -21,3 +21,9 @@ ALTER TABLE mailouts ADD COLUMN resolved_from_events integer NOT NULL DEFAULT 0;
 -- so this index is nearly always empty: the look-up costs one probe of a
 -- page or two, and only rows entering 'unknown' pay for its upkeep.
 CREATE INDEX send_logs_unknown ON send_logs (mailout_id, email COLLATE "C") WHERE status = 'unknown';
+
+-- What the claim's 202 said `recipients` was (the active subscribers at the
+-- claim): `recipients` itself becomes the rows really queued once the last
+-- page is in, and a retry of the same Notion event answers what the first
+-- answer said (store.start_queuing writes it, store.claimed_by_event reads it).
+ALTER TABLE mailouts ADD COLUMN claim_recipients integer;

@@ -140,7 +140,12 @@ class Run:
                 if not recipients and not skipped:
                     if not self.queueing.done:
                         continue  # the next page may bring some
-                    return self.finish_sent()
+                    if self.finish_sent():
+                        return self.summary(None)
+                    # Rows came back to the queue as it ended (a run it was
+                    # taken from gave back what it never sent), or it is no
+                    # longer this run's: the next take says which.
+                    continue
                 outcomes = self.sending.send_batch(recipients)
                 self.unrecorded = outcomes
                 reputation = self.db(lambda conn: self.record_batch(conn, outcomes))
@@ -226,15 +231,18 @@ class Run:
 
     # -- how a run ends -------------------------------------------------------
 
-    def finish_sent(self) -> Summary:
+    def finish_sent(self) -> bool:
+        """End the mailout 'sent'; False if a row is queued again or the
+        mailout is no longer this run's."""
         mailout_id = self.claim.mailout_id
-        self.db(lambda conn: store.finish_mailout(conn, mailout_id, self.claim.runner_id, "sent"))
+        if not self.db(lambda conn: store.finish_mailout(conn, mailout_id, self.claim.runner_id, "sent")):
+            return False
         log.info(
             "mailout %s sent",
             mailout_id,
             extra={"event": "sent", "mailout_id": str(mailout_id), "counts": dict(self.counts)},
         )
-        return self.summary(None)
+        return True
 
     def end(self, halt: Halt) -> Summary:
         mailout_id = self.claim.mailout_id

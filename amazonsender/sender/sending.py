@@ -309,6 +309,11 @@ class BatchSender:
             self.pacer.wait(len(pending))
             if self.stop.is_set():
                 self.stop_run(interrupted_by(self.stop))
+            elif not self.keep_heartbeat():
+                self.stop_run(LOST)
+            if self.stopping:
+                # The run stops (a person's pause, a lost lease, a Halt from
+                # another call): no more SES calls, these stay queued.
                 break
             results = call(pending)
             if isinstance(results, Detour):
@@ -359,7 +364,9 @@ class BatchSender:
         """SES throttled us: slow the pace for a while, and back off before
         sending the same emails again."""
         self.pacer.slow_down()
-        self.keep_heartbeat()
+        if not self.keep_heartbeat():
+            self.stop_run(LOST)
+            return
         log.warning(
             "SES throttled us (%s); pace now %.2f/s, waiting before sending %s again",
             error,

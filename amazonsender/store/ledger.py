@@ -65,13 +65,17 @@ def start_queuing(conn: Connection, mailout_id: UUID) -> int:
     pays it.)"""
     row = conn.execute(
         """
-        WITH before AS (SELECT count(*) AS n FROM send_logs WHERE mailout_id = %(id)s)
+        WITH before AS (SELECT count(*) AS n FROM send_logs WHERE mailout_id = %(id)s),
+             counted AS (SELECT (SELECT n FROM before)
+                                + (SELECT count(*) FROM subscribers WHERE status = 'active') AS n)
         UPDATE mailouts
            SET queuing = true, queue_cursor = NULL,
                queue_merge = (SELECT n > 0 FROM before),
                queued_rows = (SELECT n FROM before),
-               recipients = (SELECT n FROM before)
-                            + (SELECT count(*) FROM subscribers WHERE status = 'active')
+               recipients = (SELECT n FROM counted),
+               -- What the 202 says; `recipients` becomes the rows really
+               -- queued once the last page is in (queue_page).
+               claim_recipients = (SELECT n FROM counted)
          WHERE id = %(id)s
         RETURNING recipients
         """,
@@ -262,10 +266,13 @@ def record_outcomes(conn: Connection, mailout_id: UUID, outcomes: list[Outcome])
                    AS o (id, status, ses_message_id, error)
              WHERE l.id = o.id
                AND (l.status = 'sending'
-                    -- A run that lost the mailout to a forced resume still
-                    -- knows what became of its batch: a final outcome
-                    -- replaces 'unknown' (it can never cause a resend).
-                    OR (l.status = 'unknown' AND o.status IN ('sent', 'failed')))
+                    -- A run that lost the mailout to a resume (after a
+                    -- person's pause, --force, or a heartbeat gone stale
+                    -- while the run lived) still knows what became of its
+                    -- batch, which the resume marked 'unknown': a final
+                    -- outcome replaces 'unknown', and so does 'queued' for a
+                    -- row it never handed to SES, so that someone sends it.
+                    OR (l.status = 'unknown' AND o.status IN ('sent', 'failed', 'queued')))
             """,
             (
                 [o.log_id for o in outcomes],
@@ -274,6 +281,21 @@ def record_outcomes(conn: Connection, mailout_id: UUID, outcomes: list[Outcome])
                 [storable(o.error) for o in outcomes],
             ),
         )
+        if any(o.status == "queued" for o in outcomes):
+            # Rows given back by a run that lost the mailout, after the run
+            # that took it over had already ended it 'sent': it is not
+            # finished. Paused as a shutdown is, the watcher resumes it at once.
+            conn.execute(
+                """
+                UPDATE mailouts
+                   SET status = 'paused', sent_at = NULL, stop_reason = 'shutdown', next_resume_at = now(),
+                       error = 'rows came back to the queue after it ended: the run it was taken from returned'
+                               ' what it had not sent'
+                 WHERE id = %(id)s AND status = 'sent'
+                   AND EXISTS (SELECT 1 FROM send_logs WHERE mailout_id = %(id)s AND status = 'queued')
+                """,
+                {"id": mailout_id},
+            )
         # An event can arrive before its batch is recorded (identity
         # notifications carry no mailout tag, only the SES message id):
         # link such early events now, so the reputation guard counts them.

@@ -90,7 +90,7 @@ def claimed_by_event(conn: Connection, mailout_id: UUID, event_id: str) -> dict 
     the caller's text, and no collation may make two ids equal."""
     return conn.execute(
         """
-        SELECT id, status, recipients FROM mailouts
+        SELECT id, status, coalesce(claim_recipients, recipients) AS recipients FROM mailouts
          WHERE id = %s AND claim_event_id COLLATE "C" = %s AND status <> 'ready' AND status <> 'draft'
         """,
         (mailout_id, event_id),
@@ -241,6 +241,10 @@ def finish_mailout(
                next_resume_at = now() + make_interval(secs => %(resume_in)s::integer),
                auto_resume_attempts = CASE WHEN %(status)s = 'sent' THEN 0 ELSE auto_resume_attempts END
          WHERE id = %(id)s AND status = 'sending' AND runner_id = %(runner)s
+           -- Never 'sent' with a row queued: one given back at the last
+           -- moment by a run this one took the mailout from (record_outcomes).
+           AND (%(status)s <> 'sent'
+                OR NOT EXISTS (SELECT 1 FROM send_logs WHERE mailout_id = %(id)s AND status = 'queued'))
         """,
         {
             "id": mailout_id,
