@@ -509,7 +509,11 @@ def test_the_circuit_breaker_stops_after_max_failures_in_a_row(pool, conn, setti
     assert final.status == "sent" and final.failed == 5 and final.sent == 7
 
 
-def test_the_circuit_breaker_counts_recipients_that_failed_after_their_transient_retries(pool, conn, settings):
+def test_ses_unavailable_for_every_send_pauses_for_the_automatic_resume_and_loses_nobody(pool, conn, settings):
+    # Issue 14: the breaker counts recipients that failed after their
+    # transient retries; when every failure in the row was SES unavailable,
+    # SES never took them: they go back to the queue and the mailout pauses
+    # as `ses_unavailable`, which the watcher retries with backoff.
     add_subscribers(conn, emails(12))
     mailout_id = add_mailout(conn)
     claim = sender.claim_mailout(pool, mailout_id)
@@ -520,7 +524,34 @@ def test_the_circuit_breaker_counts_recipients_that_failed_after_their_transient
 
     assert len(transport.calls) == 5 * sender.TRANSIENT_ATTEMPTS
     assert len(set(transport.calls)) == 5
+    assert summary.status == "paused" and summary.failed == 0 and summary.queued == 12
+    row = mailout_row(conn, mailout_id)
+    assert row["stop_reason"] == "ses_unavailable" and row["next_resume_at"] is not None
+    assert "SES unavailable" in row["error"]
+
+    # SES is back: the resume sends everyone, once.
+    resumed = sender.resume_mailout(pool, mailout_id, settings)
+    rest = FakeTransport()
+    final = sender.send_claimed_mailout(pool, rest, settings, resumed)
+    assert sorted(rest.sent) == sorted(emails(12)) and final.status == "sent" and final.failed == 0
+
+
+def test_a_row_of_failures_that_is_not_all_ses_unavailable_stays_the_circuit_breakers(pool, conn, settings):
+    add_subscribers(conn, emails(12))
+    mailout_id = add_mailout(conn)
+    claim = claim_and_queue(pool, mailout_id)
+    order = send_order(conn, mailout_id)
+
+    def answer(number, address):
+        if address == order[0]:
+            return SendError(f"MessageRejected: {address} rejected", kind=RECIPIENT)
+        return SendError("InternalFailure: 500", kind=TRANSIENT)
+
+    settings = with_settings(settings, max_consecutive_failures=5)
+    summary = sender.send_claimed_mailout(pool, FakeTransport(answer=answer), settings, claim, sleep=lambda s: None)
+
     assert summary.status == "failed" and summary.failed == 5 and summary.queued == 7
+    assert mailout_row(conn, mailout_id)["stop_reason"] == "circuit_breaker"
 
 
 def fail_except(successes):

@@ -30,20 +30,30 @@ def reputation_problem(sent: int, reputation: dict, settings) -> str | None:
 class CircuitBreaker:
     """MAX_CONSECUTIVE_FAILURES failed recipients in a row stop the run: when
     every send fails, something they share is wrong (the content, the
-    account), not the recipients. A sent recipient starts the count again.
-    The caller serialises access (the run's sending threads share one)."""
+    account, SES itself), not the recipients. A sent recipient starts the
+    count again. The caller serialises access (the run's sending threads
+    share one)."""
 
     def __init__(self, limit: int):
         self.limit = limit
         self.failures = 0
         self.last_error: str | None = None
+        # The failures in a row (their ledger rows), and whether SES never
+        # took any of them: every try met SES unavailable (a transient error:
+        # a 5xx, a refused connection), which heals, unlike a bad mailout.
+        self.streak: list = []
+        self.unreached = True
 
-    def note(self, status: str, error: str | None) -> None:
-        if status == "failed":
+    def note(self, outcome, *, unreached: bool = False) -> None:
+        if outcome.status == "failed":
             self.failures += 1
-            self.last_error = error
-        elif status == "sent":
+            self.last_error = outcome.error
+            self.streak.append(outcome.log_id)
+            self.unreached = self.unreached and unreached
+        elif outcome.status == "sent":
             self.failures = 0
+            self.streak = []
+            self.unreached = True
 
     def tripped(self) -> str | None:
         """Why the run must stop, or None."""

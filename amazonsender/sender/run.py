@@ -231,6 +231,16 @@ class Run:
 
     # -- how a run ends -------------------------------------------------------
 
+    def record_end(self, conn, halt: Halt, reason: str) -> None:
+        """The stop, in one transaction: rows SES never took back to the
+        queue, then the mailout's status, reason and next automatic resume."""
+        if halt.requeue:
+            store.requeue_unreached(conn, self.claim.mailout_id, list(halt.requeue))
+        store.finish_mailout(
+            conn, self.claim.mailout_id, self.claim.runner_id, halt.status, reason,
+            stop_reason=halt.code, resume_in=next_resume_in(halt.code, self.claim.auto_attempts),
+        )
+
     def finish_sent(self) -> bool:
         """End the mailout 'sent'; False if a row is queued again or the
         mailout is no longer this run's."""
@@ -262,10 +272,7 @@ class Run:
             extra={"event": "stopped", "mailout_id": str(mailout_id), "status": halt.status, "counts": dict(self.counts)},
         )
         try:
-            self.db(lambda conn: store.finish_mailout(
-                conn, mailout_id, self.claim.runner_id, halt.status, reason,
-                stop_reason=halt.code, resume_in=next_resume_in(halt.code, self.claim.auto_attempts),
-            ))
+            self.db(lambda conn: self.record_end(conn, halt, reason))
         except DatabaseUnavailable:
             log.error("mailout %s: could not record the stop; it stays 'sending' until resumed", mailout_id)
             return self.summary(halt.reason, from_database=False)

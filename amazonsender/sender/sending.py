@@ -84,6 +84,8 @@ class BatchSender:
         self.choose_bulk(rate)
         self.lock = threading.Lock()
         self.breaker = CircuitBreaker(settings.max_consecutive_failures)
+        # Rows failed after every try met a transient error: SES never took them.
+        self.unreached: set = set()
         # SEND_CONCURRENCY > 1: that many SES calls in flight, sharing one
         # transport (boto3 clients are thread-safe) and one Pacer.
         concurrency = settings.send_concurrency
@@ -192,7 +194,14 @@ class BatchSender:
             return
         with self.lock:
             tripped = self.breaker.tripped()
-        if tripped:
+        if tripped and self.breaker.unreached:
+            # SES itself is failing, not the mailout: pause, give the rows
+            # back to the queue, and let the automatic resume try again later.
+            unavailable = Halt(
+                "paused", f"SES unavailable: {tripped}", StopReason.SES_UNAVAILABLE, tuple(self.breaker.streak)
+            )
+            self.stop_run(unavailable)
+        elif tripped:
             self.stop_run(Halt("failed", tripped, StopReason.CIRCUIT_BREAKER))
 
     def note_outcomes(self, outcomes) -> None:
@@ -200,7 +209,7 @@ class BatchSender:
         with self.lock:
             for outcome in outcomes:
                 self.settled[outcome.log_id] = outcome
-                self.breaker.note(outcome.status, outcome.error)
+                self.breaker.note(outcome, unreached=outcome.log_id in self.unreached)
 
     # -- SendEmail, one recipient a call --------------------------------------
 
@@ -329,6 +338,8 @@ class BatchSender:
                 self.stop_run(Halt("paused", kept_throttling(last_error), StopReason.THROTTLED))
                 break
             if step is Step.GIVE_UP:
+                with self.lock:
+                    self.unreached.update(recipient.log_id for recipient, _ in retry)
                 for recipient, _ in retry:
                     outcomes[recipient.log_id] = store.Outcome(recipient.log_id, "failed", error=str(last_error))
                 break

@@ -120,6 +120,9 @@ class Halt:
     status: str
     reason: str
     code: StopReason
+    # Ledger rows recorded 'failed' that SES never took (every try of theirs
+    # met SES unavailable): they go back to the queue as the run ends.
+    requeue: tuple = ()
 
 
 # The mailout is no longer this run's: the run ends without writing it.

@@ -252,6 +252,19 @@ def mark_in_doubt(conn: Connection, mailout_id: UUID) -> int:
     return cur.rowcount
 
 
+def requeue_unreached(conn: Connection, mailout_id: UUID, log_ids: list) -> int:
+    """Rows recorded 'failed' that SES never took (each try met SES
+    unavailable): back to 'queued', for the resume to send."""
+    cur = conn.execute(
+        """
+        UPDATE send_logs SET status = 'queued', error_message = NULL, updated_at = now()
+         WHERE mailout_id = %s AND id = ANY(%s) AND status = 'failed'
+        """,
+        (mailout_id, log_ids),
+    )
+    return cur.rowcount
+
+
 def record_outcomes(conn: Connection, mailout_id: UUID, outcomes: list[Outcome]) -> None:
     """Write a whole batch's outcomes in one statement."""
     if outcomes:
