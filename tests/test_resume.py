@@ -1027,7 +1027,11 @@ def test_a_long_batch_keeps_its_heartbeat_fresh(pool, conn, settings):
     assert len(set(seen)) >= 3
 
 
-def test_a_final_outcome_replaces_unknown_but_a_requeue_does_not(pool, conn, settings):
+def test_a_final_outcome_and_a_requeue_replace_unknown(pool, conn, settings):
+    """A run that lost its mailout to a resume knows what became of its
+    batch: 'queued' means SES never took the email, so the row goes back to
+    the queue rather than stay 'unknown' and never be sent (issue 14: a
+    person's pause then `mailout resume` must lose nobody)."""
     add_subscribers(conn, emails(3))
     mailout_id = add_mailout(conn)
     claim_and_queue(pool, mailout_id)
@@ -1044,7 +1048,7 @@ def test_a_final_outcome_replaces_unknown_but_a_requeue_does_not(pool, conn, set
                 store.Outcome(ids[taken[2]], "queued"),
             ],
         )
-    assert ledger(conn, mailout_id) == {taken[0]: "sent", taken[1]: "failed", taken[2]: "unknown"}
+    assert ledger(conn, mailout_id) == {taken[0]: "sent", taken[1]: "failed", taken[2]: "queued"}
 
 
 def test_the_heartbeat_goes_on_while_a_call_blocks(pool, conn, settings):
