@@ -70,7 +70,7 @@ from .pacer import (  # noqa: F401
     recipients_per_call,
 )
 from .preflight import check_mailout_can_start, pace_for, pace_resumed, ready_mailout, sendable  # noqa: F401
-from .run import Summary, send_claimed_mailout  # noqa: F401
+from .run import Summary, send_claimed_mailout, send_in_thread  # noqa: F401
 from .unconfirmed import resend_unconfirmed  # noqa: F401
 from .stop import StopReason, StopSignal, process_stop, request_stop  # noqa: F401
 from .test_sends import TEST_SUBJECT_PREFIX, is_one_test_address, send_test, test_key  # noqa: F401

@@ -77,6 +77,23 @@ def send_claimed_mailout(
     return run.execute()
 
 
+def send_in_thread(
+    pool: ConnectionPool, transport: Transport, settings, claim: Claim, *, stop: StopSignal = process_stop, what: str
+) -> None:
+    """send_claimed_mailout for a thread of its own (the webhook's background
+    send, the watcher's resume): its end, or its crash, goes to the log."""
+    try:
+        summary = send_claimed_mailout(pool, transport, settings, claim, stop=stop)
+        log.info(
+            "mailout %s finished: %s",
+            claim.mailout_id,
+            summary.status,
+            extra={"event": "finished", "mailout_id": str(claim.mailout_id), "counts": summary.to_dict()},
+        )
+    except Exception:  # noqa: BLE001 - a thread's error must reach the log
+        log.exception("mailout %s: %s crashed", claim.mailout_id, what)
+
+
 class Run:
     def __init__(self, pool, transport: Transport, settings, claim: Claim, *, sleep, pacer, stop: StopSignal, progress):
         self.pool = pool

@@ -37,7 +37,7 @@ from ..transport import Transport
 from .claim import resume_mailout
 from .errors import AccountCannotSend, MailoutInvalid, MailoutNotFound, MailoutNotResumable, RunnerAlive, SesUnavailable
 from .preflight import pace_resumed
-from .run import send_claimed_mailout
+from .run import send_in_thread
 from .stop import RESUME_AFTER_BACKOFF, RESUMES_BY_ITSELF, StopReason, StopSignal, process_stop
 
 log = logging.getLogger(__name__)
@@ -191,16 +191,9 @@ class Watcher:
         return thread
 
     def _send(self, claim) -> None:
-        try:
-            summary = send_claimed_mailout(self.pool, self.transport, self.settings, claim, stop=self.stop)
-            log.info(
-                "mailout %s finished: %s",
-                claim.mailout_id,
-                summary.status,
-                extra={"event": "finished", "mailout_id": str(claim.mailout_id), "counts": summary.to_dict()},
-            )
-        except Exception:  # noqa: BLE001 - a thread's error must reach the log
-            log.exception("mailout %s: automatically resumed send crashed", claim.mailout_id)
+        send_in_thread(
+            self.pool, self.transport, self.settings, claim, stop=self.stop, what="automatically resumed send"
+        )
 
 
 def start_watching(pool: ConnectionPool, transport: Transport, settings) -> Watcher | None:

@@ -154,16 +154,7 @@ def start_in_background(app, pool, transport, settings, claim: sender.Claim) -> 
     to this thread: a resume goes on from there."""
 
     def run():
-        try:
-            summary = sender.send_claimed_mailout(pool, transport, settings, claim)
-            log.info(
-                "mailout %s finished: %s",
-                claim.mailout_id,
-                summary.status,
-                extra={"event": "finished", "mailout_id": str(claim.mailout_id), "counts": summary.to_dict()},
-            )
-        except Exception:  # noqa: BLE001 - a thread's error must reach the log
-            log.exception("mailout %s: background send crashed", claim.mailout_id)
+        sender.send_in_thread(pool, transport, settings, claim, what="background send")
 
     # A copy of the request's context carries its request id into the logs.
     context = contextvars.copy_context()
