@@ -36,7 +36,6 @@ class CircuitBreaker:
 
     def __init__(self, limit: int):
         self.limit = limit
-        self.failures = 0
         self.last_error: str | None = None
         # The failures in a row (their ledger rows), and whether SES never
         # took any of them: every try met SES unavailable (a transient error:
@@ -46,17 +45,16 @@ class CircuitBreaker:
 
     def note(self, outcome, *, unreached: bool = False) -> None:
         if outcome.status == "failed":
-            self.failures += 1
             self.last_error = outcome.error
             self.streak.append(outcome.log_id)
             self.unreached = self.unreached and unreached
         elif outcome.status == "sent":
-            self.failures = 0
             self.streak = []
             self.unreached = True
 
     def tripped(self) -> str | None:
         """Why the run must stop, or None."""
-        if self.failures < self.limit:
+        failures = len(self.streak)
+        if failures < self.limit:
             return None
-        return f"{self.failures} failures in a row (MAX_CONSECUTIVE_FAILURES); last: {self.last_error or 'see send_logs'}"
+        return f"{failures} failures in a row (MAX_CONSECUTIVE_FAILURES); last: {self.last_error or 'see send_logs'}"

@@ -181,26 +181,29 @@ class BatchSender:
                 for r in chunk
             ]
 
-    def check_before_sending(self) -> None:
-        """Stop the run if the mailout is no longer ours, a stop was asked
-        for, or MAX_CONSECUTIVE_FAILURES sends failed in a row."""
+    def check_still_ours(self) -> None:
+        """Stop the run if the mailout is no longer ours or a stop was asked
+        for: before every SES call, retries included."""
         if not self.keep_heartbeat():
             # Another run owns the mailout and has marked this batch
             # 'unknown': record what left, attempt nothing more.
             self.stop_run(LOST)
-            return
-        if self.stop.is_set():
+        elif self.stop.is_set():
             self.stop_run(interrupted_by(self.stop))
+
+    def check_before_sending(self) -> None:
+        """check_still_ours, and stop the run if MAX_CONSECUTIVE_FAILURES
+        sends failed in a row."""
+        self.check_still_ours()
+        if self.stopping:
             return
         with self.lock:
             tripped = self.breaker.tripped()
-        if tripped and self.breaker.unreached:
+            unreached = tuple(self.breaker.streak) if self.breaker.unreached else ()
+        if tripped and unreached:
             # SES itself is failing, not the mailout: pause, give the rows
             # back to the queue, and let the automatic resume try again later.
-            unavailable = Halt(
-                "paused", f"SES unavailable: {tripped}", StopReason.SES_UNAVAILABLE, tuple(self.breaker.streak)
-            )
-            self.stop_run(unavailable)
+            self.stop_run(Halt("paused", f"SES unavailable: {tripped}", StopReason.SES_UNAVAILABLE, unreached))
         elif tripped:
             self.stop_run(Halt("failed", tripped, StopReason.CIRCUIT_BREAKER))
 
@@ -316,10 +319,7 @@ class BatchSender:
         retries = Retries()
         while pending:
             self.pacer.wait(len(pending))
-            if self.stop.is_set():
-                self.stop_run(interrupted_by(self.stop))
-            elif not self.keep_heartbeat():
-                self.stop_run(LOST)
+            self.check_still_ours()
             if self.stopping:
                 # The run stops (a person's pause, a lost lease, a Halt from
                 # another call): no more SES calls, these stay queued.

@@ -90,7 +90,7 @@ def claimed_by_event(conn: Connection, mailout_id: UUID, event_id: str) -> dict 
     the caller's text, and no collation may make two ids equal."""
     return conn.execute(
         """
-        SELECT id, status, coalesce(claim_recipients, recipients) AS recipients FROM mailouts
+        SELECT id, status, claim_recipients AS recipients FROM mailouts
          WHERE id = %s AND claim_event_id COLLATE "C" = %s AND status <> 'ready' AND status <> 'draft'
         """,
         (mailout_id, event_id),
