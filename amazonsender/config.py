@@ -75,8 +75,11 @@ class Settings:
     postal_address: str | None = None
     rate_limit_per_sec: float = 6.0
     batch_size: int = 50
-    # SES calls in flight at once, all paced by the one rate limit.
-    send_concurrency: int = 1
+    # SES calls in flight at once, all paced by the one rate limit: 0 is
+    # "auto" (sender/flights.py: as many as SES's answer time needs to hold
+    # the pace), up to send_concurrency_max.
+    send_concurrency: int = 0
+    send_concurrency_max: int = 64
     # "auto": SES SendBulkEmail, several recipients per call, from 20/s up
     # (see sender.recipients_per_call); "off": one SendEmail per recipient.
     ses_bulk_send: str = "auto"
@@ -162,7 +165,8 @@ class Settings:
             postal_address=reader.postal_address(),
             rate_limit_per_sec=reader.number("RATE_LIMIT_PER_SEC", default=6.0, low=0.01, high=10_000),
             batch_size=reader.integer("BATCH_SIZE", default=50, low=1, high=5_000),
-            send_concurrency=reader.integer("SEND_CONCURRENCY", default=1, low=1, high=256),
+            send_concurrency=reader.integer_or_auto("SEND_CONCURRENCY", low=1, high=256),
+            send_concurrency_max=reader.integer("SEND_CONCURRENCY_MAX", default=64, low=1, high=256),
             ses_bulk_send=reader.choice("SES_BULK_SEND", default="auto", choices=("auto", "off")),
             port=port,
             log_level=reader.choice("LOG_LEVEL", default="info", choices=LOG_LEVELS),
@@ -269,6 +273,13 @@ class _Reader:
         if not low <= value <= high:
             self.problems.append(f"{name} must be between {low} and {high}, not {value}")
         return value
+
+    def integer_or_auto(self, name: str, *, low: int, high: int) -> int:
+        """A whole number, or `auto` (the default), which is 0."""
+        raw = self.optional(name)
+        if raw is None or raw.strip().lower() == "auto":
+            return 0
+        return self.integer(name, default=0, low=low, high=high)
 
     def duration(self, name: str, *, default: int, low: int, high: int) -> int:
         """Seconds, written as a whole number of seconds or with a unit:

@@ -94,6 +94,9 @@ def settings(database_url, tmp_path) -> Settings:
         # Fast by default; the pacing tests set their own rate.
         rate_limit_per_sec=2000.0,
         batch_size=5,
+        # One call at a time, so that tests can reason about the order of
+        # sends; SEND_CONCURRENCY=auto (the default) has tests of its own.
+        send_concurrency=1,
         # moto has no SendBulkEmail: one SendEmail per recipient, unless a
         # test (tests/test_bulk.py, against the stand-in) turns it on.
         ses_bulk_send="off",

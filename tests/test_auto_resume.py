@@ -11,13 +11,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from amazonsender import sender, store
+from amazonsender import sender
 from amazonsender.sender.stop import StopReason, next_resume_in, retry_delay
 from amazonsender.sender.watch import Watcher, verdict
 from amazonsender.transport import ErrorKind, SendError
 from tests.fakes import FakeTransport
 from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
-from tests.support.sending import claim_and_queue
+from tests.support.sending import claim_and_queue, take_rows
 from tests.support.settings import SHARED_SECRET
 from tests.support.sending import stopped
 
@@ -160,7 +160,7 @@ def test_a_stale_run_is_resumed_its_rows_in_flight_marked_unknown(pool, conn, se
     mailout_id = add_mailout(conn)
     claim_and_queue(pool, mailout_id)
     with pool.connection() as c:
-        store.take_batch(c, mailout_id, 2, __import__("uuid").uuid4())  # a dead run's batch in flight
+        take_rows(c, mailout_id, 2)  # a dead run's batch in flight
         c.execute("UPDATE mailouts SET heartbeat_at = now() - interval '1 hour' WHERE id = %s", (mailout_id,))
     transport = FakeTransport()
     join(Watcher(pool, transport, settings).check_once())

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from amazonsender import cli, events, store
 from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
 from tests.support.settings import UNSUBSCRIBE_SECRET
-from tests.support.sending import claim_and_queue
+from tests.support.sending import claim_and_queue, take_rows
 
 OTHER_SECRET = "another-secret-for-the-suppression-list"
 
@@ -176,7 +176,7 @@ def test_a_queued_recipient_who_is_forgotten_mid_mailout_is_skipped(run, conn):
         claim_and_queue(pool, mailout_id)
         assert run("subscribers", "forget", "ann@list.example").exit_code == 0
         with pool.connection() as c:
-            recipients, skipped = store.take_batch(c, mailout_id, 10, uuid.uuid4())
+            recipients, skipped = take_rows(c, mailout_id, 10)
     finally:
         pool.close()
     assert [r.email for r in recipients] == ["bo@list.example"] and skipped == 1

@@ -6,13 +6,12 @@ import csv
 import email
 import email.policy
 import io
-from uuid import uuid4
 
 import pytest
 
 from amazonsender import store
 from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
-from tests.support.sending import claim_and_queue
+from tests.support.sending import claim_and_queue, take_rows
 
 
 def test_import_reports_a_summary_and_bad_lines(invoke, conn, tmp_path):
@@ -75,7 +74,7 @@ def test_list_and_status_count_the_ledger_during_the_first_batch(invoke, pool, c
     claim_and_queue(pool, mailout_id)
     # What a run commits before its first email leaves: its first batch, taken.
     with pool.connection() as connection:
-        taken, _ = store.take_batch(connection, mailout_id, 5, uuid4())
+        taken, _ = take_rows(connection, mailout_id, 5)
 
     def listed() -> dict:
         with pool.connection() as connection:

@@ -80,9 +80,11 @@ def test_the_first_email_leaves_after_the_first_page_and_pages_follow_the_batche
 
     summary = sender.send_claimed_mailout(pool, transport, with_settings(settings, batch_size=2), claim)
 
-    # A page before the first batch; the next one when less than a page is
-    # queued ahead (after the first batch), and not another before email 9.
-    assert seen == [small_pages, 2 * small_pages]
+    # A page before the first read; the next one when less than a page is
+    # queued ahead of the reads (which run ahead of the calls: by the first
+    # email the second page may be in), never the whole list at once.
+    assert small_pages <= seen[0] <= 2 * small_pages
+    assert seen[0] <= seen[1] <= 3 * small_pages < 35
     assert summary.status == "sent" and summary.sent == 35
     assert not mailout_row(conn, mailout_id)["queuing"]
 
@@ -114,7 +116,8 @@ def test_a_run_that_dies_between_pages_is_resumed_from_the_cursor(pool, conn, se
     assert row["status"] == "sending" and row["queuing"]
     assert row["queue_cursor"] == subscribers[small_pages - 1]["id"] and row["queued_rows"] == small_pages
     assert set(ledger(conn, mailout_id)) == {s["email"] for s in subscribers[:small_pages]}
-    assert len(first.sent) == 4
+    # The calls handed out before it died went out (reading runs ahead of them).
+    assert 1 <= len(first.sent) <= small_pages
 
     make_heartbeat_stale(conn, mailout_id)
     resumed = sender.resume_mailout(pool, mailout_id, settings)

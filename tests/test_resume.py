@@ -18,7 +18,7 @@ from amazonsender import sender, store
 from amazonsender.ses import ACCOUNT, RECIPIENT, THROTTLED, TRANSIENT, SendError
 from tests.fakes import FakeClock, FakeTransport, FlakyPool
 from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
-from tests.support.sending import claim_and_queue, emails
+from tests.support.sending import claim_and_queue, emails, take_rows
 from tests.support.settings import with_settings
 
 THROTTLE = SendError("TooManyRequestsException: Maximum sending rate exceeded.", kind=THROTTLED)
@@ -46,10 +46,10 @@ def log_rows(conn, mailout_id) -> dict[str, dict]:
 
 
 def take_one_batch(pool, mailout_id, size) -> list[str]:
-    """What a run does before it sends a batch, committed: its rows are now
+    """What a run does before its calls, committed: their rows are now
     'sending'. A process killed right after this leaves them so."""
     with pool.connection() as connection:
-        recipients, _ = store.take_batch(connection, mailout_id, size, uuid4())
+        recipients, _ = take_rows(connection, mailout_id, size)
     return [r.email for r in recipients]
 
 
@@ -304,7 +304,7 @@ def test_after_an_unexpected_error_the_failed_mailout_resumes_without_resending(
 # --- heartbeats and run ownership ------------------------------------------------------
 
 
-def test_a_run_writes_a_heartbeat_after_each_batch(pool, conn, settings, recording_transport):
+def test_a_run_writes_a_heartbeat_at_each_read(pool, conn, settings, recording_transport):
     add_subscribers(conn, emails(12))
     mailout_id = add_mailout(conn)
     claim = sender.claim_mailout(pool, mailout_id)
@@ -316,8 +316,9 @@ def test_a_run_writes_a_heartbeat_after_each_batch(pool, conn, settings, recordi
         progress=lambda counts: beats.append(mailout_row(conn, mailout_id)["heartbeat_at"]),
     )
 
-    assert len(beats) == 3
-    assert claimed_at < beats[0] < beats[1] < beats[2]
+    # Progress is reported once a read (after the heartbeat the read writes).
+    assert len(beats) >= 2
+    assert claimed_at < beats[0] and all(a < b for a, b in zip(beats, beats[1:]))
 
 
 def test_a_forced_resume_between_batches_stops_the_old_run(pool, conn, settings, recording_transport):
@@ -336,8 +337,10 @@ def test_a_forced_resume_between_batches_stops_the_old_run(pool, conn, settings,
 
     new = takeover["claim"]
     assert "another run took" in old_summary.error
-    assert len(recording_transport.addresses) == settings.batch_size
-    assert new.in_doubt_marked == 0
+    # The old run stopped at its next call: one call at a time, so at most
+    # the one in flight at the takeover was left in doubt.
+    assert 0 < len(recording_transport.addresses) < 12
+    assert new.in_doubt_marked <= 1
     row = mailout_row(conn, mailout_id)
     # The old run did not finish the mailout: it belongs to the new run.
     assert row["status"] == "sending" and row["runner_id"] == new.runner_id and row["sent_at"] is None
@@ -355,7 +358,7 @@ def test_a_forced_resume_during_a_batch_stops_the_old_run_and_nobody_is_sent_twi
     old = claim_and_queue(pool, mailout_id)
     order = send_order(conn, mailout_id)
     takeover = {}
-    # The takeover happens while the old run sends the 3rd email of its first batch.
+    # The takeover happens while the old run sends the 3rd email.
     old_transport = FakeTransport(
         hooks={3: lambda: takeover.setdefault("claim", sender.resume_mailout(pool, mailout_id, settings, force=True))}
     )
@@ -364,25 +367,26 @@ def test_a_forced_resume_during_a_batch_stops_the_old_run_and_nobody_is_sent_twi
 
     new = takeover["claim"]
     assert "another run took" in old_summary.error
-    # The old run finished the batch it had in flight, and took no other.
-    assert old_transport.sent == order[: settings.batch_size]
-    assert new.in_doubt_marked == settings.batch_size
+    # The old run finished the call it had in flight, and made no other:
+    # only that call's row was in doubt at the takeover.
+    assert old_transport.sent == order[:3]
+    assert new.in_doubt_marked == 1
     assert mailout_row(conn, mailout_id)["runner_id"] == new.runner_id
 
     new_transport = FakeTransport()
     new_summary = sender.send_claimed_mailout(pool, new_transport, settings, new)
 
-    assert new_transport.sent == order[settings.batch_size:]
+    assert new_transport.sent == order[3:]
     assert_nobody_twice(old_transport.sent, new_transport.sent)
     assert sorted(old_transport.sent + new_transport.sent) == emails(12)
     assert new_summary.status == "sent"
     states = ledger(conn, mailout_id)
-    assert {states[a] for a in order[: settings.batch_size]} <= {"unknown", "sent"}
-    assert {states[a] for a in order[settings.batch_size:]} == {"sent"}
+    # The old run's answer for the 3rd replaced the takeover's 'unknown'.
+    assert [states[a] for a in order] == ["sent"] * 12
     assert new_summary.in_doubt == sum(1 for s in states.values() if s == "unknown")
 
 
-def test_an_operator_pausing_the_mailout_by_hand_stops_the_run_at_its_next_batch(pool, conn, settings):
+def test_an_operator_pausing_the_mailout_by_hand_stops_the_run_at_its_next_call(pool, conn, settings):
     add_subscribers(conn, emails(12))
     mailout_id = add_mailout(conn)
     claim = claim_and_queue(pool, mailout_id)
@@ -393,24 +397,24 @@ def test_an_operator_pausing_the_mailout_by_hand_stops_the_run_at_its_next_batch
             "UPDATE mailouts SET status = 'paused', error = 'paused by the editor' WHERE id = %s", (mailout_id,)
         )
 
-    # Paused while the 7th email (in the second batch of 5) is being sent.
+    # Paused while the 7th email is being sent.
     transport = FakeTransport(hooks={7: pause_by_hand})
     summary = sender.send_claimed_mailout(pool, transport, settings, claim)
 
-    assert transport.sent == order[:10]
+    assert transport.sent == order[:7]
     assert summary.status == "paused" and summary.error
     row = mailout_row(conn, mailout_id)
     assert row["status"] == "paused" and row["error"] == "paused by the editor"
     states = ledger(conn, mailout_id)
-    # The batch in flight was recorded; nothing else was taken.
-    assert [states[a] for a in order] == ["sent"] * 10 + ["queued"] * 2
+    # The call in flight was recorded; nothing else was marked.
+    assert [states[a] for a in order] == ["sent"] * 7 + ["queued"] * 5
 
     resumed = sender.resume_mailout(pool, mailout_id, settings)
     rest = FakeTransport()
     final = sender.send_claimed_mailout(pool, rest, settings, resumed)
 
     assert resumed.in_doubt_marked == 0
-    assert rest.sent == order[10:]
+    assert rest.sent == order[7:]
     assert final.status == "sent" and final.sent == 12
 
 
@@ -770,7 +774,7 @@ def test_when_the_database_stays_away_the_run_stops_and_the_ledger_shows_what_le
     claim = claim_and_queue(pool, mailout_id)
     order = send_order(conn, mailout_id)
     flaky = FlakyPool(pool)
-    # The database goes for good while the 7th email (second batch) is sent.
+    # The database goes for good while the 7th email is sent.
     transport = FakeTransport(hooks={7: lambda: setattr(flaky, "refusals", 10**9)})
 
     summary = sender.send_claimed_mailout(
@@ -780,14 +784,15 @@ def test_when_the_database_stays_away_the_run_stops_and_the_ledger_shows_what_le
 
     assert summary.error.startswith("database unreachable")
     assert summary.status != "sent"
-    # The second batch left (the database is only needed again to record it).
-    assert transport.sent == order[:10]
-    assert summary.sent == 5  # what this run could record
+    # The 7th left (the database is only needed again to record it), and no other call was made.
+    assert transport.sent == order[:7]
+    assert summary.sent == 6  # what this run could record
 
-    # The real database, afterwards: exactly what left is visible.
+    # The real database, afterwards: exactly what left is visible, and only
+    # the call in flight is in doubt.
     flaky.refusals = 0
     states = ledger(conn, mailout_id)
-    assert [states[a] for a in order] == ["sent"] * 5 + ["sending"] * 5 + ["queued"] * 2
+    assert [states[a] for a in order] == ["sent"] * 6 + ["sending"] + ["queued"] * 5
     row = mailout_row(conn, mailout_id)
     assert row["status"] == "sending" and row["runner_id"] == claim.runner_id
 
@@ -796,10 +801,10 @@ def test_when_the_database_stays_away_the_run_stops_and_the_ledger_shows_what_le
     rest = FakeTransport()
     final = sender.send_claimed_mailout(pool, rest, settings, resumed)
 
-    assert resumed.in_doubt_marked == 5
-    assert rest.sent == order[10:]
+    assert resumed.in_doubt_marked == 1
+    assert rest.sent == order[7:]
     assert_nobody_twice(transport.sent, rest.sent)
-    assert final.status == "sent" and final.in_doubt == 5 and final.sent == 7
+    assert final.status == "sent" and final.in_doubt == 1 and final.sent == 11
 
 
 def test_a_lost_answer_to_the_commit_of_a_batch_drops_nobody(pool, conn, settings):

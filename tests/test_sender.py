@@ -8,7 +8,6 @@ import email.policy
 import random
 import threading
 import time
-import uuid
 from uuid import uuid4
 
 import pytest
@@ -17,7 +16,7 @@ from amazonsender import sender
 from amazonsender.ses import ACCOUNT, IN_DOUBT, RECIPIENT, THROTTLED, TRANSIENT, SendError
 from tests.fakes import FakeClock, FakeTransport
 from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
-from tests.support.sending import claim_and_queue, emails, max_in_any_second, queue_everyone
+from tests.support.sending import claim_and_queue, emails, max_in_any_second, queue_everyone, take_rows
 from tests.support.settings import with_settings
 
 
@@ -413,7 +412,7 @@ def test_an_error_text_postgres_cannot_hold_is_recorded_with_replacement_charact
     mailout_id = add_mailout(conn)
     claim_and_queue(pool, mailout_id)
     with pool.connection() as c:
-        [recipient], _ = store.take_batch(c, mailout_id, 10, uuid.uuid4())
+        [recipient], _ = take_rows(c, mailout_id, 10)
         store.record_outcomes(c, mailout_id, [store.Outcome(recipient.log_id, "failed", error="bad\x00 \ud800 x")])
     row = conn.execute("SELECT status, error_message FROM send_logs").fetchone()
     assert (row["status"], row["error_message"]) == ("failed", "bad\ufffd \ufffd x")

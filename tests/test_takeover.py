@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from uuid import uuid4
 
 from amazonsender import sender, store
 from amazonsender.transport import ErrorKind, SendError
 from tests.fakes import FakeTransport
 from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
-from tests.support.sending import claim_and_queue, emails, queue_everyone
+from tests.support.sending import claim_and_queue, emails, queue_everyone, take_rows
 from tests.support.settings import with_settings
 
 
@@ -60,7 +59,7 @@ def test_rows_given_back_after_the_mailout_ended_reopen_it_for_the_watcher(pool,
     add_subscribers(conn, ["a@list.example", "b@list.example"])
     mailout_id = add_mailout(conn)
     claim = claim_and_queue(pool, mailout_id)
-    taken, _ = store.take_batch(conn, mailout_id, 2, uuid4())
+    taken, _ = take_rows(conn, mailout_id, 2)
     # Another run took the mailout over, marked the batch in doubt and ended it.
     assert store.mark_in_doubt(conn, mailout_id) == 2
     conn.execute("UPDATE mailouts SET status = 'sent', sent_at = now() WHERE id = %s", (mailout_id,))

@@ -6,9 +6,11 @@ a transport (transport.Transport). The package, by concept:
 
 - claim.py:      claim and resume, and the `Claim` a run sends from;
 - preflight.py:  what is checked before a claim or a resume (content, SES account);
-- run.py:        the run loop: take a batch, send, record, ask the guard;
+- run.py:        the run loop: read ahead, hand out SES calls, ask the guard;
+- ahead.py:      the rows read and not yet sent, cut into calls;
+- flights.py:    the calls in flight (SEND_CONCURRENCY, a number or auto);
 - queueing.py:   the snapshot after the claim, page by page from a cursor;
-- sending.py:    one batch: each SES call and its retries;
+- sending.py:    one SES call: mark its rows, send with retries, record;
 - attempts.py:   what a failed send leads to (retry policy, outcome of each ErrorKind);
 - pacer.py:      how fast emails go, and how many recipients one call carries;
 - lease.py:      the heartbeat, and whether the mailout is still the run's;
@@ -24,7 +26,8 @@ Exactly once, in three steps:
 1. the claim moves the mailout `ready -> sending` with a conditional UPDATE;
    after the webhook's answer its run queues one ledger row per subscriber
    active at the claim, in pages that commit their rows and a cursor together;
-2. before a batch is sent its rows are marked 'sending' and committed;
+2. right before the SES call that carries them, its rows are marked
+   'sending' and committed;
 3. after SES answers, each row gets its outcome (message id or error).
 A recipient is therefore never sent twice: a row only goes out from 'queued',
 and a row found 'sending' after a crash is in doubt and never sent again.

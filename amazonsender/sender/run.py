@@ -1,28 +1,34 @@
-"""The run loop: take a batch of queued rows, send them, record their outcomes, ask the guard; until the list is done or the run must stop.
+"""The run loop: read queued rows ahead, hand them to the sending threads one SES call at a time, ask the guard; until the list is done or the run must stop.
 
-The run also queues the recipients: a page of the snapshot before a batch
+The run also queues the recipients: a page of the snapshot before a read
 whenever less than a page is queued ahead (queueing.py), and the mailout
 ends 'sent' only once the last page is in and nothing is left queued.
 
-Exactly once: a batch's rows are marked 'sending' and committed before any of
-them goes to SES, and each gets its outcome after SES answers. A row only
-goes out from 'queued', so a row a dead run left 'sending' is in doubt and
-never sent again.
+Exactly once: each call's rows are marked 'sending' and committed right
+before the call, and each gets its outcome right after SES answers
+(sending.py). A row only goes out from 'queued', so a row a dead run left
+'sending' is in doubt and never sent again; and only the calls in flight
+can leave rows so.
+
+The loop reads ahead (ahead.py) while calls are in flight, and keeps as
+many calls in flight as SEND_CONCURRENCY allows (flights.py: a number, or
+as many as SES's answer time needs to hold the pace).
 
 Why a run stops before the list is done travels one way: into the run's
 Halting (stop.py), which keeps the first reason (losing the mailout to
-another run outranks any); the sending steps (sending.py) look there before
-every SES call, and this loop ends the run on it.
+another run outranks any); the sending threads look there before every SES
+call, and this loop stops handing out calls on it, waits for the calls in
+flight, and ends the run.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from uuid import UUID
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -32,11 +38,13 @@ from ..transport import Transport
 from . import attempts
 from .claim import Claim
 from .errors import DatabaseUnavailable
+from .ahead import ReadAhead
+from .flights import Flights
 from .guard import reputation_problem
 from .lease import Lease
 from .pacer import Pacer
 from .queueing import Queueing
-from .sending import BatchSender
+from .sending import CallSender
 from .stop import LOST, Halt, Halting, StopReason, StopSignal, interrupted_by, next_resume_in, process_stop
 
 log = logging.getLogger(__name__)
@@ -70,7 +78,7 @@ def send_claimed_mailout(
     stop: StopSignal = process_stop,
     progress: Callable[[dict], None] | None = None,
 ) -> Summary:
-    """Send every queued row of a claimed mailout, batch by batch, and end the
+    """Send every queued row of a claimed mailout, call by call, and end the
     mailout 'sent', 'failed' (every send would fail) or 'paused' (stopped on
     purpose, or by the reputation guard): always in a resumable state."""
     run = Run(pool, transport, settings, claim, sleep=sleep, pacer=pacer, stop=stop, progress=progress)
@@ -94,6 +102,10 @@ def send_in_thread(
         log.exception("mailout %s: %s crashed", claim.mailout_id, what)
 
 
+# The most rows one read takes, however many calls are in flight.
+MAX_READ = 5_000
+
+
 class Run:
     def __init__(self, pool, transport: Transport, settings, claim: Claim, *, sleep, pacer, stop: StopSignal, progress):
         self.pool = pool
@@ -109,7 +121,7 @@ class Run:
         self.halting = Halting()
         self.queueing = Queueing(claim.mailout_id, claim.runner_id)
         self.lease = Lease(pool, claim.mailout_id, claim.runner_id, settings.heartbeat_stale_seconds, self.lost)
-        self.sending = BatchSender(
+        self.sending = CallSender(
             transport,
             settings,
             claim,
@@ -119,68 +131,122 @@ class Run:
             sleep=self.sleep,
             halting=self.halting,
             keep_heartbeat=self.keep_heartbeat,
+            db=self.db,
+            recorded=self.recorded,
         )
+        self.flights = Flights(
+            settings.send_concurrency,
+            settings.send_concurrency_max,
+            lambda: self.pacer.current_rate / self.sending.per_call,
+        )
+        self.ahead = ReadAhead()
+        self.drained = False
         self.started = time.monotonic()
-        self.unrecorded: list[store.Outcome] = []
+        self.lock = threading.Lock()
         self.counts = {"sent": 0, "failed": 0, "skipped": 0, "unknown": 0}
+        self.guard = _SentCount()
 
     # -- the loop ---------------------------------------------------------
 
     def execute(self) -> Summary:
+        executor = ThreadPoolExecutor(max_workers=self.flights.ceiling, thread_name_prefix="send")
         try:
             with self.lease.beating():
-                return self.send_all()
+                return self.send_all(executor)
         finally:
-            self.sending.close()
+            executor.shutdown(wait=True)
 
-    def send_all(self) -> Summary:
+    def send_all(self, executor: ThreadPoolExecutor) -> Summary:
         mailout_id = self.claim.mailout_id
         try:
             self.check_mailout_can_be_written()
-            sent = _SentCount()
-            while not self.stopping:
-                if self.stop.is_set():
-                    self.stop_run(interrupted_by(self.stop))
-                    break
-                if self.queueing.wanted() and not self.db(self.queueing.next_page):
-                    self.stop_run(LOST)
-                    break
-                # Made before the call, so a retry after a lost COMMIT answer
-                # finds the rows the first attempt took.
-                batch_id = uuid.uuid4()
-                batch = self.db(lambda conn: self.take_batch(conn, batch_id))
-                if batch is None:
-                    self.stop_run(LOST)
-                    break
-                recipients, skipped = batch
-                self.queueing.taken(len(recipients) + skipped)
-                if not recipients and not skipped:
-                    if not self.queueing.done:
-                        continue  # the next page may bring some
-                    if self.finish_sent():
-                        return self.summary(None)
-                    # Rows came back to the queue as it ended (a run it was
-                    # taken from gave back what it never sent), or it is no
-                    # longer this run's: the next take says which.
-                    continue
-                outcomes = self.sending.send_batch(recipients)
-                self.unrecorded = outcomes
-                reputation = self.db(lambda conn: self.record_batch(conn, outcomes))
-                self.unrecorded = []
-                sent_for_guard = sent.after_batch(self, outcomes, reputation)
-                self.count(outcomes, skipped)
-                if not self.stopping:
-                    more = reputation["more_queued"] or not self.queueing.done
-                    problem = more and reputation_problem(sent_for_guard, reputation, self.settings)
-                    if problem:
-                        self.stop_run(Halt("paused", f"reputation guard: {problem}", StopReason.GUARD))
+            if self.dispatch(executor):
+                return self.summary(None)
+            # No more calls: those in flight record what became of them first.
+            self.flights.wait_idle()
             return self.end(self.stopping)
         except DatabaseUnavailable as exc:
             return self.database_gone(exc)
         except Exception as exc:  # noqa: BLE001 - the run must end in a recorded state
             log.exception("mailout %s stopped by an unexpected error", mailout_id)
-            self.record_once_more()
-            return self.end(Halt("failed", f"{type(exc).__name__}: {exc}", StopReason.INTERNAL_ERROR))
+            halt = Halt("failed", f"{type(exc).__name__}: {exc}", StopReason.INTERNAL_ERROR)
+            self.stop_run(halt)
+            self.flights.wait_idle()
+            return self.end(halt)
+
+    def dispatch(self, executor: ThreadPoolExecutor) -> bool:
+        """Hand out the calls until the list is done (True) or the run must stop."""
+        while not self.stopping:
+            if self.stop.is_set():
+                self.stop_run(interrupted_by(self.stop))
+                break
+            size = self.read_size()
+            if len(self.ahead) < size and not self.drained and not self.read(size):
+                break
+            recipients = self.ahead.next_call(self.sending.per_call)
+            if recipients is None:
+                if self.stopping or not self.queueing.done:
+                    continue  # the next page may bring some
+                # Nothing left to read: once the calls in flight are through,
+                # nothing is left to send, unless rows came back to the queue
+                # as it ended (a run it was taken from gave back what it
+                # never sent), which the next read finds.
+                self.flights.wait_idle()
+                if self.read(size) and not len(self.ahead) and self.finish_sent():
+                    return True
+                continue
+            ticket = self.flights.acquire(lambda: self.stopping is not None or self.stop.is_set())
+            if ticket is None:
+                self.ahead.through(recipients)
+                continue
+            executor.submit(self.send_call, recipients, ticket)
+        return False
+
+    def send_call(self, recipients: list[store.Recipient], ticket: int) -> None:
+        """One call, in a sending thread."""
+        answered = False
+        try:
+            answered = self.sending.send_call(recipients, started=lambda: self.flights.restart(ticket))
+        except Exception:  # noqa: BLE001 - send_call records its own failures; this is a last resort
+            log.exception("mailout %s: a sending thread failed", self.claim.mailout_id)
+            self.stop_run(Halt("failed", "a sending thread failed", StopReason.INTERNAL_ERROR))
+        finally:
+            self.ahead.through(recipients)
+            self.flights.release(ticket, answered=answered)
+
+    def read_size(self) -> int:
+        """Rows to read at once: a batch, or a round of calls in flight if more."""
+        return min(MAX_READ, max(self.settings.batch_size, self.sending.per_call * self.flights.limit()))
+
+    def read(self, size: int) -> bool:
+        """Queue a page if one is due, read the next rows, and ask the guard.
+        False when the run must stop."""
+        if self.queueing.wanted() and not self.db(self.queueing.next_page):
+            self.stop_run(LOST)
+            return False
+        exclude = self.ahead.exclude()
+        batch = self.db(lambda conn: self.read_batch(conn, size, exclude))
+        if batch is None:
+            self.stop_run(LOST)
+            return False
+        recipients, skipped = batch
+        self.queueing.taken(len(recipients) + skipped)
+        # The queue is empty but for what is read: no more reads until that is sent.
+        self.drained = self.queueing.done and len(recipients) + skipped < size
+        self.ahead.add(recipients)
+        self.note_skipped(skipped)
+        if self.guard.due(self):
+            self.check_reputation()
+        return not self.stopping
+
+    def check_reputation(self) -> None:
+        reputation = self.db(lambda conn: store.reputation(conn, self.claim.mailout_id))
+        sent = self.guard.sent(self, reputation)
+        more = reputation["more_queued"] or not self.queueing.done
+        problem = more and reputation_problem(sent, reputation, self.settings)
+        if problem:
+            self.stop_run(Halt("paused", f"reputation guard: {problem}", StopReason.GUARD))
+        self.report()
 
     @property
     def stopping(self) -> Halt | None:
@@ -200,51 +266,46 @@ class Run:
         except Exception as exc:  # noqa: BLE001 - whatever it is, nothing was sent
             self.stop_run(Halt("failed", f"the mailout cannot be written as an email: {exc}", StopReason.UNWRITABLE))
 
-    def take_batch(self, conn, batch_id: UUID):
+    def read_batch(self, conn, size: int, exclude: list):
         if not self.lease.renew(conn):
             return None
         self.lease.renewed()
-        return store.take_batch(conn, self.claim.mailout_id, self.settings.batch_size, batch_id)
+        return store.read_batch(conn, self.claim.mailout_id, size, exclude)
 
-    def record_batch(self, conn, outcomes: list[store.Outcome]) -> dict:
-        store.record_outcomes(conn, self.claim.mailout_id, outcomes)
-        self.lease.renew(conn)
-        return store.reputation(conn, self.claim.mailout_id)
+    def recorded(self, outcomes: list[store.Outcome]) -> None:
+        """A call's outcomes are in the ledger (from a sending thread)."""
+        with self.lock:
+            for outcome in outcomes:
+                if outcome.status in self.counts:
+                    self.counts[outcome.status] += 1
+                    metrics.EMAILS.labels(outcome.status).inc()
+            self.guard.recorded(outcomes)
 
-    def record_once_more(self) -> None:
-        """After an unexpected error between sending a batch and recording it:
-        one more try, so that rows SES never saw do not stay 'sending'."""
-        if not self.unrecorded:
-            return
-        try:
-            with self.pool.connection() as conn:
-                store.record_outcomes(conn, self.claim.mailout_id, self.unrecorded)
-            self.unrecorded = []
-        except Exception:  # noqa: BLE001 - the error that brought us here is logged already
-            log.exception("mailout %s: the batch's outcomes could not be recorded", self.claim.mailout_id)
-
-    def count(self, outcomes: list[store.Outcome], skipped: int) -> None:
-        for outcome in outcomes:
-            if outcome.status in self.counts:
-                self.counts[outcome.status] += 1
-                metrics.EMAILS.labels(outcome.status).inc()
-        self.counts["skipped"] += skipped
+    def note_skipped(self, skipped: int) -> None:
         if skipped:
+            with self.lock:
+                self.counts["skipped"] += skipped
             metrics.EMAILS.labels("skipped").inc(skipped)
+
+    def report(self) -> None:
+        """The counts so far, to the log and the progress callback: once a read."""
+        with self.lock:
+            counts = dict(self.counts)
         log.info(
-            "mailout %s batch done: %s so far this run (pace %.2f/s)",
+            "mailout %s: %s so far this run (pace %.2f/s, %d calls in flight)",
             self.claim.mailout_id,
-            ", ".join(f"{name} {n}" for name, n in self.counts.items()),
+            ", ".join(f"{name} {n}" for name, n in counts.items()),
             self.pacer.current_rate,
+            self.flights.in_flight,
             extra={
                 "event": "batch",
                 "mailout_id": str(self.claim.mailout_id),
-                "counts": dict(self.counts),
+                "counts": counts,
                 "rate": round(self.pacer.current_rate, 3),
             },
         )
         if self.progress:
-            self.progress(dict(self.counts))
+            self.progress(counts)
 
     # -- how a run ends -------------------------------------------------------
 
@@ -298,19 +359,11 @@ class Run:
     def database_gone(self, exc: DatabaseUnavailable) -> Summary:
         # Nothing more can be recorded. Every email that left has a 'sending'
         # row at least, so a resume will mark those unknown and never send
-        # them twice; the log keeps the SES ids of the batch that could not
-        # be recorded.
-        mailout_id = self.claim.mailout_id
-        log.error("mailout %s stopped: the database stayed unreachable: %s", mailout_id, exc)
-        for outcome in self.unrecorded:
-            if outcome.status == "sent":
-                log.error(
-                    "mailout %s: send_logs row %s was sent (SES id %s) but not recorded",
-                    mailout_id,
-                    outcome.log_id,
-                    outcome.ses_message_id,
-                    extra={"event": "unrecorded", "mailout_id": str(mailout_id)},
-                )
+        # them twice; the sending threads logged the SES ids of the calls
+        # they could not record.
+        self.stop_run(Halt("failed", f"database unreachable: {exc}", StopReason.DATABASE_UNAVAILABLE))
+        self.flights.wait_idle()
+        log.error("mailout %s stopped: the database stayed unreachable: %s", self.claim.mailout_id, exc)
         return self.summary(f"database unreachable: {exc}", from_database=False)
 
     def summary(self, error: str | None, *, from_database: bool = True) -> Summary:
@@ -378,17 +431,34 @@ class _SentCount:
     """The emails sent so far, as the reputation guard counts them."""
 
     def __init__(self) -> None:
-        self.sent: int | None = None
+        self.base: int | None = None
+        self.since_base = 0
+        self.new_outcomes = False
         self.unrendered_before = 0
 
-    def after_batch(self, run: Run, outcomes: list[store.Outcome], reputation: dict) -> int:
-        if self.sent is None:
-            # Counted after the first batch, not before it: on a long list
-            # the count takes a while, which the first email need not wait for.
-            self.sent = run.db(lambda conn: store.count_sent(conn, run.claim.mailout_id))
+    def recorded(self, outcomes: list[store.Outcome]) -> None:
+        """(Under the run's lock.)"""
+        self.since_base += sum(1 for o in outcomes if o.status == "sent")
+        self.new_outcomes = self.new_outcomes or bool(outcomes)
+
+    def due(self, run: Run) -> bool:
+        """Anything new to judge since the last look?"""
+        with run.lock:
+            due, self.new_outcomes = self.new_outcomes, False
+        return due
+
+    def sent(self, run: Run, reputation: dict) -> int:
+        if self.base is None:
+            # Counted at the first look, not before the first call: on a long
+            # list the count takes a while, which the first email need not
+            # wait for. (A call recorded while it counts may be counted
+            # twice: a few more sent only lowers the rates a little.)
+            with run.lock:
+                self.since_base = 0
+            self.base = run.db(lambda conn: store.count_sent(conn, run.claim.mailout_id))
             # Rendering failures from here on take their emails out of the
             # sent count (SES never sent them).
             self.unrendered_before = reputation["rendering_failures"]
-        else:
-            self.sent += sum(1 for o in outcomes if o.status == "sent")
-        return self.sent - (reputation["rendering_failures"] - self.unrendered_before)
+        with run.lock:
+            sent = self.base + self.since_base
+        return sent - (reputation["rendering_failures"] - self.unrendered_before)

@@ -1,10 +1,12 @@
-"""Sending one batch: each recipient's SES call (SendEmail, or SendBulkEmail for several) and its retries.
+"""Sending one SES call's recipients: mark their rows 'sending', make the call (SendEmail, or SendBulkEmail for several) with its retries, record the outcomes.
 
-Every call goes through `attempt`, which applies the retry policy and the
-outcome table of attempts.py. A recipient not attempted (the run must stop)
-keeps no outcome and goes back to the queue. The run's Halting (stop.py) is
-looked at before every call, and given the reason when this batch must be
-the last.
+A row is marked right before the call that carries it and its outcome is
+recorded right after, each in a transaction of its own, so a run that dies
+leaves in doubt only the rows of its calls in flight. Every call goes
+through `attempt`, which applies the retry policy and the outcome table of
+attempts.py. A marked recipient not attempted (the run must stop) goes back
+to the queue. The run's Halting (stop.py) is looked at before every call,
+and given the reason when the run must stop.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 from uuid import UUID
 
@@ -43,9 +45,28 @@ class Detour(Enum):
     APART = "apart"
 
 
-class BatchSender:
+class Call:
+    """One SES call's recipients as the call goes: the rows it marked, whether
+    SES was asked, and each recipient's outcome so far."""
+
+    def __init__(self) -> None:
+        # Made before the mark, so a retry after a lost COMMIT answer finds
+        # the rows the first attempt marked.
+        self.id = uuid.uuid4()
+        self.marked: list[store.Recipient] = []
+        # Rows a request to SES carried: in doubt if no answer comes back.
+        self.handed: set[UUID] = set()
+        self.settled: dict[UUID, store.Outcome] = {}
+
+    def outcomes(self) -> list[store.Outcome]:
+        """Every marked row's outcome: 'queued' for one never attempted."""
+        return [self.settled.get(r.log_id) or store.Outcome(r.log_id, "queued") for r in self.marked]
+
+
+class CallSender:
     """A run's sending half: its message builder and links, SendEmail or
-    SendBulkEmail, the threads of SEND_CONCURRENCY, and the circuit breaker."""
+    SendBulkEmail, and the circuit breaker; `send_call` runs in the run's
+    sending threads, so what they share is behind a lock."""
 
     def __init__(
         self,
@@ -59,6 +80,8 @@ class BatchSender:
         sleep: Callable[[float], None],
         halting: Halting,
         keep_heartbeat: Callable[[], bool],
+        db: Callable,
+        recorded: Callable[[list[store.Outcome]], None],
     ):
         self.transport = transport
         self.settings = settings
@@ -69,6 +92,10 @@ class BatchSender:
         self.halting = halting
         # Between emails: False when the mailout is no longer the run's.
         self.keep_heartbeat = keep_heartbeat
+        # The run's patient database access (Run.db), and whom to tell of
+        # the outcomes once they are recorded.
+        self.db = db
+        self.recorded = recorded
         self.links = UnsubscribeLinks.from_settings(settings)
         self.footer = Footer.from_settings(settings)
         self.builder = MessageBuilder(
@@ -86,17 +113,6 @@ class BatchSender:
         self.breaker = CircuitBreaker(settings.max_consecutive_failures)
         # Rows failed after every try met a transient error: SES never took them.
         self.unreached: set = set()
-        # SEND_CONCURRENCY > 1: that many SES calls in flight, sharing one
-        # transport (boto3 clients are thread-safe) and one Pacer.
-        concurrency = settings.send_concurrency
-        self.executor = (
-            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="send") if concurrency > 1 else None
-        )
-        # This batch's rows handed to an SES call, and the outcomes known so
-        # far: if our own code fails part way, a row SES may have is
-        # 'unknown' and a row no call carried goes back to the queue.
-        self.handed: set[UUID] = set()
-        self.settled: dict[UUID, store.Outcome] = {}
 
     def choose_bulk(self, rate: float) -> None:
         """SendBulkEmail, `per_call` recipients a call, when the pace leaves
@@ -120,9 +136,10 @@ class BatchSender:
         else:
             self.per_call = per_call
 
-    def close(self) -> None:
-        if self.executor is not None:
-            self.executor.shutdown(wait=True)
+    def bulk_off(self) -> None:
+        """From now on one SendEmail per recipient (the run's next calls carry one)."""
+        self.bulk = None
+        self.per_call = 1
 
     @property
     def stopping(self) -> Halt | None:
@@ -131,40 +148,73 @@ class BatchSender:
     def stop_run(self, halt: Halt) -> None:
         self.halting.stop(halt)
 
-    # -- one batch ----------------------------------------------------------
+    # -- one call -------------------------------------------------------------
 
-    def send_batch(self, recipients: list[store.Recipient]) -> list[store.Outcome]:
-        """Send each recipient's email, SEND_CONCURRENCY calls at a time (all
-        paced by the one Pacer), one recipient per SendEmail or `per_call`
-        per SendBulkEmail. Recipients not attempted go back in the queue."""
-        self.handed, self.settled = set(), {}
-        size = self.per_call
-        chunks = [recipients[start : start + size] for start in range(0, len(recipients), size)]
-        if self.executor is None:
-            results = [self.send_chunk(chunk) for chunk in chunks]
-        else:
-            results = list(self.executor.map(self.send_chunk, chunks))
-        return [outcome for outcomes in results for outcome in outcomes]
-
-    def send_chunk(self, chunk: list[store.Recipient]) -> list[store.Outcome]:
-        """One SES call's worth of recipients; every one comes back with an
-        outcome, 'queued' when it was not sent."""
+    def send_call(self, chunk: list[store.Recipient], started: Callable[[], None] = lambda: None) -> bool:
+        """Wait for the pace, mark the rows, send, record: one SES call's
+        worth of recipients (one for SendEmail, `per_call` for SendBulkEmail).
+        `started()` once the pace lets the call go. True if SES was asked."""
+        call = Call()
         try:
             if not self.stopping:
+                self.pacer.wait(len(chunk))
+                started()
                 self.check_before_sending()
-            if not self.stopping:
+            if not self.stopping and self.mark(call, chunk):
                 if self.bulk is not None:
-                    self.send_bulk(chunk)
+                    self.send_bulk(call, call.marked)
                 else:
-                    self.send_each(chunk)
+                    self.send_each(call, call.marked, paced=True)
+            outcomes = call.outcomes()
         except Exception as exc:  # noqa: BLE001 - a bug or a lost database must not strand rows
-            return self.after_unexpected(chunk, exc)
-        with self.lock:
-            return [self.settled.get(r.log_id) or store.Outcome(r.log_id, "queued") for r in chunk]
+            outcomes = self.after_unexpected(call, exc)
+        self.record(outcomes)
+        return bool(call.handed)
 
-    def after_unexpected(self, chunk: list[store.Recipient], exc: Exception) -> list[store.Outcome]:
-        """Our own code failed while sending `chunk`: stop the run, keep what
-        is known, and leave no row 'sending' that no SES call carried."""
+    def mark(self, call: Call, chunk: list[store.Recipient]) -> bool:
+        """Mark the chunk's rows 'sending' for this call (committed before
+        the call); False when none may go (the mailout is no longer ours, or
+        another run took the rows)."""
+        ids = [r.log_id for r in chunk]
+        marked = self.db(
+            lambda conn: store.mark_sending(conn, self.claim.mailout_id, self.claim.runner_id, call.id, ids)
+        )
+        if marked is None:
+            self.stop_run(LOST)
+            return False
+        taken = set(marked)
+        call.marked = [r for r in chunk if r.log_id in taken]
+        return bool(call.marked)
+
+    def record(self, outcomes: list[store.Outcome]) -> None:
+        """Record the call's outcomes, then tell the run. A database gone for
+        good leaves the rows 'sending' (in doubt, never sent again); the log
+        keeps the SES ids of the emails that left."""
+        if not outcomes:
+            return
+        try:
+            self.db(lambda conn: store.record_outcomes(conn, self.claim.mailout_id, outcomes))
+        except DatabaseUnavailable as exc:
+            self.stop_run(Halt("failed", f"database unreachable: {exc}", StopReason.DATABASE_UNAVAILABLE))
+            for outcome in outcomes:
+                if outcome.status == "sent":
+                    log.error(
+                        "mailout %s: send_logs row %s was sent (SES id %s) but not recorded",
+                        self.claim.mailout_id,
+                        outcome.log_id,
+                        outcome.ses_message_id,
+                        extra={"event": "unrecorded", "mailout_id": str(self.claim.mailout_id)},
+                    )
+            return
+        except Exception:  # noqa: BLE001 - the rows stay 'sending': in doubt, never sent twice
+            log.exception("mailout %s: a call's outcomes could not be recorded", self.claim.mailout_id)
+            self.stop_run(Halt("failed", "a call's outcomes could not be recorded", StopReason.INTERNAL_ERROR))
+            return
+        self.recorded(outcomes)
+
+    def after_unexpected(self, call: Call, exc: Exception) -> list[store.Outcome]:
+        """Our own code failed during the call: stop the run, keep what is
+        known, and leave no row 'sending' that no SES request carried."""
         if isinstance(exc, DatabaseUnavailable):
             self.stop_run(Halt("failed", f"database unreachable: {exc}", StopReason.DATABASE_UNAVAILABLE))
         else:
@@ -172,13 +222,13 @@ class BatchSender:
             self.stop_run(Halt("failed", f"{type(exc).__name__}: {exc}", StopReason.INTERNAL_ERROR))
         with self.lock:
             return [
-                self.settled.get(r.log_id)
+                call.settled.get(r.log_id)
                 or (
                     store.Outcome(r.log_id, "unknown", error=f"in doubt after an unexpected error: {exc}"[:500])
-                    if r.log_id in self.handed
+                    if r.log_id in call.handed
                     else store.Outcome(r.log_id, "queued")
                 )
-                for r in chunk
+                for r in call.marked
             ]
 
     def check_still_ours(self) -> None:
@@ -207,22 +257,25 @@ class BatchSender:
         elif tripped:
             self.stop_run(Halt("failed", tripped, StopReason.CIRCUIT_BREAKER))
 
-    def note_outcomes(self, outcomes) -> None:
+    def note_outcomes(self, call: Call, outcomes) -> None:
         """Settle these recipients, and tell the circuit breaker."""
         with self.lock:
             for outcome in outcomes:
-                self.settled[outcome.log_id] = outcome
+                call.settled[outcome.log_id] = outcome
                 self.breaker.note(outcome, unreached=outcome.log_id in self.unreached)
 
     # -- SendEmail, one recipient a call --------------------------------------
 
-    def send_each(self, recipients: list[store.Recipient]) -> None:
+    def send_each(self, call: Call, recipients: list[store.Recipient], *, paced: bool = False) -> None:
+        """One SendEmail per recipient; `paced` when the pacer already let
+        the first one through."""
         for recipient in recipients:
             if self.stopping:
                 return
-            self.send_email(recipient)
+            self.send_email(call, recipient, paced=paced)
+            paced = False
 
-    def send_email(self, recipient: store.Recipient) -> None:
+    def send_email(self, call: Call, recipient: store.Recipient, *, paced: bool) -> None:
         try:
             email = self.builder.build(
                 to_email=recipient.email,
@@ -230,24 +283,27 @@ class BatchSender:
                 unsubscribe_url=self.links.url(recipient.subscriber_id),
             )
         except Exception as exc:  # noqa: BLE001 - one recipient's data fails that recipient alone
-            self.note_outcomes([store.Outcome(recipient.log_id, "failed", error=cannot_write(exc))])
+            self.note_outcomes(call, [store.Outcome(recipient.log_id, "failed", error=cannot_write(exc))])
             return
         outcomes: dict[UUID, store.Outcome] = {}
-        self.attempt([recipient], functools.partial(self.call_send_email, email), outcomes)
-        self.note_outcomes(outcomes.values())
+        self.attempt([recipient], functools.partial(self.call_send_email, call, email), outcomes, paced=paced)
+        self.note_outcomes(call, outcomes.values())
 
-    def call_send_email(self, email, pending: list[store.Recipient]) -> list[BulkResult]:
+    def call_send_email(self, call: Call, email, pending: list[store.Recipient]) -> list[BulkResult]:
         try:
-            return [BulkResult(message_id=self.call_ses([pending[0].log_id], self.transport.send, email))]
+            return [BulkResult(message_id=self.call_ses(call, [pending[0].log_id], self.transport.send, email))]
         except SendError as exc:
             return [BulkResult(error=exc)]
 
     # -- SendBulkEmail, several recipients a call -----------------------------
 
-    def send_bulk(self, chunk: list[store.Recipient]) -> None:
+    def send_bulk(self, call: Call, chunk: list[store.Recipient]) -> None:
         """One SendBulkEmail call for these recipients, with the retry policy
         of every send. A recipient whose entry cannot be written fails alone."""
         content = self.bulk  # another thread may turn bulk off meanwhile
+        if content is None:
+            self.send_each(call, chunk, paced=True)
+            return
         outcomes: dict[UUID, store.Outcome] = {}
         entries = {}
         for recipient in chunk:
@@ -257,15 +313,15 @@ class BatchSender:
                 )
             except Exception as exc:  # noqa: BLE001 - one recipient's data fails that recipient alone
                 outcomes[recipient.log_id] = store.Outcome(recipient.log_id, "failed", error=cannot_write(exc))
-        call = functools.partial(self.call_send_bulk, content, entries)
-        detour, rest = self.attempt([r for r in chunk if r.log_id in entries], call, outcomes)
+        send = functools.partial(self.call_send_bulk, call, content, entries)
+        detour, rest = self.attempt([r for r in chunk if r.log_id in entries], send, outcomes, paced=True)
         if detour is Detour.SEND_EMAIL:
-            self.send_each(rest)
+            self.send_each(call, rest)
         elif detour is Detour.APART:
-            self.send_apart(rest, call)
-        self.note_outcomes(outcomes.values())
+            self.send_apart(call, rest, send)
+        self.note_outcomes(call, outcomes.values())
 
-    def send_apart(self, recipients: list[store.Recipient], call) -> None:
+    def send_apart(self, call: Call, recipients: list[store.Recipient], send) -> None:
         """SES refused a SendBulkEmail call for something in it: one call per
         recipient finds out whose."""
         for recipient in recipients:
@@ -276,16 +332,17 @@ class BatchSender:
             if self.stopping:
                 return
             outcomes: dict[UUID, store.Outcome] = {}
-            detour, rest = self.attempt([recipient], call, outcomes)
+            detour, rest = self.attempt([recipient], send, outcomes)
             if detour is Detour.SEND_EMAIL:
-                self.send_each(rest)
-            self.note_outcomes(outcomes.values())
+                self.send_each(call, rest)
+            self.note_outcomes(call, outcomes.values())
 
-    def call_send_bulk(self, content: BulkContent, entries: dict, pending: list[store.Recipient]):
+    def call_send_bulk(self, call: Call, content: BulkContent, entries: dict, pending: list[store.Recipient]):
         """The call's results, one per recipient, or the Detour its recipients take."""
         try:
             return self.call_ses(
-                [r.log_id for r in pending], self.transport.send_bulk, content, [entries[r.log_id] for r in pending]
+                call, [r.log_id for r in pending], self.transport.send_bulk, content,
+                [entries[r.log_id] for r in pending],
             )
         except SendError as exc:
             if exc.code in ACCESS_DENIED_CODES:
@@ -296,7 +353,7 @@ class BatchSender:
                     exc,
                     self.claim.mailout_id,
                 )
-                self.bulk = None
+                self.bulk_off()
                 return Detour.SEND_EMAIL
             if exc.kind is ErrorKind.RECIPIENT and len(pending) > 1:
                 return Detour.APART
@@ -304,27 +361,32 @@ class BatchSender:
 
     # -- one send, with its retries -----------------------------------------
 
-    def call_ses(self, log_ids, call, *args):
-        """Make one SES call carrying these rows, noting first that SES may
-        have them: if anything but a SendError comes out of the call (a bug
-        of ours, say), after_unexpected marks them 'unknown', never resent."""
+    def call_ses(self, call: Call, log_ids, send, *args):
+        """Make one SES request carrying these rows, noting first that SES may
+        have them: if anything but a SendError comes out of it (a bug of
+        ours, say), after_unexpected marks them 'unknown', never resent."""
         with self.lock:
-            self.handed.update(log_ids)
-        return call(*args)
+            call.handed.update(log_ids)
+        return send(*args)
 
-    def attempt(self, pending: list[store.Recipient], call, outcomes: dict) -> tuple[Detour | None, list]:
-        """Send `pending` by `call` until each has an outcome in `outcomes`,
+    def attempt(
+        self, pending: list[store.Recipient], send, outcomes: dict, *, paced: bool = False
+    ) -> tuple[Detour | None, list]:
+        """Send `pending` by `send` until each has an outcome in `outcomes`,
         the retry policy gives up, or the run must stop (those recipients
-        stay queued). A Detour comes back with the recipients it takes."""
+        stay queued). A Detour comes back with the recipients it takes.
+        `paced`: the pacer let the first request through already."""
         retries = Retries()
         while pending:
-            self.pacer.wait(len(pending))
-            self.check_still_ours()
+            if not paced:
+                self.pacer.wait(len(pending))
+                self.check_still_ours()
+            paced = False
             if self.stopping:
                 # The run stops (a person's pause, a lost lease, a Halt from
                 # another call): no more SES calls, these stay queued.
                 break
-            results = call(pending)
+            results = send(pending)
             if isinstance(results, Detour):
                 return results, pending
             retry, last_error, halt = self.settle(pending, results, outcomes)

@@ -5,7 +5,7 @@ the caller's `with pool.connection()` block decides when it commits. The
 statements live in one module per concept: mailouts.py (mailout rows),
 ledger.py (send_logs, one row per recipient), subscribers.py (the list),
 events.py (SES events), in_doubt.py (in-doubt rows no event resolved) and erasure.py (forgetting an address, the
-suppression list). Callers use them through this package: `store.take_batch`.
+suppression list). Callers use them through this package: `store.read_batch`.
 """
 
 from .erasure import Erasure, begin_forgetting, forget_address, suppressed_hashes, suppression_key_ids
@@ -26,7 +26,8 @@ from .ledger import (
     sent_last_minute,
     start_queuing,
     storable,
-    take_batch,
+    read_batch,
+    mark_sending,
 )
 from .mailouts import (
     claim_for_resend,
@@ -104,6 +105,7 @@ __all__ = [
     "subscribers_by_email",
     "suppressed_hashes",
     "suppression_key_ids",
-    "take_batch",
+    "read_batch",
+    "mark_sending",
     "unsubscribe",
 ]

@@ -1,4 +1,4 @@
-"""The SQL of the ledger (send_logs), one row per recipient of a mailout: the snapshot's pages, taking a batch, recording outcomes, the counts.
+"""The SQL of the ledger (send_logs), one row per recipient of a mailout: the snapshot's pages, reading a batch, marking a call's rows, recording outcomes, the counts.
 
 Part of the store: functions take an open connection and run inside the
 caller's transaction, with bound parameters only; the caller's
@@ -25,7 +25,7 @@ class Recipient:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one ledger row after its batch."""
+    """What happened to one ledger row after its SES call."""
 
     log_id: UUID
     # 'sent', 'failed', 'unknown' (SES may or may not have it) or 'queued'
@@ -94,7 +94,7 @@ def queue_page(conn: Connection, mailout_id: UUID, runner_id: UUID, size: int) -
     takes those who were on the list at the claim (created before it) and
     are active now as 'queued'. Those who were active at the claim and have
     left since (unsubscribed, bounced or complained after it) get a row
-    'skipped', as take_batch records one who leaves after their page: the
+    'skipped', as read_batch records one who leaves after their page: the
     ledger holds everyone who was active at the claim, and nobody is sent to
     after leaving. A subscriber deleted (or forgotten) before their page gets
     no row. Subscribers added after the claim wait for the next mailout.
@@ -177,51 +177,31 @@ def queue_progress(conn: Connection, mailout_id: UUID) -> dict | None:
     ).fetchone()
 
 
-def take_batch(conn: Connection, mailout_id: UUID, size: int, batch_id: UUID) -> tuple[list[Recipient], int]:
-    """Take the next `size` queued rows: mark those whose subscriber is still
-    active as 'sending' (tagged with `batch_id`), the rest as 'skipped'.
-    Returns (to send, skipped count).
+def read_batch(
+    conn: Connection, mailout_id: UUID, size: int, exclude: list[UUID] | None = None
+) -> tuple[list[Recipient], int]:
+    """Read the next `size` queued rows, leaving out `exclude` (rows the run
+    has read already and not yet sent): those whose subscriber is still
+    active come back to be sent, still 'queued'; the rest are marked
+    'skipped' here. Returns (to send, skipped count).
 
-    The caller commits this before sending anything, so every email that
-    leaves has a 'sending' row behind it. Called again with the same
-    `batch_id` after a lost answer to its COMMIT, it returns the rows it
-    took then. SKIP LOCKED lets two runners of the same mailout (never the
-    normal case) take different rows instead of waiting on each other.
-    """
-    taken = conn.execute(
-        """
-        SELECT l.id, l.email, l.subscriber_id, s.from_name
-          FROM send_logs l
-          LEFT JOIN subscribers s ON s.id = l.subscriber_id
-         WHERE l.batch_id = %s AND l.status = 'sending'
-         ORDER BY l.id
-        """,
-        (batch_id,),
-    ).fetchall()
-    if taken:
-        return [Recipient(row["id"], row["email"], row["subscriber_id"], row["from_name"]) for row in taken], 0
+    Reading marks nothing 'sending': mark_sending does, right before the SES
+    call that carries a row. So a run that dies leaves in doubt only the
+    rows of its calls in flight, and a row read and never sent stays queued
+    for whoever resumes."""
     rows = conn.execute(
         """
         SELECT l.id, l.email, l.subscriber_id, s.status AS subscriber_status, s.from_name
           FROM send_logs l
           LEFT JOIN subscribers s ON s.id = l.subscriber_id
-         WHERE l.mailout_id = %s AND l.status = 'queued'
+         WHERE l.mailout_id = %s AND l.status = 'queued' AND l.id <> ALL(%s::uuid[])
          ORDER BY l.id
          LIMIT %s
-           FOR UPDATE OF l SKIP LOCKED
         """,
-        (mailout_id, size),
+        (mailout_id, list(exclude or ()), size),
     ).fetchall()
     to_send = [row for row in rows if row["subscriber_status"] == "active"]
-    skipped = [row for row in rows if row["subscriber_status"] != "active"]
-    if to_send:
-        conn.execute(
-            """
-            UPDATE send_logs SET status = 'sending', batch_id = %s, attempted_at = now(), updated_at = now()
-             WHERE id = ANY(%s)
-            """,
-            (batch_id, [row["id"] for row in to_send]),
-        )
+    skipped = [row["id"] for row in rows if row["subscriber_status"] != "active"]
     if skipped:
         conn.execute(
             """
@@ -229,12 +209,48 @@ def take_batch(conn: Connection, mailout_id: UUID, size: int, batch_id: UUID) ->
                SET status = 'skipped', updated_at = now(),
                    error_message = 'subscriber is ' || coalesce(
                        (SELECT s.status FROM subscribers s WHERE s.id = l.subscriber_id), 'deleted')
-             WHERE l.id = ANY(%s)
+             WHERE l.id = ANY(%s) AND l.status = 'queued'
             """,
-            ([row["id"] for row in skipped],),
+            (skipped,),
         )
     recipients = [Recipient(row["id"], row["email"], row["subscriber_id"], row["from_name"]) for row in to_send]
     return recipients, len(skipped)
+
+
+def mark_sending(
+    conn: Connection, mailout_id: UUID, runner_id: UUID, call_id: UUID, log_ids: list[UUID]
+) -> list[UUID] | None:
+    """Mark the rows one SES call will carry 'sending' (tagged with the
+    call's id), in one statement, if the mailout is still this runner's.
+    Returns the rows marked, which alone may go to SES: a row no longer
+    queued (taken by another run) is left out. None when the mailout is no
+    longer the runner's.
+
+    The caller commits this before the call, so every email that leaves has
+    a 'sending' row behind it. Repeated with the same `call_id` after a lost
+    answer to its COMMIT, it finds the rows it marked then. The mailout row
+    is read FOR SHARE: a takeover (which marks 'sending' rows in doubt)
+    waits for this to commit, or this sees the takeover and marks nothing."""
+    row = conn.execute(
+        """
+        WITH ours AS (
+            SELECT EXISTS (
+                SELECT 1 FROM mailouts
+                 WHERE id = %(mailout)s AND runner_id = %(runner)s AND status = 'sending'
+                   FOR SHARE
+            ) AS yes
+        ), marked AS (
+            UPDATE send_logs
+               SET status = 'sending', batch_id = %(call)s, attempted_at = now(), updated_at = now()
+             WHERE id = ANY(%(ids)s) AND mailout_id = %(mailout)s AND (SELECT yes FROM ours)
+               AND (status = 'queued' OR (status = 'sending' AND batch_id = %(call)s))
+            RETURNING id
+        )
+        SELECT (SELECT yes FROM ours) AS ours, ARRAY(SELECT id FROM marked) AS ids
+        """,
+        {"mailout": mailout_id, "runner": runner_id, "call": call_id, "ids": list(log_ids)},
+    ).fetchone()
+    return list(row["ids"]) if row["ours"] else None
 
 
 def mark_in_doubt(conn: Connection, mailout_id: UUID) -> int:

@@ -56,3 +56,16 @@ def stopped(pool, conn, reason: StopReason | None, n: int = 6, *, status: str = 
             resume_in=next_resume_in(reason, attempts) if reason else None,
         )
     return mailout_id
+
+
+def take_rows(conn, mailout_id, size: int):
+    """What a run does before a call, all at once: read up to `size` queued
+    rows (those who left the list become 'skipped') and mark the rest
+    'sending' for one call of the mailout's current runner. Returns (the
+    marked recipients, skipped count)."""
+    import uuid
+
+    recipients, skipped = store.read_batch(conn, mailout_id, size)
+    runner = conn.execute("SELECT runner_id FROM mailouts WHERE id = %s", (mailout_id,)).fetchone()["runner_id"]
+    marked = set(store.mark_sending(conn, mailout_id, runner, uuid.uuid4(), [r.log_id for r in recipients]) or ())
+    return [r for r in recipients if r.log_id in marked], skipped

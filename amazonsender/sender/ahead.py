@@ -1,0 +1,52 @@
+"""Reading ahead: the rows a run has read from the ledger and not yet sent, cut into SES calls.
+
+The run reads a batch (BATCH_SIZE rows, or more when more calls are in
+flight at once) while the calls of the one before are under way, so a batch
+boundary costs the sending threads no pause. Read rows stay 'queued' in the
+ledger until the call that carries them marks them (sending.py), so the next
+read must leave them out: `unsent` is every row read and not yet through
+its call, which the next read excludes.
+
+Thread-safe: the run's loop reads and cuts calls, its sending threads say
+when a call is through.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from uuid import UUID
+
+from .. import store
+
+
+class ReadAhead:
+    def __init__(self) -> None:
+        self.buffer: collections.deque[store.Recipient] = collections.deque()
+        self.unsent: set[UUID] = set()
+        self.lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.buffer)
+
+    def add(self, recipients: list[store.Recipient]) -> None:
+        with self.lock:
+            self.buffer.extend(recipients)
+            self.unsent.update(r.log_id for r in recipients)
+
+    def next_call(self, size: int) -> list[store.Recipient] | None:
+        """The next call's recipients (up to `size`), or None when none are read."""
+        with self.lock:
+            if not self.buffer:
+                return None
+            return [self.buffer.popleft() for _ in range(min(size, len(self.buffer)))]
+
+    def through(self, recipients: list[store.Recipient]) -> None:
+        """Their call is over: marked and recorded, or never to be made."""
+        with self.lock:
+            self.unsent.difference_update(r.log_id for r in recipients)
+
+    def exclude(self) -> list[UUID]:
+        """What the next read must leave out."""
+        with self.lock:
+            return list(self.unsent)
