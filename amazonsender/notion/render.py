@@ -13,14 +13,13 @@ the layout of styles.py. Lists, tables, quotes and code use their own tags;
 callouts are one-cell tables, the one box with a background that Outlook
 draws; columns are stacked, since side by side they do not fit a phone.
 
-Nothing in a page is trusted. Every text is escaped, links are http, https
-or mailto only, control characters are dropped, and a malformed block
-renders what is valid in it and never raises. Blocks nested deeper than
-MAX_DEPTH are left out, so a hostile page cannot exhaust the stack. What
-cannot be shown in an email (embeds, videos, files, sub-pages, blocks
-Notion itself calls unsupported, unknown types) becomes a link when it has
-a public URL and is left out otherwise; either way it is listed in
-`Rendered.skipped` so that the importer can tell the editor.
+Nothing in a page is trusted (rich_text.py escapes and checks every text
+and URL); a malformed block renders what is valid in it and never raises,
+and blocks nested deeper than MAX_DEPTH are left out, so a hostile page
+cannot exhaust the stack. What an email cannot show (embeds, videos, files,
+sub-pages, unknown types) becomes a link when it has a public URL and is
+left out otherwise; either way it is listed in `Rendered.skipped`, for the
+importer to tell the editor.
 """
 
 from __future__ import annotations
@@ -102,7 +101,8 @@ def render_page(blocks: list[dict], *, image_url: ImageUrl) -> Rendered:
     if not pieces:
         return Rendered("", "", renderer.skipped)
     body = "\n".join(piece.html for piece in pieces if piece.html)
-    return Rendered(LAYOUT_OPEN + "\n" + body + "\n" + LAYOUT_CLOSE, _join_text(pieces), renderer.skipped)
+    text = "\n".join(line.rstrip() for line in _join_text(pieces).split("\n"))
+    return Rendered(LAYOUT_OPEN + "\n" + body + "\n" + LAYOUT_CLOSE, text, renderer.skipped)
 
 
 def _join_text(pieces: list[Piece], separator: str = "\n\n") -> str:
@@ -153,7 +153,7 @@ class _Renderer:
         index = 0
         while index < len(valid):
             block = valid[index]
-            kind = block.get("type")
+            kind = block.get("type") if isinstance(block.get("type"), str) else None
             if block.get("in_trash") is True or block.get("archived") is True:
                 self.skip(block, "the block is in Notion's trash")
                 index += 1
@@ -206,7 +206,7 @@ class _Renderer:
         inner = rt.to_html(content.get("rich_text"))
         nested = self.nested(block, depth)
         # An empty paragraph is Notion's blank line; the margins already space blocks.
-        if not inner:
+        if not inner.strip():
             return nested if nested.html else None
         style = P_STYLE + ";" + rt.color_style(content.get("color"))
         html = f'<p style="{style}">{inner}</p>'
@@ -356,7 +356,7 @@ class _Renderer:
                 tag, style = ("th", HEADER_CELL_STYLE) if header else ("td", CELL_STYLE)
                 html_cells.append(f'<{tag} style="{style}">{rt.to_html(cell)}</{tag}>')
             html_rows.append("<tr>" + "".join(html_cells) + "</tr>")
-            text_rows.append(" | ".join(rt.to_text(cell).replace("\n", " ") for cell in cells))
+            text_rows.append(" | ".join(rt.to_text(cell).replace("\n", " ") for cell in cells).rstrip())
         html = (
             f'<table cellpadding="0" cellspacing="0" border="0" width="100%" style="{TABLE_STYLE}">'
             + "\n".join(html_rows)
@@ -407,13 +407,10 @@ class _Renderer:
         return _link_piece(url, rt.bare_text(content.get("caption")) or name or url)
 
     def left_out(self, block: dict, depth: int) -> None:
-        kind = block.get("type")
-        self.skip(block, f"{_UNSHOWABLE.get(kind, 'this kind of block is not part of an email')}, so it is left out")
-        return None
+        self.skip(block, f"{_UNSHOWABLE.get(block['type'], 'this kind of block is not part of an email')}, so it is left out")
 
 
-# Why each kind of block cannot be shown as it is.
-_UNSHOWABLE = {
+_UNSHOWABLE = {  # why each kind of block cannot be shown as it is
     "child_page": "a sub-page is not part of the email",
     "child_database": "a database is not part of the email",
     "link_to_page": "a link to another Notion page would need a Notion login",
