@@ -1,0 +1,1 @@
+"""Imports Notion pages as mailouts: a page's blocks become the mailout's body."""
