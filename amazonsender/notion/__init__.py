@@ -1,0 +1,1 @@
+"""Notion as the editor: import a Notion page as a mailout…"""
