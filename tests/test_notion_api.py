@@ -367,3 +367,22 @@ def test_a_bad_id_never_reaches_notion(notion, clock):
     with pytest.raises(ValueError):
         client(notion, clock).page("../users")
     assert notion.requests == []
+
+
+def test_a_patch_is_retried_after_a_server_error(notion, clock):
+    pid = newsletter_page(notion)
+    notion.fail_next(1, 502, "internal_server_error")
+    client(notion, clock).update_properties(pid, {"Recipients": {"number": 3}})
+    assert [(r.method, r.status) for r in notion.api_requests] == [("PATCH", 502), ("PATCH", 200)]
+    assert notion.page_properties(pid)["Recipients"]["number"] == 3
+
+
+def test_built_from_settings(notion, clock):
+    from types import SimpleNamespace
+
+    settings = SimpleNamespace(notion_token=notion.token, notion_base_url=notion.url + "/", notion_timeout_seconds=5.0)
+    pages = NotionPages.from_settings(settings, pacer=Pacer(3, clock=clock, sleep=clock.sleep), sleep=clock.sleep)
+    pid = newsletter_page(notion)
+    assert pages.page(pid)["id"] == pid
+    with pytest.raises(ValueError, match="NOTION_TOKEN"):
+        NotionPages("", base_url=notion.url)
