@@ -9,7 +9,8 @@ import time
 import traceback
 from contextlib import ExitStack
 
-from . import run
+from . import capacity, endpoints, profiling, sending
+from .context import Context, service_supports_concurrency
 from .options import Options
 from .options import ROOT
 from .report import Row, describe_code, format_table, machine, rows_as_dicts
@@ -69,7 +70,7 @@ def main() -> int:
         for name, value in info.items():
             print(f"  {name:9} {value}")
         print(METHOD)
-        supported = run.service_supports_concurrency(options.service_root)
+        supported = service_supports_concurrency(options.service_root)
         print(
             f"options: {'quick' if options.quick else 'full'}; SEND_CONCURRENCY={options.concurrency}"
             f" ({'read by this build' if supported else 'NOT read by this build: one email at a time'});"
@@ -79,14 +80,14 @@ def main() -> int:
         )
         standin = stack.enter_context(StandIn(options.ses_latency_ms, options.out))
         home = stack.enter_context(home_dir())
-        ctx = run.Context(options, database, standin, home, options.out, rows, raw)
+        ctx = Context(options, database, standin, home, options.out, rows, raw)
         sections = {
-            "capacity": run.capacity,
-            "pacing": run.pacing,
-            "throughput": run.throughput,
-            "webhooks": run.webhooks,
-            "http": run.http_endpoints,
-            "sizes": run.sizes,
+            "capacity": capacity.capacity,
+            "pacing": sending.pacing,
+            "throughput": sending.throughput,
+            "webhooks": endpoints.webhooks,
+            "http": endpoints.http_endpoints,
+            "sizes": sending.sizes,
         }
         for name, function in sections.items():
             if name not in options.sections:
@@ -101,7 +102,7 @@ def main() -> int:
             try:
                 function(ctx)
                 if name == "throughput" and options.profile:
-                    run.profile(ctx)
+                    profiling.profile(ctx)
             except Exception as exc:  # noqa: BLE001 - one section's failure must not lose the rest
                 failures += 1
                 traceback.print_exc()

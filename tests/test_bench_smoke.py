@@ -5,7 +5,10 @@ benchmark prints its numbers and people judge them."""
 
 from __future__ import annotations
 
-from bench import load, options, profile_summary, report, run, service, standin  # noqa: F401 - all import
+from bench import (  # noqa: F401 - all import
+    capacity, context, endpoints, load, mailout, options, profile_summary, profiling, report, sending, service,
+    standin,
+)
 from bench.report import Row, achieved_rate, format_table, max_in_window, percentile
 
 
@@ -16,7 +19,7 @@ def test_window_and_rate_helpers():
     assert max_in_window([0.0, 0.1, 0.2, 5.0]) == 3
     assert achieved_rate(times) == 4.0
     assert achieved_rate([1.0]) is None
-    assert run.tightest_span([0.0, 0.5, 0.9, 2.0], 3) == 0.9
+    assert sending.tightest_span([0.0, 0.5, 0.9, 2.0], 3) == 0.9
     assert percentile([5.0, 1.0, 3.0, 2.0, 4.0], 50) == 3.0
     assert percentile(list(range(1, 101)), 99) == 99
 
@@ -45,8 +48,8 @@ def test_a_tiny_pacing_run_through_the_real_service(database_url, tmp_path):
     opts = options.Options(pacing=[(50.0, 20)], ses_latency_ms=0.0, concurrency=2, out=tmp_path)
     database = service.BenchDatabase.existing(database_url)
     with service.StandIn(0.0, tmp_path) as ses, service.home_dir() as home:
-        ctx = run.Context(opts, database, ses, home, tmp_path)
-        run.pacing(ctx)
+        ctx = context.Context(opts, database, ses, home, tmp_path)
+        sending.pacing(ctx)
     measured = {row.measurement.split(":")[-1].strip(): row for row in ctx.rows}
     assert set(measured) == {"achieved rate", "most emails in any 1 s window"}
     assert ctx.raw["pacing"][0]["emails"] == 20
