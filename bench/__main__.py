@@ -9,7 +9,7 @@ import time
 import traceback
 from contextlib import ExitStack
 
-from . import capacity, endpoints, profiling, sending
+from . import capacity, endpoints, profiling, sending, sweep
 from .context import Context, service_supports_concurrency
 from .options import Options
 from .options import ROOT
@@ -36,6 +36,11 @@ method:
             signed Delivery notifications and distinct unsubscribe tokens, by wrk (or a Python
             generator) over keep-alive connections on loopback
   409s      N POST /send-mailout on pre-opened connections released by one barrier
+  sweep     the service's defaults (no SEND_CONCURRENCY, no BATCH_SIZE) at RATE_LIMIT_PER_SEC 500
+            (GetAccount MaxSendRate 1,000) per SES latency and at 10,000; steady pace = emails in
+            [first + warm-up, first + BENCH_SWEEP_SECONDS) / that span; kill -9: SIGKILL to gunicorn's
+            master and workers mid-send, rows 'sending'/'unknown' counted, the service started again
+            (HEARTBEAT_STALE_SECONDS lowered) resumes by itself; every address counted at the stand-in
 """
 
 
@@ -88,6 +93,7 @@ def main() -> int:
             "webhooks": endpoints.webhooks,
             "http": endpoints.http_endpoints,
             "sizes": sending.sizes,
+            "sweep": sweep.sweep,
         }
         for name, function in sections.items():
             if name not in options.sections:

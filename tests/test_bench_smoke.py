@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from bench import (  # noqa: F401 - all import
     capacity, context, endpoints, load, mailout, options, profile_summary, profiling, report, sending, service,
-    standin,
+    standin, sweep,
 )
 from bench.report import Row, achieved_rate, format_table, max_in_window, percentile
 
