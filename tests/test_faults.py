@@ -173,9 +173,8 @@ def test_throttling_below_our_rate_is_absorbed_and_everything_is_delivered(datab
 # --- 3. a paused account -------------------------------------------------------------
 
 
-def test_a_paused_account_stops_within_the_batch_and_resumes_afterwards(database_url, conn, ses, tmp_path):
+def test_a_paused_account_stops_after_the_calls_in_flight_and_resumes_afterwards(database_url, conn, ses, tmp_path):
     mailout_id, emails = seed(conn, 30)
-    # Batches of 10: the 13th send is the 3rd of the second batch.
     ses.pause_sending(from_send=13)
     # One SendEmail per recipient: "no request after the pause" is about
     # single sends (tests/test_bulk.py pauses bulk calls part-way).
@@ -187,18 +186,20 @@ def test_a_paused_account_stops_within_the_batch_and_resumes_afterwards(database
         time.sleep(0.3)  # nothing more goes out after the stop
 
     sends = ses.send_requests
-    assert len(sends) == 13
-    assert [r.status for r in sends] == [200] * 12 + [400]
-    assert sends[-1].error_code == "SendingPausedException"
+    # The 13th is refused, and so are the calls already in flight beside it
+    # (SEND_CONCURRENCY=auto); no call starts after the stop.
+    assert len(sends) >= 13
+    assert [r.status for r in sends] == [200] * 12 + [400] * (len(sends) - 12)
+    assert {r.error_code for r in sends[12:]} == {"SendingPausedException"}
     assert "SendingPausedException" in answer["error"]
     assert f"resume with: python -m amazonsender mailout resume {mailout_id}" in answer["error"]
-    # The batch in flight: 2 sent, the paused one and the 7 after it back in
-    # the queue with the third batch; nothing failed, nothing in doubt.
+    # The refused ones and the rest back in the queue; nothing failed,
+    # nothing in doubt.
     assert answer["counts"] == {"sent": 12, "queued": 18}
     ledger = rows(conn, mailout_id)
-    paused_address = sends[-1].to_addresses[0]
-    assert ledger[paused_address]["status"] == "queued"
-    assert ledger[paused_address]["error_message"] is None
+    for refused in sends[12:]:
+        assert ledger[refused.to_addresses[0]]["status"] == "queued"
+        assert ledger[refused.to_addresses[0]]["error_message"] is None
 
     # The account is fine again; the operator resumes (no --force for 'failed').
     ses.resume_sending()
@@ -302,13 +303,13 @@ def restart_postgres(server, down_seconds: float, mode: str = "fast") -> None:
     )
 
 
-def blocked_backend(url: str) -> dict | None:
-    """The service's backend that waits on the row lock the test holds."""
+def blocked_record(url: str) -> dict | None:
+    """The service's backend whose record of a call's outcomes waits on the row lock the test holds."""
     with psycopg.connect(url, autocommit=True, **db.connect_kwargs()) as watcher:
         return watcher.execute(
             """
-            SELECT pid, query, backend_xid IS NOT NULL AS has_written FROM pg_stat_activity
-             WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE mailouts SET heartbeat_at%'
+            SELECT pid, query FROM pg_stat_activity
+             WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE send_logs l%SET status = o.status%'
             """
         ).fetchone()
 
@@ -317,32 +318,37 @@ def blocked_backend(url: str) -> dict | None:
 def test_the_database_restarted_mid_send(moment, private_postgres, ses, tmp_path):
     """The send goes on across a Postgres restart and ends 'sent', each
     email sent once. "inside a transaction": Postgres crashes (an immediate
-    stop) in the middle of the transaction that records a batch after its
-    emails went out (held open by a lock the test takes on the mailout's
-    row), so the outcomes are lost and must be written again, without
-    sending anything again."""
+    stop) in the middle of the statement that records a call's outcomes
+    after its emails went out (held up by a lock the test takes on the
+    call's rows), so the outcomes are lost and must be written again,
+    without sending anything again."""
     server, url = private_postgres
     with psycopg.connect(url, autocommit=True, **db.connect_kwargs()) as conn:
         mailout_id, emails = seed(conn, 60)
-    # 60 emails at 20/s in batches of 5: three seconds, a database call
-    # every quarter of a second.
+    # 60 emails at 20/s: three seconds, a database call every tenth of a second.
     env = service_env(tmp_path, url, ses, RATE_LIMIT_PER_SEC="20", BATCH_SIZE="5", DB_RETRY_SECONDS="30")
 
     with cli_process("mailout", "send", str(mailout_id), env=env, tmp_path=tmp_path) as proc:
-        # The first email of the fourth batch: that batch is taken, and its
-        # outcomes are the next thing to be written.
         wait_until(lambda: len(ses.sent) >= 16 or proc.poll() is not None, 20, "16 emails sent")
         assert proc.poll() is None, "the send ended before the restart"
         if moment == "inside a transaction":
+            # Slow answers keep a call's rows 'sending' long enough to lock them.
+            ses.latency = 0.3
             holder = psycopg.connect(url, **db.connect_kwargs())
-            holder.execute("SELECT id FROM mailouts WHERE id = %s FOR UPDATE", (mailout_id,))
-            backend = wait_until(lambda: blocked_backend(url), 10, "the batch's record waits")
-            # It has written the batch's outcomes and waits to heartbeat.
-            assert backend["has_written"], backend
-            sent_before_cut = len(ses.sent)
-            assert sent_before_cut == 20  # the whole fourth batch went out
+            locked = wait_until(
+                lambda: holder.execute(
+                    "SELECT id, email FROM send_logs WHERE mailout_id = %s AND status = 'sending' FOR UPDATE",
+                    (mailout_id,),
+                ).fetchall(),
+                10,
+                "a call in flight",
+            )
+            wait_until(lambda: blocked_record(url), 10, "the call's record waits")
+            ses.latency = 0.0
+            # Its emails went out; their outcomes are not written.
+            assert {row["email"] for row in locked} <= {a for m in ses.sent for a in m.to_addresses}
             # Immediate: in a fast stop the holder's session may end first and
-            # let the waiting transaction commit before its own session ends.
+            # let the waiting statement commit before its own session ends.
             restart_postgres(server, down_seconds=1.5, mode="immediate")
             holder.close()
         else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from enum import Enum
@@ -34,6 +35,10 @@ from .pacer import Pacer, recipients_per_call
 from .stop import LOST, Halt, Halting, StopReason, StopSignal, interrupted_by
 
 log = logging.getLogger(__name__)
+
+# A mark slower than this (a wait for a pool connection, a database retry)
+# sends its call back to the pacer before SES.
+REPACE_AFTER_SECONDS = 0.1
 
 
 class Detour(Enum):
@@ -160,7 +165,7 @@ class CallSender:
                 self.pacer.wait(len(chunk))
                 started()
                 self.check_before_sending()
-            if not self.stopping and self.mark(call, chunk):
+            if not self.stopping and self.mark(call, chunk) and not self.stopping:
                 if self.bulk is not None:
                     self.send_bulk(call, call.marked)
                 else:
@@ -176,6 +181,7 @@ class CallSender:
         the call); False when none may go (the mailout is no longer ours, or
         another run took the rows)."""
         ids = [r.log_id for r in chunk]
+        began = time.monotonic()
         marked = self.db(
             lambda conn: store.mark_sending(conn, self.claim.mailout_id, self.claim.runner_id, call.id, ids)
         )
@@ -184,6 +190,13 @@ class CallSender:
             return False
         taken = set(marked)
         call.marked = [r for r in chunk if r.log_id in taken]
+        if call.marked and time.monotonic() - began > REPACE_AFTER_SECONDS:
+            # The mark waited (a pool connection, a database retry): calls the
+            # pacer let go meanwhile would reach SES together. Take a slot
+            # again, so they go out at the pace; a stop meanwhile gives the
+            # rows back to the queue.
+            self.pacer.wait(len(call.marked))
+            self.check_still_ours()
         return bool(call.marked)
 
     def record(self, outcomes: list[store.Outcome]) -> None:

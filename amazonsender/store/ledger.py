@@ -223,7 +223,8 @@ def mark_sending(
     """Mark the rows one SES call will carry 'sending' (tagged with the
     call's id), in one statement, if the mailout is still this runner's.
     Returns the rows marked, which alone may go to SES: a row no longer
-    queued (taken by another run) is left out. None when the mailout is no
+    queued (taken by another run), or whose subscriber has left the list
+    since it was read, is left out. None when the mailout is no
     longer the runner's.
 
     The caller commits this before the call, so every email that leaves has
@@ -244,6 +245,9 @@ def mark_sending(
                SET status = 'sending', batch_id = %(call)s, attempted_at = now(), updated_at = now()
              WHERE id = ANY(%(ids)s) AND mailout_id = %(mailout)s AND (SELECT yes FROM ours)
                AND (status = 'queued' OR (status = 'sending' AND batch_id = %(call)s))
+               -- Still on the list: one who left since the read stays
+               -- queued, and the next read marks them 'skipped'.
+               AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = send_logs.subscriber_id AND s.status = 'active')
             RETURNING id
         )
         SELECT (SELECT yes FROM ours) AS ours, ARRAY(SELECT id FROM marked) AS ids
