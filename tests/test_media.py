@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import threading
+import time
 
 import psycopg
 import pytest
@@ -60,6 +62,28 @@ def test_saving_the_same_image_twice_stores_it_once(pool, conn):
         assert store.get_media(c, image.sha256) == {"content_type": "image/png", "size": len(PNG), "bytes": PNG}
         assert store.get_media(c, image.sha256, with_bytes=False) == {"content_type": "image/png", "size": len(PNG)}
         assert store.get_media(c, "0" * 64) is None
+
+
+def test_two_imports_of_the_same_image_at_once_both_succeed(pool, conn):
+    image = image_of(GIF, "image/gif")
+    results = []
+    with pool.connection() as first:
+        assert store.save_media(first, image.sha256, image.content_type, image.data) is True
+        # The second waits for the first's transaction, then finds the row.
+        second = threading.Thread(target=lambda: results.append(save(pool, image)))
+        second.start()
+        wait_until_waiting_for_a_lock(conn)
+    second.join(timeout=10)
+    assert results == [False]
+    assert conn.execute("SELECT count(*) AS n FROM media").fetchone()["n"] == 1
+
+
+def wait_until_waiting_for_a_lock(conn, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    query = "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    while conn.execute(query).fetchone()["n"] == 0:
+        assert time.monotonic() < deadline, "the second insert never waited"
+        time.sleep(0.01)
 
 
 @pytest.mark.parametrize(
@@ -354,7 +378,7 @@ def not_served_paths(stored: dict[str, Image]) -> list[str]:
         f"/media/{png.sha256}.png%00",  # NUL
         f"/media/{png.sha256}%00.png",
         f"/media/{png.sha256}.png%0a",
-        f"/media/..%2f..%2fetc%2fpasswd",  # traversal
+        "/media/..%2f..%2fetc%2fpasswd",  # traversal
         f"/media/..%2F{png.sha256}.png",
         f"/media/%2e%2e/{png.sha256}.png",
         "/media/../sql/013_media.sql",
