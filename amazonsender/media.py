@@ -153,9 +153,9 @@ def fetch_image(
             content_type = check_answer(shown, response, max_bytes)
             data = read_capped(shown, response, max_bytes, clock)
     except requests.TooManyRedirects:
-        raise ImageRefused(shown, f"more than {MAX_REDIRECTS} redirects") from None
+        raise ImageRefused(shown, f"more than {session.max_redirects} redirects") from None
     except (requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL, requests.exceptions.MissingSchema):
-        raise ImageRefused(shown, "redirected to something that is not an http or https URL") from None
+        raise ImageRefused(shown, "the URL, or one it redirects to, is not an http or https URL") from None
     except requests.Timeout:
         raise ImageUnreachable(shown, "no answer in time") from None
     except requests.RequestException as exc:
@@ -177,7 +177,7 @@ def check_answer(shown: str, response: requests.Response, max_bytes: int) -> str
         raise ImageRefused(shown, f"the server answered {status}{hint}")
     content_type = declared_type(response)
     if content_type not in EXTENSIONS:
-        shown_type = content_type[:60] or "none"
+        shown_type = "".join(c if c.isprintable() else "?" for c in content_type[:60]) or "none"
         raise ImageRefused(shown, f"not a PNG, JPEG, GIF or WebP image (Content-Type: {shown_type})")
     length = response.headers.get("Content-Length", "")
     if length.isdigit() and int(length) > max_bytes:

@@ -235,7 +235,7 @@ def test_one_redirect_too_many_and_a_loop_are_refused():
 @pytest.mark.parametrize("target", ["file:///etc/passwd", "ftp://127.0.0.1/a.png", "gopher://127.0.0.1:70/"])
 def test_a_redirect_to_another_scheme_is_refused(target):
     reason = refusal(Reply(302, {"Location": target})).reason
-    assert reason == "redirected to something that is not an http or https URL"
+    assert reason == "the URL, or one it redirects to, is not an http or https URL"
 
 
 @pytest.mark.parametrize(
