@@ -108,7 +108,7 @@ def test_supabase_api_roles_get_nothing_after_upgrade(supabase_database):
     with psycopg.connect(supabase_database, autocommit=True) as conn:
         found = objects(conn)
         assert {"subscribers", "mailouts", "send_logs", "ses_events", "schema_migrations", "suppressions",
-                "added_later", "granted_by_hand"} <= set(found["tables"])
+                "media", "added_later", "granted_by_hand"} <= set(found["tables"])
         assert "revoke_api_roles(regnamespace)" in found["functions"]
         for role in API_ROLES:
             assert granted(conn, role) == [], role

@@ -18,6 +18,7 @@ refusing the account) is sent as explicit cases and checked the same way.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -39,12 +40,13 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
-from amazonsender import MAX_BODY_BYTES, create_app, db
+from amazonsender import MAX_BODY_BYTES, create_app, db, store
 from amazonsender.config import Settings
 from amazonsender.ses import ACCOUNT, RECIPIENT, TRANSIENT, SendError
 from amazonsender.links import UnsubscribeTokens
 from tests.fakes import FakeTransport
 from tests.support.db import add_mailout, add_subscribers, cloned_database
+from tests.support.images import SAMPLES
 from tests.support.settings import FROM_ADDRESS, SHARED_SECRET, UNSUBSCRIBE_SECRET, with_settings
 from tests.support.sns_signing import OTHER_TOPIC_ARN, TOPIC_ARN, SnsSigner, ses_sample
 
@@ -81,6 +83,7 @@ EXPECTED_STATUSES = {
     ("get", "/healthz"): {200, 503},
     ("get", "/metrics"): {200},
     ("get", "/openapi.json"): {200},
+    ("get", "/media/{name}"): {200, 304, 404, 503},
 }
 
 
@@ -130,6 +133,12 @@ class Seeded:
         tokens = UnsubscribeTokens(settings.unsubscribe_secret)
         # Valid tokens: active subscribers, a bounced one, and one for no subscriber at all.
         self.tokens = [tokens.make(i) for i in [*self.active_ids, self.bounced_id, uuid.UUID(int=0)]]
+        # Stored images, one of each type: GET /media/<sha256>.<ext>.
+        self.media_names = []
+        for content_type, data in sorted(SAMPLES.items()):
+            sha256 = hashlib.sha256(data).hexdigest()
+            store.save_media(conn, sha256, content_type, data)
+            self.media_names.append(f"{sha256}.{content_type.removeprefix('image/').replace('jpeg', 'jpg')}")
 
 
 @pytest.fixture(scope="module")
@@ -326,6 +335,8 @@ def flatmap_query(context, query):
 def flatmap_path_parameters(context, path_parameters):
     if context.operation.path == "/mailouts/{mailout_id}":
         return st.one_of(st.just(path_parameters), seeded_mailout_ids().map(lambda m: {"mailout_id": m}))
+    if context.operation.path == "/media/{name}":
+        return st.one_of(st.just(path_parameters), st.sampled_from(Steering.seeded.media_names).map(lambda n: {"name": n}))
     return st.just(path_parameters)
 
 
@@ -379,6 +390,12 @@ def mailout_in_path(mailout_id) -> dict:
     return {"path_parameters": {"mailout_id": str(mailout_id)}}
 
 
+def media_in_path(name: str, *, if_none_match: bool = False) -> dict:
+    """An image's URL, asked for without the secret (it needs none)."""
+    headers = {"If-None-Match": f'"{name.split(".")[0]}"'} if if_none_match else {}
+    return {"path_parameters": {"name": name}, "headers": headers}
+
+
 def explicit_cases(seeded: Seeded, signer: SnsSigner) -> list[tuple[str, str, str, dict, int]]:
     """(app, method, path, what to send, the status that must come back).
     The 503s are meant: SNS and callers are told to try again later."""
@@ -413,12 +430,16 @@ def explicit_cases(seeded: Seeded, signer: SnsSigner) -> list[tuple[str, str, st
         ("module", "POST", "/ses-events", text_body(json.dumps(unreachable)), 503),
         ("module", "POST", "/ses-events", text_body(json.dumps(not_text)), 400),
         ("module", "POST", "/unsubscribe", form_body({"token": big()}), 413),
+        ("module", "GET", "/media/{name}", media_in_path(seeded.media_names[0]), 200),
+        ("module", "GET", "/media/{name}", media_in_path(seeded.media_names[1], if_none_match=True), 304),
+        ("module", "GET", "/media/{name}", media_in_path("0" * 64 + ".png"), 404),
         # reserved[3] stays ready: these are refused before the claim.
         ("account-refused", "POST", "/send-mailout", json_body({"mailout_id": reserved[3]}), 409),
         ("ses-unreachable", "POST", "/send-mailout", json_body({"mailout_id": reserved[3]}), 503),
         ("no-database", "POST", "/send-mailout", json_body({"mailout_id": reserved[3]}), 503),
         ("no-database", "GET", "/mailouts/{mailout_id}", mailout_in_path(reserved[0]), 503),
         ("no-database", "GET", "/healthz", {}, 503),
+        ("no-database", "GET", "/media/{name}", media_in_path(seeded.media_names[0]), 503),
         ("no-database", "POST", "/unsubscribe", {"query": {"token": seeded.tokens[0]}}, 503),
         ("no-sns-topics", "POST", "/ses-events", text_body("{}"), 403),
     ]
@@ -527,5 +548,7 @@ def test_every_reference_resolves_and_every_operation_is_complete(document):
             operation_ids.append(operation["operationId"])
             assert operation.get("summary"), (method, path)
             for code, response in operation["responses"].items():
-                assert response.get("description") and response.get("content"), (method, path, code)
+                assert response.get("description"), (method, path, code)
+                # A 304 has no body (RFC 9110, 15.4.5).
+                assert response.get("content") or code == "304", (method, path, code)
     assert len(operation_ids) == len(set(operation_ids))

@@ -4,8 +4,8 @@ Functions take an open connection and run inside the caller's transaction;
 the caller's `with pool.connection()` block decides when it commits. The
 statements live in one module per concept: mailouts.py (mailout rows),
 ledger.py (send_logs, one row per recipient), subscribers.py (the list),
-events.py (SES events), in_doubt.py (in-doubt rows no event resolved) and erasure.py (forgetting an address, the
-suppression list). Callers use them through this package: `store.read_batch`.
+events.py (SES events), in_doubt.py (in-doubt rows no event resolved), erasure.py (forgetting an address, the
+suppression list) and media.py (images served at /media/). Callers use them through this package: `store.read_batch`.
 """
 
 from .erasure import Erasure, begin_forgetting, forget_address, suppressed_hashes, suppression_key_ids
@@ -29,6 +29,7 @@ from .ledger import (
     read_batch,
     mark_sending,
 )
+from .media import get_media, save_media
 from .mailouts import (
     claim_for_resend,
     Automatic,
@@ -80,6 +81,7 @@ __all__ = [
     "finish_mailout",
     "forget_address",
     "get_mailout",
+    "get_media",
     "get_subscriber",
     "has_send_events",
     "heartbeat",
@@ -97,6 +99,7 @@ __all__ = [
     "requeue_unconfirmed",
     "requeue_unreached",
     "resolve_from_stored_events",
+    "save_media",
     "sent_last_minute",
     "start_queuing",
     "statuses_by_address",

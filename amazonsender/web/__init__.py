@@ -3,7 +3,8 @@
 Its modules: webhook.py (POST /send-mailout), notion.py (which mailout a
 webhook body names), status.py (GET /mailouts/<id>), ops.py (/metrics,
 /openapi.json, /healthz), unsubscribe.py (the unsubscribe pages),
-ses_events.py (POST /ses-events), auth.py (the shared secret), pool.py (the
+ses_events.py (POST /ses-events), media.py (GET /media/<sha256>.<ext>, the
+images of mailouts), auth.py (the shared secret), pool.py (the
 database pool), http.py (body limit, security headers, request ids) and
 errors.py (every error as a JSON answer or a page, after problems.py).
 """
@@ -17,7 +18,7 @@ from flask import Flask
 from .. import db, ses, sns
 from ..config import Settings
 from ..logs import configure_logging
-from . import errors, http, ops, ses_events, status, unsubscribe, webhook
+from . import errors, http, media, ops, ses_events, status, unsubscribe, webhook
 from .pool import POOL, init_pool
 
 MAX_BODY_BYTES = 64 * 1024
@@ -48,7 +49,7 @@ def create_app(settings: Settings | None = None, *, pool=None, transport=None, f
     http.register_body_limit(app)
     http.register_security_headers(app)
     errors.register_error_handlers(app)
-    for blueprint in (webhook.bp, status.bp, ops.bp, unsubscribe.bp, ses_events.bp):
+    for blueprint in (webhook.bp, status.bp, ops.bp, unsubscribe.bp, ses_events.bp, media.bp):
         app.register_blueprint(blueprint)
     return app
 
