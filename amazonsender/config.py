@@ -88,6 +88,15 @@ class Settings:
     log_format: str = "json"
     test_emails: tuple[str, ...] = ()
     notion_mailout_property: str = "mailout_id"
+    # Notion as the editor (docs/notion.md): with a token, a button press on a
+    # page without a mailout id imports the page and sends it; without one,
+    # the webhook needs a mailout id as before.
+    notion_token: str | None = field(default=None, repr=False)
+    notion_base_url: str = "https://api.notion.com"
+    notion_timeout_seconds: float = 30.0
+    # None: the page's title property is the subject.
+    notion_subject_property: str | None = None
+    notion_status_property: str = "Status"
     # True when no AWS credentials are configured in local mode: emails are
     # written as .eml files to outbox_dir instead of being sent.
     use_outbox: bool = False
@@ -174,6 +183,11 @@ class Settings:
             log_format=reader.choice("LOG_FORMAT", default="text" if local else "json", choices=("json", "text")),
             test_emails=tuple(reader.address_list("TEST_EMAILS")),
             notion_mailout_property=reader.optional("NOTION_MAILOUT_PROPERTY") or "mailout_id",
+            notion_token=reader.notion_token(),
+            notion_base_url=reader.notion_base_url(),
+            notion_timeout_seconds=reader.number("NOTION_TIMEOUT_SECONDS", default=30.0, low=1, high=300),
+            notion_subject_property=reader.optional("NOTION_SUBJECT_PROPERTY"),
+            notion_status_property=reader.optional("NOTION_STATUS_PROPERTY") or "Status",
             use_outbox=use_outbox,
             outbox_dir=reader.optional("OUTBOX_DIR") or "outbox",
             db_pool_size=reader.integer("DB_POOL_SIZE", default=10, low=2, high=200),
@@ -357,6 +371,27 @@ class _Reader:
             )
         return value.rstrip("/")
 
+    def notion_token(self) -> str | None:
+        """The integration's secret, or None. Never repeated in a message."""
+        value = self.optional("NOTION_TOKEN")
+        if value is not None and (_CONTROL_CHARACTERS.search(value) or " " in value):
+            self.problems.append("NOTION_TOKEN must be one word without spaces or control characters")
+        return value
+
+    def notion_base_url(self) -> str:
+        """https, or http to this machine only (a stand-in or a local
+        proxy): the token travels in every request's Authorization header."""
+        value = (self.optional("NOTION_BASE_URL") or "https://api.notion.com").rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            self.problems.append(f"NOTION_BASE_URL must be a plain URL such as https://api.notion.com, not {value!r}")
+        elif parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
+            self.problems.append(
+                "NOTION_BASE_URL must start with https:// (http is allowed only to 127.0.0.1, ::1 or localhost:"
+                " the Notion token is sent with every request)"
+            )
+        return value
+
     def database_url(self) -> str:
         value = self.optional("DATABASE_URL")
         if value is None:
@@ -373,6 +408,7 @@ class _Reader:
         return value
 
 
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 # C0 and C1 controls (CR, LF, tab, NUL, ESC...) and the Unicode line and
 # paragraph separators.
 _CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")

@@ -22,6 +22,15 @@ from .config import ConfigError
 from .content import ContentProblem
 from .erasure import SuppressionKeyError
 from .jsontext import TooDeep
+from .notion.api import (
+    NotionAccessError,
+    NotionAuthError,
+    NotionError,
+    NotionNotFound,
+    NotionPageTooLarge,
+    NotionRequestError,
+    NotionUnavailable,
+)
 from .sender.errors import (
     AccountCannotSend,
     DatabaseUnavailable,
@@ -111,6 +120,17 @@ ANSWERS: dict[type[Exception], Answer] = {
     CertificateUnavailable: Answer(503, "the signing certificate cannot be fetched now; try again"),
     # The unsubscribe link (a page, not JSON: web/errors.py decides).
     BadToken: Answer(400, BAD_LINK),
+    # Notion, reading a page to import or test (notion/api.py). Its message
+    # says what to do and never holds the token. The token and the
+    # integration's capabilities are the service's set-up, not the caller's
+    # request: 502, as a gateway whose upstream refuses it.
+    NotionAuthError: Answer(502, "{exc}"),
+    NotionAccessError: Answer(502, "{exc}"),
+    NotionNotFound: Answer(404, "{exc}"),
+    NotionPageTooLarge: Answer(422, "{exc}"),
+    NotionRequestError: Answer(502, "{exc}"),
+    NotionUnavailable: Answer(503, "{exc}"),
+    NotionError: Answer(502, "{exc}"),
     # Only the command line meets these; over HTTP they would be our fault.
     ConfigError: Answer(500, "the service is not configured: {exc}", "{exc}"),
     SuppressionKeyError: Answer(500, "{exc}", "{exc}"),

@@ -444,3 +444,18 @@ def test_topic_arns_that_sns_verification_would_refuse_are_refused_at_start(arn)
     problem = problem_about(problems_of(production_env(SNS_TOPIC_ARNS=arn)), "SNS_TOPIC_ARNS")
     assert arn in problem
     assert "region" in problem and "partition" in problem
+
+
+def test_notion_settings_default_to_off_and_keep_the_token_out_of_repr():
+    settings = Settings.from_env(production_env())
+    assert settings.notion_token is None and settings.notion_base_url == "https://api.notion.com"
+    assert settings.notion_status_property == "Status" and settings.notion_subject_property is None
+    token = "ntn_secret_value_0123456789"
+    settings = Settings.from_env(production_env(NOTION_TOKEN=token, NOTION_BASE_URL="http://127.0.0.1:9999/"))
+    assert settings.notion_token == token and settings.notion_base_url == "http://127.0.0.1:9999"
+    assert token not in repr(settings)
+
+
+@pytest.mark.parametrize("url", ["http://api.notion.com", "ftp://127.0.0.1", "https://x.example/?q=1"])
+def test_notion_base_url_is_https_or_loopback_http(url):
+    assert "NOTION_BASE_URL" in " ".join(problems_of(production_env(NOTION_BASE_URL=url)))

@@ -16,7 +16,9 @@ MAILOUT = "8b6f7f6e-6a43-4c8e-9d0e-0c1a52c1d2a1"
 
 def example(kind: type[Exception]) -> Exception:
     """An instance of each kind, whatever its constructor asks for."""
-    arguments = [name for name in inspect.signature(kind.__init__).parameters if name not in ("self", "args", "kwargs")]
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    parameters = inspect.signature(kind.__init__).parameters.values()
+    arguments = [p.name for p in parameters if p.kind in positional and p.name != "self"]
     values = {"status": "sent", "message": "a message", "age_seconds": 3.0}
     return kind(*[values.get(name, "x") for name in arguments]) if arguments else kind("a reason")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from dotenv import load_dotenv
 
-from . import database, dev, mailouts, sending, subscribers
+from . import database, dev, mailouts, notion, sending, subscribers
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,7 +35,7 @@ def main():
 
 main.add_command(database.db)
 main.add_command(mailouts.mailout)
-for command in (sending.mailout_send, sending.mailout_resume, sending.mailout_test):
+for command in (sending.mailout_send, sending.mailout_resume, sending.mailout_test, notion.mailout_preview):
     mailouts.mailout.add_command(command)
 main.add_command(subscribers.subscribers_group)
 main.add_command(dev.dev)

@@ -146,16 +146,29 @@ def body_options(command):
 
 
 @mailout.command("create")
-@click.option("--subject", required=True, help="The email's subject.")
+@click.option("--subject", help="The email's subject.")
 @body_options
+@click.option("--notion", "notion_page", metavar="PAGE_URL_OR_ID",
+              help="Import this Notion page as a draft: subject from its title, body from its blocks.")
 @click.option("--ready", is_flag=True, help="Create it 'ready' to send instead of 'draft'.")
-def mailout_create(subject: str, html_file, markdown_file, ready: bool):
-    """Create a mailout from an HTML or Markdown file; prints its id.
+def mailout_create(subject: str | None, html_file, markdown_file, notion_page: str | None, ready: bool):
+    """Create a mailout from an HTML or Markdown file, or from a Notion
+    page (as a draft; again for the same page: its draft is updated);
+    prints its id.
 
     \b
-    Example:
+    Examples:
       python -m amazonsender mailout create --subject "May news" --markdown may.md
+      python -m amazonsender mailout create --notion https://www.notion.so/May-news-<id>
     """
+    if notion_page is not None:
+        if subject is not None or html_file or markdown_file or ready:
+            raise click.UsageError("--notion takes the subject and the body from the page: give it alone")
+        from .notion import create_from_notion
+
+        return create_from_notion(notion_page)
+    if subject is None:
+        raise click.UsageError("give --subject TEXT (or --notion PAGE)")
     if bool(html_file) == bool(markdown_file):
         raise click.UsageError("give exactly one of --html FILE or --markdown FILE")
     if not subject.strip():

@@ -76,7 +76,13 @@ from .preflight import check_mailout_can_start, pace_for, pace_resumed, ready_ma
 from .run import Summary, send_claimed_mailout, send_in_thread  # noqa: F401
 from .unconfirmed import resend_unconfirmed  # noqa: F401
 from .stop import StopReason, StopSignal, process_stop, request_stop  # noqa: F401
-from .test_sends import TEST_SUBJECT_PREFIX, is_one_test_address, send_test, test_key  # noqa: F401
+from .test_sends import (  # noqa: F401
+    TEST_SUBJECT_PREFIX,
+    is_one_test_address,
+    send_test,
+    send_test_content,
+    test_key,
+)
 from ..links import UnsubscribeTokens  # noqa: F401
 
 # Today's name for the process's stop signal (the tests clear it between runs).

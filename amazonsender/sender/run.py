@@ -86,10 +86,20 @@ def send_claimed_mailout(
 
 
 def send_in_thread(
-    pool: ConnectionPool, transport: Transport, settings, claim: Claim, *, stop: StopSignal = process_stop, what: str
+    pool: ConnectionPool,
+    transport: Transport,
+    settings,
+    claim: Claim,
+    *,
+    stop: StopSignal = process_stop,
+    what: str,
+    finished: Callable[[Summary | None], None] | None = None,
 ) -> None:
     """send_claimed_mailout for a thread of its own (the webhook's background
-    send, the watcher's resume): its end, or its crash, goes to the log."""
+    send, the watcher's resume): its end, or its crash, goes to the log.
+    `finished` is then called with the summary (None after a crash): how
+    the web layer tells a Notion page, without the sender knowing Notion."""
+    summary = None
     try:
         summary = send_claimed_mailout(pool, transport, settings, claim, stop=stop)
         log.info(
@@ -100,6 +110,11 @@ def send_in_thread(
         )
     except Exception:  # noqa: BLE001 - a thread's error must reach the log
         log.exception("mailout %s: %s crashed", claim.mailout_id, what)
+    if finished is not None:
+        try:
+            finished(summary)
+        except Exception:  # noqa: BLE001 - a report's failure changes nothing sent
+            log.exception("mailout %s: reporting its end failed", claim.mailout_id)
 
 
 # The most rows one read takes, however many calls are in flight.

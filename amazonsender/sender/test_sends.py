@@ -61,11 +61,31 @@ def send_test(
         if mailout is None:
             raise MailoutNotFound(str(mailout_id))
         sendable(mailout)
+    return send_test_content(
+        pool, transport, settings, mailout_id, mailout["subject"], mailout["body"], addresses, stop=stop
+    )
+
+
+def send_test_content(
+    pool: ConnectionPool,
+    transport: Transport,
+    settings,
+    mailout_id: UUID,
+    subject: str,
+    body: str,
+    addresses: list[str],
+    *,
+    stop: StopSignal = process_stop,
+) -> list[dict]:
+    """send_test for content that is not (or not yet) a mailout's, such as a
+    Notion page's as it is now; `mailout_id` only tags the messages. The
+    caller has checked the subject and body (content.check_content)."""
+    with pool.connection() as conn:
         subscribers = store.subscribers_by_email(conn, [test_key(address) for address in addresses])
     builder = MessageBuilder(
         mailout_id=str(mailout_id),
-        subject=TEST_SUBJECT_PREFIX + mailout["subject"],
-        body_html=mailout["body"],
+        subject=TEST_SUBJECT_PREFIX + subject,
+        body_html=body,
         from_address=settings.ses_from_email,
         reply_to=settings.ses_reply_to,
         footer=Footer.from_settings(settings),

@@ -1,7 +1,8 @@
 """The HTTP service: `create_app` builds the Flask app. This package is the only one that imports Flask.
 
 Its modules: webhook.py (POST /send-mailout), notion.py (which mailout a
-webhook body names), status.py (GET /mailouts/<id>), ops.py (/metrics,
+webhook body names), notion_press.py (a Notion page imported and sent),
+background.py (work left running after an answer), status.py (GET /mailouts/<id>), ops.py (/metrics,
 /openapi.json, /healthz), unsubscribe.py (the unsubscribe pages),
 ses_events.py (POST /ses-events), media.py (GET /media/<sha256>.<ext>, the
 images of mailouts), auth.py (the shared secret), pool.py (the
@@ -18,16 +19,19 @@ from flask import Flask
 from .. import db, ses, sns
 from ..config import Settings
 from ..logs import configure_logging
-from . import errors, http, media, ops, ses_events, status, unsubscribe, webhook
+from . import errors, http, media, notion_press, ops, ses_events, status, unsubscribe, webhook
 from .pool import POOL, init_pool
 
 MAX_BODY_BYTES = 64 * 1024
 
 
-def create_app(settings: Settings | None = None, *, pool=None, transport=None, fetch_url=None) -> Flask:
+def create_app(
+    settings: Settings | None = None, *, pool=None, transport=None, fetch_url=None, notion_pages=None
+) -> Flask:
     """Build the WSGI app. Tests pass their own settings, pool, transport and
-    `fetch_url` (how SNS certificates and subscription URLs are fetched); in
-    production they come from the environment."""
+    `fetch_url` (how SNS certificates and subscription URLs are fetched) and
+    `notion_pages` (a () -> NotionPages factory); in production they come
+    from the environment."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level, settings.log_format)
 
@@ -45,6 +49,7 @@ def create_app(settings: Settings | None = None, *, pool=None, transport=None, f
             "SNS_TOPIC_ARNS is not set: /ses-events will refuse every message, so bounces and"
             " complaints are not processed"
         )
+    notion_press.init_app(app, settings, notion_pages)
     http.register_request_ids(app)
     http.register_body_limit(app)
     http.register_security_headers(app)

@@ -1,4 +1,4 @@
-"""Which mailout a webhook body names (`mailout_id`, or a Notion automation's page property), and which Notion event sent it.
+"""Which mailout a webhook body names (`mailout_id`, or a Notion automation's page property), or which page it asks to import, and which Notion event sent it.
 
 Notion's "Send webhook" action posts the page (`{"data": {"properties":
 ...}}`); the mailout id is kept in one of its properties, named by
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from ..notion.ids import page_id
+from ..notion.properties import property_text as notion_property_text
 from .errors import ApiError
 
 # How much of a page's property names a 400 lists (they are the caller's text).
@@ -42,6 +44,24 @@ def extract_mailout_id(payload: dict, notion_property: str) -> UUID:
     if value is None:
         raise ApiError(400, f"{what} must be text, a title or a formula that gives text")
     return parse_uuid(value, what)
+
+
+def page_to_import(payload: dict, notion_property: str) -> str | None:
+    """The id of the page a Notion body asks to import and send: a body
+    about a page (`data.object` "page") whose mailout-id property is
+    absent or holds no text. None for any other body (which names its
+    mailout as before). A page id that is not one is a 400."""
+    if not is_notion_body(payload) or payload["data"].get("object") != "page":
+        return None
+    properties = payload["data"].get("properties")
+    if isinstance(properties, dict) and notion_property in properties:
+        value = notion_property_text(properties[notion_property])
+        if value is None or value.strip():
+            return None
+    try:
+        return page_id(payload["data"].get("id"))
+    except ValueError as exc:
+        raise ApiError(400, f"data.id: {exc}") from None
 
 
 def extract_event_id(payload: dict) -> str | None:
@@ -83,37 +103,6 @@ def shown_name(name: str) -> str:
     # characters, and lone surrogates, are not printable.
     shown = "".join(ch if ch.isprintable() else "\ufffd" for ch in name[:MAX_NAME_CHARS])
     return shown + ("..." if len(name) > MAX_NAME_CHARS else "")
-
-
-def notion_property_text(prop) -> str | None:
-    """The text of a Notion page property, for the kinds a mailout id can be
-    kept in: rich_text, title, a formula giving a string, or a plain string."""
-    if isinstance(prop, str):
-        return prop
-    if not isinstance(prop, dict):
-        return None
-    kind = prop.get("type")
-    if kind in ("rich_text", "title") and isinstance(prop.get(kind), list):
-        return "".join(rich_text_piece(piece) for piece in prop[kind])
-    if kind == "formula" and isinstance(prop.get("formula"), dict):
-        formula = prop["formula"]
-        if formula.get("type") == "string" and isinstance(formula.get("string"), str):
-            return formula["string"]
-        return None
-    if kind in ("url", "email", "phone_number") and isinstance(prop.get(kind), str):
-        return prop[kind]
-    return None
-
-
-def rich_text_piece(piece) -> str:
-    if not isinstance(piece, dict):
-        return ""
-    if isinstance(piece.get("plain_text"), str):
-        return piece["plain_text"]
-    text = piece.get("text")
-    if isinstance(text, dict) and isinstance(text.get("content"), str):
-        return text["content"]
-    return ""
 
 
 def parse_uuid(value, what: str) -> UUID:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 from uuid import UUID
@@ -10,9 +9,11 @@ from uuid import UUID
 from flask import Blueprint, current_app, jsonify, request
 
 from .. import jsontext, metrics, sender, store
+from . import notion_press
 from .auth import require_secret
+from .background import run_in_background
 from .errors import ApiError, answer
-from .notion import extract_event_id, extract_mailout_id
+from .notion import extract_event_id, extract_mailout_id, page_to_import
 from .pool import get_pool
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,17 @@ def send_mailout():
     require_secret(settings.executor_shared_secret, payload)
     if parse_error:
         raise ApiError(400, parse_error)
-    mailout_id = extract_mailout_id(payload, settings.notion_mailout_property)
-    if payload.get("test") is True or request.args.get("test", "").lower() in TRUE_WORDS:
-        return test_send(settings, mailout_id, payload.get("to"))
+    test = payload.get("test") is True or request.args.get("test", "").lower() in TRUE_WORDS
     wait = payload.get("wait") is True or request.args.get("wait", "").lower() in TRUE_WORDS
-
     event_id = extract_event_id(payload)
+    page_id = page_to_import(payload, settings.notion_mailout_property) if settings.notion_token else None
+    if page_id is not None:
+        if test:
+            return notion_press.test_page(settings, page_id, test_addresses(settings, payload.get("to")))
+        return notion_press.press(settings, page_id, event_id, wait=wait)
+    mailout_id = extract_mailout_id(payload, settings.notion_mailout_property)
+    if test:
+        return test_send(settings, mailout_id, payload.get("to"))
 
     pool = get_pool()
     transport = current_app.extensions["transport"]
@@ -58,11 +64,14 @@ def send_mailout():
     except CANNOT_START as exc:
         raise answer(exc, mailout_id=mailout_id) from None
 
+    finished = notion_press.report_run(pool, claim.mailout_id)
     if wait:
         summary = sender.send_claimed_mailout(pool, transport, settings, claim)
+        if finished:
+            finished(summary)
         return jsonify(summary.to_dict()), 200
 
-    start_in_background(current_app._get_current_object(), pool, transport, settings, claim)
+    start_in_background(current_app._get_current_object(), pool, transport, settings, claim, finished)
     return sending_started(settings, mailout_id, claim.recipients)
 
 
@@ -102,6 +111,17 @@ def retried_claim(pool, settings, mailout_id: UUID, event_id: str):
 def test_send(settings, mailout_id: UUID, to):
     """`"test": true`: the mailout to TEST_EMAILS (or the body's "to" list),
     subject prefixed [TEST]; its state and ledger stay as they are."""
+    addresses = test_addresses(settings, to)
+    transport = current_app.extensions["transport"]
+    try:
+        results = sender.send_test(get_pool(), transport, settings, mailout_id, addresses)
+    except (sender.MailoutNotFound, sender.MailoutInvalid) as exc:
+        raise answer(exc, mailout_id=mailout_id) from None
+    return jsonify(mailout_id=str(mailout_id), test=True, results=results), 200
+
+
+def test_addresses(settings, to) -> list[str]:
+    """Where a test goes: the body's "to" list, else TEST_EMAILS; checked."""
     if to is None:
         addresses = list(settings.test_emails)
     elif isinstance(to, list) and all(isinstance(a, str) for a in to):
@@ -115,12 +135,7 @@ def test_send(settings, mailout_id: UUID, to):
         raise ApiError(400, 'no test recipients: set TEST_EMAILS or send "to": [addresses]')
     if len(addresses) > MAX_TEST_RECIPIENTS:
         raise ApiError(400, f"a test send goes to at most {MAX_TEST_RECIPIENTS} addresses")
-    transport = current_app.extensions["transport"]
-    try:
-        results = sender.send_test(get_pool(), transport, settings, mailout_id, addresses)
-    except (sender.MailoutNotFound, sender.MailoutInvalid) as exc:
-        raise answer(exc, mailout_id=mailout_id) from None
-    return jsonify(mailout_id=str(mailout_id), test=True, results=results), 200
+    return addresses
 
 
 @bp.after_app_request
@@ -147,21 +162,14 @@ def read_json_body() -> tuple[dict, str | None]:
     return payload, None
 
 
-def start_in_background(app, pool, transport, settings, claim: sender.Claim) -> threading.Thread:
+def start_in_background(app, pool, transport, settings, claim: sender.Claim, finished=None) -> threading.Thread:
     """Queue and send in this worker process after the 202 has gone out. The
     claim is committed already and each page of the snapshot commits with its
     cursor, so the mailout's state is safe in the database whatever happens
-    to this thread: a resume goes on from there."""
+    to this thread: a resume goes on from there. `finished`: see
+    sender.send_in_thread."""
 
     def run():
-        sender.send_in_thread(pool, transport, settings, claim, what="background send")
+        sender.send_in_thread(pool, transport, settings, claim, what="background send", finished=finished)
 
-    # A copy of the request's context carries its request id into the logs.
-    context = contextvars.copy_context()
-    thread = threading.Thread(
-        target=context.run, args=(run,), name=f"mailout-{claim.mailout_id}", daemon=True
-    )
-    running = [t for t in app.extensions.get("background_sends", []) if t.is_alive()]
-    app.extensions["background_sends"] = [*running, thread]
-    thread.start()
-    return thread
+    return run_in_background(app, f"mailout-{claim.mailout_id}", run)

@@ -17,6 +17,7 @@ SETTINGS_VARIABLES = (
     "NOTION_MAILOUT_PROPERTY", "OUTBOX_DIR", "DB_POOL_SIZE", "SNS_TOPIC_ARNS", "MAX_BOUNCE_RATE",
     "MAX_COMPLAINT_RATE", "GUARD_MIN_SENT", "MAX_CONSECUTIVE_FAILURES", "DB_RETRY_SECONDS", "SUPABASE_URL",
     "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "RECONCILE_AFTER",
+    "NOTION_TOKEN", "NOTION_BASE_URL", "NOTION_TIMEOUT_SECONDS", "NOTION_SUBJECT_PROPERTY", "NOTION_STATUS_PROPERTY",
 )
 
 
@@ -60,6 +61,7 @@ def invoke(settings, standin, tmp_path):
     def run(*args):
         return CliRunner().invoke(cli.main, [str(a) for a in args], env=env, catch_exceptions=False)
 
+    run.env = env  # a test may add settings (NOTION_TOKEN...) before it runs
     yield run
     # The command configures logging on streams that die with the runner.
     for handler in root.handlers[:]:
