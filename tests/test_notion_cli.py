@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from tests.support.db import add_mailout, mailout_row
+from tests.support.images import HTML, PNG
+from tests.support.notion_content import image
 from tests.support.notion_flow import newsletter_page
 from tests.support.notion_pages import PageBuilder, notion_url
 from tests.support.notion_standin import NotionStandIn
@@ -24,7 +27,8 @@ def a_page(notion, title="May news"):
     return newsletter_page(
         notion,
         [b.rich("paragraph", "Hello, garden."), b.block("embed", {"url": "https://example.org/e", "caption": []}),
-         b.image("https://cdn.example.org/x.png"), b.image("https://s3.example/f.png", hosted=True)],
+         b.image("https://cdn.example.org/x.png"), image(notion.hosted_file(PNG), "a photo"),
+         image(notion.hosted_file(HTML, "image/png", "fake.png"))],
         title=title,
     )  # fmt: skip
 
@@ -37,7 +41,15 @@ def test_create_from_a_notion_url_makes_a_draft_and_lists_what_was_left_out(invo
     row = mailout_row(conn, mailout_id)
     assert row["status"] == "draft" and row["subject"] == "May news" and str(row["notion_page_id"]) == page_id
     assert "Hello, garden." in row["body"] and "https://cdn.example.org/x.png" in row["body"]
-    assert "skipped embed" in result.stderr and "Notion-hosted image: media store not wired" in result.stderr
+    assert "skipped embed" in result.stderr
+    # The Notion-hosted image is downloaded once and shown from /media/ (its
+    # signed URL expires within the hour); one that is not an image is left out.
+    digest = hashlib.sha256(PNG).hexdigest()
+    assert f"/media/{digest}.png" in row["body"] and "X-Signature" not in row["body"]
+    assert conn.execute("SELECT content_type FROM media WHERE sha256 = %s", (digest,)).fetchone() == {
+        "content_type": "image/png"
+    }
+    assert "Notion-hosted image not downloaded" in result.stderr
 
     # Again for the same page: the same draft, updated.
     again = invoke("mailout", "create", "--notion", page_id)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 
 import pytest
 import requests
 
 from tests.support.db import add_subscribers
+from tests.support.images import PNG
+from tests.support.notion_content import image
 from tests.support.notion_flow import newsletter_page, press_body, status_of
 from tests.support.notion_pages import PageBuilder, sample_page, walk
 from tests.support.notion_standin import NotionStandIn
@@ -46,7 +50,8 @@ def wait_for_page_status(notion, page_id, wanted, timeout=60.0):
 
 def test_a_press_on_gunicorn_sends_a_long_page_once_and_writes_its_status(database_url, conn, ses, notion, tmp_path):
     add_subscribers(conn, READERS)
-    blocks = long_page()
+    # A Notion-hosted image: its signed URL expires, so the email must show our copy.
+    blocks = long_page() + [image(notion.hosted_file(PNG), "The garden in June")]
     assert len(list(walk(blocks))) > 100 and len(blocks) > 100
     page_id = newsletter_page(notion, blocks, title="The June bulletin")
     env = service_env(
@@ -63,7 +68,13 @@ def test_a_press_on_gunicorn_sends_a_long_page_once_and_writes_its_status(databa
             f"{server.url}/send-mailout", json=press_body(page_id, event_id="second-press"), headers=AUTH, timeout=30
         )
         assert again.status_code == 409, again.text
+        shown = re.search(r'src="(https://[^"]+/media/([0-9a-f]{64})\.png)"', ses.sent[0].message.get_body(("html",)).get_content())
+        assert shown and shown.group(2) == hashlib.sha256(PNG).hexdigest(), log
+        served = requests.get(f"{server.url}/media/{shown.group(2)}.png", timeout=10)
         log = server.log(tail=None)
+
+    assert served.status_code == 200 and served.content == PNG
+    assert served.headers["Content-Type"] == "image/png" and "immutable" in served.headers["Cache-Control"]
 
     assert finished["status"] == "sent"
     assert sorted(email.to_addresses[0] for email in ses.sent) == READERS, log

@@ -16,6 +16,7 @@ from ..message import Footer, MessageBuilder
 from ..notion import importer
 from ..notion.api import NotionError, NotionPages
 from ..notion.ids import page_id as parse_page_id
+from ..notion.images import stored_images
 from ..sender.errors import MailoutNotFound
 from ..store import notion as notion_store
 from .common import Problem, database_pool, load_settings
@@ -34,19 +35,23 @@ def create_from_notion(page: str) -> None:
         page_id = parse_page_id(page)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    try:
-        with NotionPages.from_settings(settings) as notion:
-            imported = importer.import_page(notion, page_id, subject_property=settings.notion_subject_property)
-    except (NotionError, ContentProblem) as exc:
-        raise Problem(exc) from None
-    with database_pool() as pool, pool.connection() as conn:
-        saved = notion_store.save_imported(conn, page_id, imported.subject, imported.body)
-        if saved is None:
-            known = notion_store.mailout_for_page(conn, page_id)
-            raise click.ClickException(
-                f"the Notion page is mailout {known['id']}, which is"
-                f" '{'importing' if known['importing'] else known['status']}': it is not changed"
-            )
+    with database_pool() as pool:
+        try:
+            with NotionPages.from_settings(settings) as notion:
+                imported = importer.import_page(
+                    notion, page_id, subject_property=settings.notion_subject_property,
+                    images=stored_images(pool, settings.app_base_url),
+                )
+        except (NotionError, ContentProblem) as exc:
+            raise Problem(exc) from None
+        with pool.connection() as conn:
+            saved = notion_store.save_imported(conn, page_id, imported.subject, imported.body)
+            if saved is None:
+                known = notion_store.mailout_for_page(conn, page_id)
+                raise click.ClickException(
+                    f"the Notion page is mailout {known['id']}, which is"
+                    f" '{'importing' if known['importing'] else known['status']}': it is not changed"
+                )
     mailout_id, created = saved
     click.echo(mailout_id)
     click.echo(f"{'created a draft' if created else 'updated the page’s mailout'}: {imported.subject}", err=True)

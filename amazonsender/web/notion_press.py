@@ -31,6 +31,7 @@ from .. import sender
 from ..content import ContentProblem
 from ..notion import importer
 from ..notion.api import NotionError, NotionPages
+from ..notion.images import signed_images, stored_images
 from ..notion.status import FAILED, SENDING, StatusUpdate, StatusWriter, final_update
 from ..store import count_sent
 from ..store import notion as notion_store
@@ -174,7 +175,8 @@ class ImportAndSend:
     def import_and_claim(self) -> sender.Claim | None:
         try:
             with self.make_pages() as notion:
-                imported = importer.read_content(notion, self.page)
+                images = stored_images(self.pool, self.settings.app_base_url)
+                imported = importer.read_content(notion, self.page, images=images)
         except IMPORT_PROBLEMS as exc:
             return self.fail(f"the Notion page could not be imported: {exc}")
         except Exception as exc:  # noqa: BLE001 - the draft must not stay 'importing'
@@ -246,7 +248,9 @@ def test_page(settings, page_id: str, addresses: list[str]):
     pool = get_pool()
     with current_app.extensions[PAGES]() as notion:
         try:
-            imported = importer.import_page(notion, page_id, subject_property=settings.notion_subject_property)
+            imported = importer.import_page(
+                notion, page_id, subject_property=settings.notion_subject_property, images=signed_images()
+            )
         except IMPORT_PROBLEMS as exc:
             raise answer(exc) from None
     with pool.connection() as conn:
