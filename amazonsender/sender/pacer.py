@@ -40,8 +40,7 @@ class Pacer:
       + 1 sends into a second; "a batch of 50, then sleep" would put 50
       emails into a fraction of a second and get throttled.)
     - A schedule: emails are due 1/rate apart (times PACE_MARGIN). After a
-      short stall (a batch boundary: the last answers of a batch, recording
-      it and taking the next; at 50/s this cost ~6% of the pace), the
+      short stall (a slow read or mark, a thread that came late), the
       following emails go up to CATCH_UP times faster until they are back on
       schedule, still within the window. A stall longer than
       CATCH_UP_SECONDS (idle time, a backoff) is forgiven, not made up.

@@ -2,7 +2,7 @@
 
 The pause writes 'paused' with stop_reason 'operator' on the row. A run
 sending it finds the mailout no longer its own at its next heartbeat (at
-most a quarter of HEARTBEAT_STALE_SECONDS later, or its next batch) and
+most a quarter of HEARTBEAT_STALE_SECONDS later, or its next call's mark) and
 stops after the calls in flight, recording their outcomes; the rest stays
 queued. The watcher never resumes it; `mailout resume ID` does.
 """

@@ -2,7 +2,7 @@
 
 The claim only moves the mailout to 'sending' (so the webhook answers at
 once for any list); the run that sends it queues the recipients, a page
-whenever fewer than a page of rows is queued ahead of its batches, so the
+whenever fewer than a page of rows is queued ahead of its reads, so the
 first email goes out after the first page and the pages' time is spread over
 the send instead of holding up its start. Each page is one transaction that commits its rows
 and the mailout's cursor together (store.queue_page): a run that dies
@@ -44,11 +44,11 @@ class Queueing:
         self.ahead = 0
 
     def wanted(self) -> bool:
-        """Is a page due before the next batch?"""
+        """Is a page due before the next read?"""
         return not self.done and self.ahead < self.page_size
 
     def taken(self, rows: int) -> None:
-        """A batch took `rows` queued rows."""
+        """A read took `rows` queued rows."""
         self.ahead = max(0, self.ahead - rows)
 
     def next_page(self, conn) -> bool:

@@ -248,8 +248,8 @@ class CallSender:
         """Stop the run if the mailout is no longer ours or a stop was asked
         for: before every SES call, retries included."""
         if not self.keep_heartbeat():
-            # Another run owns the mailout and has marked this batch
-            # 'unknown': record what left, attempt nothing more.
+            # Another run owns the mailout and has marked our calls in
+            # flight 'unknown': record what left, attempt nothing more.
             self.stop_run(LOST)
         elif self.stop.is_set():
             self.stop_run(interrupted_by(self.stop))

@@ -1,9 +1,9 @@
-"""Why runs stop: the StopSignal that asks running mailouts to pause after the email in flight, the Halt a run stops on, and the StopReason it records.
+"""Why runs stop: the StopSignal that asks running mailouts to pause after the calls in flight, the Halt a run stops on, and the StopReason it records.
 
 SIGTERM (gunicorn's worker hook, the command line) calls `request_stop`, which
 sets the process's signal; every run given a signal (by default the
-process's) finishes the email in flight, records its batch, puts the rest
-back in the queue and ends the mailout 'paused', ready to resume. Every wait
+process's) makes no new SES call, lets the calls in flight finish and
+records their outcomes, leaves the rest in the queue and ends the mailout 'paused', ready to resume. Every wait
 of a run (pace, backoff, database retry) is a wait on the signal, so a stop
 cuts it short instead of outliving the shutdown grace period.
 

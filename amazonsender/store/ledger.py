@@ -286,7 +286,8 @@ def requeue_unreached(conn: Connection, mailout_id: UUID, log_ids: list) -> int:
 
 
 def record_outcomes(conn: Connection, mailout_id: UUID, outcomes: list[Outcome]) -> None:
-    """Write a whole batch's outcomes in one statement."""
+    """Write a call's outcomes in one statement (and what they bring: a
+    mailout reopened for rows given back, SES events that came first)."""
     if outcomes:
         conn.execute(
             """
@@ -302,7 +303,7 @@ def record_outcomes(conn: Connection, mailout_id: UUID, outcomes: list[Outcome])
                     -- A run that lost the mailout to a resume (after a
                     -- person's pause, --force, or a heartbeat gone stale
                     -- while the run lived) still knows what became of its
-                    -- batch, which the resume marked 'unknown': a final
+                    -- calls in flight, which the resume marked 'unknown': a final
                     -- outcome replaces 'unknown', and so does 'queued' for a
                     -- row it never handed to SES, so that someone sends it.
                     OR (l.status = 'unknown' AND o.status IN ('sent', 'failed', 'queued')))
@@ -329,7 +330,7 @@ def record_outcomes(conn: Connection, mailout_id: UUID, outcomes: list[Outcome])
                 """,
                 {"id": mailout_id},
             )
-        # An event can arrive before its batch is recorded (identity
+        # An event can arrive before its call is recorded (identity
         # notifications carry no mailout tag, only the SES message id):
         # link such early events now, so the reputation guard counts them.
         message_ids = [o.ses_message_id for o in outcomes if o.ses_message_id]
@@ -389,8 +390,8 @@ def reputation(conn: Connection, mailout_id: UUID) -> dict:
     """What the guard compares for one mailout: addresses that bounced for
     good or complained, SES's rendering failures (emails it took and never
     sent), and whether any recipient is still queued. (The sender keeps its
-    own count of emails sent, so the big ledger is not counted after every
-    batch.)"""
+    own count of emails sent, so the big ledger is not counted at every
+    read.)"""
     return conn.execute(
         """
         SELECT
