@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import Enum
 from uuid import UUID
 
@@ -66,6 +67,17 @@ class Call:
     def outcomes(self) -> list[store.Outcome]:
         """Every marked row's outcome: 'queued' for one never attempted."""
         return [self.settled.get(r.log_id) or store.Outcome(r.log_id, "queued") for r in self.marked]
+
+
+@dataclass
+class Written:
+    """A call's messages, written before the pacer lets it go: each
+    recipient's email (`content` None: SendEmail) or entry of `content`
+    (SendBulkEmail), or why theirs cannot be written."""
+
+    content: BulkContent | None
+    messages: dict = field(default_factory=dict)
+    problems: dict = field(default_factory=dict)
 
 
 class CallSender:
@@ -162,19 +174,44 @@ class CallSender:
         call = Call()
         try:
             if not self.stopping:
+                # Written before the pace lets the call go, so that little
+                # but the mark stands between that moment and SES's.
+                written = self.write(chunk)
                 self.pacer.wait(len(chunk))
                 started()
                 self.check_before_sending()
             if not self.stopping and self.mark(call, chunk) and not self.stopping:
-                if self.bulk is not None:
-                    self.send_bulk(call, call.marked)
+                if written.content is not None:
+                    self.send_bulk(call, call.marked, written)
                 else:
-                    self.send_each(call, call.marked, paced=True)
+                    self.send_each(call, call.marked, paced=True, written=written)
             outcomes = call.outcomes()
         except Exception as exc:  # noqa: BLE001 - a bug or a lost database must not strand rows
             outcomes = self.after_unexpected(call, exc)
         self.record(outcomes)
         return bool(call.handed)
+
+    def write(self, chunk: list[store.Recipient], *, bulk: bool = True) -> Written:
+        """Each recipient's email (SendEmail) or entry (SendBulkEmail, while
+        `bulk` and it is on); a recipient whose data cannot be written fails
+        alone."""
+        written = Written(self.bulk if bulk else None)
+        for recipient in chunk:
+            try:
+                if written.content is None:
+                    message = self.builder.build(
+                        to_email=recipient.email,
+                        to_name=recipient.name,
+                        unsubscribe_url=self.links.url(recipient.subscriber_id),
+                    )
+                else:
+                    message = written.content.recipient(
+                        to_email=recipient.email, to_name=recipient.name, token=self.links.token(recipient.subscriber_id)
+                    )
+                written.messages[recipient.log_id] = message
+            except Exception as exc:  # noqa: BLE001 - one recipient's data fails that recipient alone
+                written.problems[recipient.log_id] = cannot_write(exc)
+        return written
 
     def mark(self, call: Call, chunk: list[store.Recipient]) -> bool:
         """Mark the chunk's rows 'sending' for this call (committed before
@@ -279,25 +316,26 @@ class CallSender:
 
     # -- SendEmail, one recipient a call --------------------------------------
 
-    def send_each(self, call: Call, recipients: list[store.Recipient], *, paced: bool = False) -> None:
+    def send_each(
+        self, call: Call, recipients: list[store.Recipient], *, paced: bool = False, written: Written | None = None
+    ) -> None:
         """One SendEmail per recipient; `paced` when the pacer already let
-        the first one through."""
+        the first one through; `written`: their emails, written already."""
+        if written is None or written.content is not None:
+            # A bulk call's detour: their emails, not their entries.
+            written = self.write(recipients, bulk=False)
         for recipient in recipients:
             if self.stopping:
                 return
-            self.send_email(call, recipient, paced=paced)
+            self.send_email(call, recipient, written, paced=paced)
             paced = False
 
-    def send_email(self, call: Call, recipient: store.Recipient, *, paced: bool) -> None:
-        try:
-            email = self.builder.build(
-                to_email=recipient.email,
-                to_name=recipient.name,
-                unsubscribe_url=self.links.url(recipient.subscriber_id),
-            )
-        except Exception as exc:  # noqa: BLE001 - one recipient's data fails that recipient alone
-            self.note_outcomes(call, [store.Outcome(recipient.log_id, "failed", error=cannot_write(exc))])
+    def send_email(self, call: Call, recipient: store.Recipient, written: Written, *, paced: bool) -> None:
+        problem = written.problems.get(recipient.log_id)
+        if problem is not None:
+            self.note_outcomes(call, [store.Outcome(recipient.log_id, "failed", error=problem)])
             return
+        email = written.messages[recipient.log_id]
         outcomes: dict[UUID, store.Outcome] = {}
         self.attempt([recipient], functools.partial(self.call_send_email, call, email), outcomes, paced=paced)
         self.note_outcomes(call, outcomes.values())
@@ -310,22 +348,16 @@ class CallSender:
 
     # -- SendBulkEmail, several recipients a call -----------------------------
 
-    def send_bulk(self, call: Call, chunk: list[store.Recipient]) -> None:
+    def send_bulk(self, call: Call, chunk: list[store.Recipient], written: Written) -> None:
         """One SendBulkEmail call for these recipients, with the retry policy
         of every send. A recipient whose entry cannot be written fails alone."""
-        content = self.bulk  # another thread may turn bulk off meanwhile
-        if content is None:
-            self.send_each(call, chunk, paced=True)
-            return
-        outcomes: dict[UUID, store.Outcome] = {}
-        entries = {}
-        for recipient in chunk:
-            try:
-                entries[recipient.log_id] = content.recipient(
-                    to_email=recipient.email, to_name=recipient.name, token=self.links.token(recipient.subscriber_id)
-                )
-            except Exception as exc:  # noqa: BLE001 - one recipient's data fails that recipient alone
-                outcomes[recipient.log_id] = store.Outcome(recipient.log_id, "failed", error=cannot_write(exc))
+        content = written.content
+        outcomes: dict[UUID, store.Outcome] = {
+            r.log_id: store.Outcome(r.log_id, "failed", error=written.problems[r.log_id])
+            for r in chunk
+            if r.log_id in written.problems
+        }
+        entries = {r.log_id: written.messages[r.log_id] for r in chunk if r.log_id in written.messages}
         send = functools.partial(self.call_send_bulk, call, content, entries)
         detour, rest = self.attempt([r for r in chunk if r.log_id in entries], send, outcomes, paced=True)
         if detour is Detour.SEND_EMAIL:
