@@ -9,7 +9,8 @@ import time
 import traceback
 from contextlib import ExitStack
 
-from . import run
+from . import capacity, endpoints, profiling, sending, sweep
+from .context import Context, service_supports_concurrency
 from .options import Options
 from .options import ROOT
 from .report import Row, describe_code, format_table, machine, rows_as_dicts
@@ -35,6 +36,11 @@ method:
             signed Delivery notifications and distinct unsubscribe tokens, by wrk (or a Python
             generator) over keep-alive connections on loopback
   409s      N POST /send-mailout on pre-opened connections released by one barrier
+  sweep     the service's defaults (no SEND_CONCURRENCY, no BATCH_SIZE) at RATE_LIMIT_PER_SEC 500
+            (GetAccount MaxSendRate 1,000) per SES latency and at 10,000; steady pace = emails in
+            [first + warm-up, first + BENCH_SWEEP_SECONDS) / that span; kill -9: SIGKILL to gunicorn's
+            master and workers mid-send, rows 'sending'/'unknown' counted, the service started again
+            (HEARTBEAT_STALE_SECONDS lowered) resumes by itself; every address counted at the stand-in
 """
 
 
@@ -69,7 +75,7 @@ def main() -> int:
         for name, value in info.items():
             print(f"  {name:9} {value}")
         print(METHOD)
-        supported = run.service_supports_concurrency(options.service_root)
+        supported = service_supports_concurrency(options.service_root)
         print(
             f"options: {'quick' if options.quick else 'full'}; SEND_CONCURRENCY={options.concurrency}"
             f" ({'read by this build' if supported else 'NOT read by this build: one email at a time'});"
@@ -79,14 +85,15 @@ def main() -> int:
         )
         standin = stack.enter_context(StandIn(options.ses_latency_ms, options.out))
         home = stack.enter_context(home_dir())
-        ctx = run.Context(options, database, standin, home, options.out, rows, raw)
+        ctx = Context(options, database, standin, home, options.out, rows, raw)
         sections = {
-            "capacity": run.capacity,
-            "pacing": run.pacing,
-            "throughput": run.throughput,
-            "webhooks": run.webhooks,
-            "http": run.http_endpoints,
-            "sizes": run.sizes,
+            "capacity": capacity.capacity,
+            "pacing": sending.pacing,
+            "throughput": sending.throughput,
+            "webhooks": endpoints.webhooks,
+            "http": endpoints.http_endpoints,
+            "sizes": sending.sizes,
+            "sweep": sweep.sweep,
         }
         for name, function in sections.items():
             if name not in options.sections:
@@ -101,7 +108,7 @@ def main() -> int:
             try:
                 function(ctx)
                 if name == "throughput" and options.profile:
-                    run.profile(ctx)
+                    profiling.profile(ctx)
             except Exception as exc:  # noqa: BLE001 - one section's failure must not lose the rest
                 failures += 1
                 traceback.print_exc()

@@ -6,9 +6,9 @@ any variable set explicitly wins over both sets of defaults.
 | variable | full | quick | meaning |
 |---|---|---|---|
 | BENCH_QUICK | 0 | 1 | the quick defaults |
-| BENCH_SECTIONS | all | all | comma list of capacity, pacing, throughput, webhooks, http, sizes |
-| BENCH_CONCURRENCY | 32 | 32 | SEND_CONCURRENCY given to the service and threads of the bare boto3 loop |
-| BENCH_SES_LATENCY_MS | 40 | 40 | stand-in latency for throughput, CPU per email, pacing and webhooks |
+| BENCH_SECTIONS | all | all | comma list of capacity, pacing, throughput, webhooks, http, sizes, sweep |
+| BENCH_CONCURRENCY | 32 | 32 | SEND_CONCURRENCY given to the service and threads of the bare boto3 loop (not in the sweep, which runs the service's defaults) |
+| BENCH_SES_LATENCY_MS | 40 | 40 | stand-in latency for throughput, CPU per email, pacing, webhooks and the sweep's kill -9 runs |
 | BENCH_PACING | 6:60,50:500 | 6:18,50:150 | RATE_LIMIT_PER_SEC:recipients runs |
 | BENCH_THROUGHPUT_EMAILS | 5000 | 1000 | recipients of the throughput run (and sends of the bare loop) |
 | BENCH_THROUGHPUT_SECONDS | 30 | 10 | time cap of each throughput run; the mailout is paused then |
@@ -24,6 +24,12 @@ any variable set explicitly wins over both sets of defaults.
 | BENCH_WEBHOOKS | 50 | 50 | duplicate webhooks fired together |
 | BENCH_WEBHOOK_RECIPIENTS | 10000 | 2000 | list size for the duplicate webhook runs |
 | BENCH_CAPACITY_SECONDS | 4 | 2 | load duration of each stand-in capacity probe |
+| BENCH_SWEEP_LATENCIES_MS | 40,250,1000 | 40,250,1000 | SES latencies of the sweep's 500/s runs and bare loops (the 10,000/s run is at the first) |
+| BENCH_SWEEP_SECONDS | 15 | 6 | sending time of each sweep run after its first email; the mailout is paused then |
+| BENCH_SWEEP_WARMUP_SECONDS | 3 | 2 | the start of each sweep run left out of its steady pace |
+| BENCH_SWEEP_BARE_THREADS | 64 | 64 | threads of the sweep's bare boto3 loop (SEND_CONCURRENCY_MAX's default) |
+| BENCH_SWEEP_KILL_AFTER | 3.5 | 3.5 | seconds after the first email at which the kill -9 runs kill gunicorn (not whole: at 50/s a batch of 50 takes one second, and a whole second can fall between two batches) |
+| BENCH_SWEEP_STALE_SECONDS | 10 | 10 | HEARTBEAT_STALE_SECONDS of the kill -9 runs (its minimum), so the restarted service resumes soon |
 | BENCH_PROFILE | 0 | 0 | 1: an extra throughput run under py-spy, and py-spy on the workers during the HTTP loads (whose numbers then carry its overhead); summaries printed and saved |
 | BENCH_OUT | .bench | .bench | logs, profiles and results.json |
 | BENCH_WEB_CONCURRENCY | gunicorn.conf.py's | | WEB_CONCURRENCY for gunicorn (workers) |
@@ -43,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("capacity", "pacing", "throughput", "webhooks", "http", "sizes")
+SECTIONS = ("capacity", "pacing", "throughput", "webhooks", "http", "sizes", "sweep")
 
 
 def _env(name: str, full, quick, quick_mode: bool, cast=str):
@@ -63,6 +69,10 @@ def _pairs(text: str) -> list[tuple[float, int]]:
 
 def _ints(text: str) -> list[int]:
     return [int(item) for item in text.split(",") if item.strip()]
+
+
+def _floats(text: str) -> list[float]:
+    return [float(item) for item in text.split(",") if item.strip()]
 
 
 @dataclass
@@ -86,6 +96,12 @@ class Options:
     webhooks: int = 50
     webhook_recipients: int = 10_000
     capacity_seconds: float = 4.0
+    sweep_latencies_ms: list[float] = field(default_factory=lambda: [40.0, 250.0, 1000.0])
+    sweep_seconds: float = 15.0
+    sweep_warmup_seconds: float = 3.0
+    sweep_bare_threads: int = 64
+    sweep_kill_after: float = 3.5
+    sweep_stale_seconds: int = 10
     profile: bool = False
     out: Path = ROOT / ".bench"
     web_concurrency: str | None = None
@@ -127,6 +143,12 @@ class Options:
             webhooks=_env("BENCH_WEBHOOKS", 50, 50, quick, int),
             webhook_recipients=_env("BENCH_WEBHOOK_RECIPIENTS", 10_000, 2_000, quick, int),
             capacity_seconds=_env("BENCH_CAPACITY_SECONDS", 4.0, 2.0, quick, float),
+            sweep_latencies_ms=_env("BENCH_SWEEP_LATENCIES_MS", [40.0, 250.0, 1000.0], [40.0, 250.0, 1000.0], quick, _floats),
+            sweep_seconds=_env("BENCH_SWEEP_SECONDS", 15.0, 6.0, quick, float),
+            sweep_warmup_seconds=_env("BENCH_SWEEP_WARMUP_SECONDS", 3.0, 2.0, quick, float),
+            sweep_bare_threads=_env("BENCH_SWEEP_BARE_THREADS", 64, 64, quick, int),
+            sweep_kill_after=_env("BENCH_SWEEP_KILL_AFTER", 3.5, 3.5, quick, float),
+            sweep_stale_seconds=_env("BENCH_SWEEP_STALE_SECONDS", 10, 10, quick, int),
             profile=os.environ.get("BENCH_PROFILE", "").strip().lower() in ("1", "true", "yes"),
             out=Path(os.environ.get("BENCH_OUT", str(ROOT / ".bench"))).resolve(),
             web_concurrency=os.environ.get("BENCH_WEB_CONCURRENCY") or None,

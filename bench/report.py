@@ -43,6 +43,16 @@ def achieved_rate(times: list[float]) -> float | None:
     return (len(ordered) - 1) / span if span > 0 else None
 
 
+def pace_between(times: list[float], start: float, end: float) -> tuple[float | None, int]:
+    """Events per second within [start, end), and how many fell there: the
+    pace of a run's steady part, without its start and its tail."""
+    if end <= start:
+        return None, 0
+    ordered = sorted(times)
+    count = bisect.bisect_left(ordered, end) - bisect.bisect_left(ordered, start)
+    return count / (end - start), count
+
+
 @dataclass
 class Row:
     section: str

@@ -258,6 +258,15 @@ class StandIn:
     def stats(self, times: bool = False) -> dict:
         return self._call("GET", "/_bench/stats" + ("?times=1" if times else ""))
 
+    def destinations(self) -> dict[str, int]:
+        """Every address the stand-in sent to since the last reset, and how many emails each got."""
+        return self._call("GET", "/_bench/stats?destinations=1")["destinations"]
+
+    def set_max_send_rate(self, rate: float) -> None:
+        """GetAccount's MaxSendRate from now on (the service paces at the lower
+        of it and RATE_LIMIT_PER_SEC; the default is out of the way)."""
+        self._call("POST", f"/_bench/account?max_rate={rate}")
+
     def reset(self) -> None:
         self._call("POST", "/_bench/reset")
 

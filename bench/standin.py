@@ -22,8 +22,11 @@ and these control requests from the benchmark:
 
 - GET  /_bench/stats            {"emails", "requests", "first", "last", "duplicates", "bad"}
 - GET  /_bench/stats?times=1    the same, with "times": every email's receive time
-- POST /_bench/reset            forget every email
+- GET  /_bench/stats?destinations=1  the same, with "destinations": {address: emails received}
+- POST /_bench/reset            forget every email (not the latency, not the account)
 - POST /_bench/latency?ms=N     answer N milliseconds after each request
+- POST /_bench/account?max_rate=N  GetAccount's SendQuota.MaxSendRate from now on
+  (the service paces at the lower of it and RATE_LIMIT_PER_SEC)
 
 Receive times are time.monotonic() in this process, read after the whole
 request has arrived; CLOCK_MONOTONIC is one clock for every process of the
@@ -39,6 +42,7 @@ import json
 import socket
 import sys
 import time
+from email.utils import parseaddr
 from urllib.parse import parse_qs, urlsplit
 
 from tests.support.ses_standin import ACCOUNT_PATH, DEFAULT_ACCOUNT, ERROR_TYPE_SUFFIX, SEND_EMAIL_PATH
@@ -57,11 +61,13 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 class Recorder:
     def __init__(self, latency: float):
         self.latency = latency
+        self.account = json.loads(json.dumps(BENCH_ACCOUNT))
         self.reset()
 
     def reset(self) -> None:
         self.times: list[float] = []
-        self.seen: set[str] = set()
+        # Every destination address (lower case) and how many emails it got.
+        self.seen: dict[str, int] = {}
         self.duplicates = 0
         self.requests = 0
         self.calls = {"SendEmail": 0, "SendBulkEmail": 0}
@@ -71,15 +77,15 @@ class Recorder:
     def email(self, when: float, address: str | None) -> str:
         self.times.append(when)
         if address is not None:
-            key = address.lower()
-            if key in self.seen:
+            key = parseaddr(address)[1].lower() or address.lower()
+            count = self.seen.get(key, 0)
+            if count:
                 self.duplicates += 1
-            else:
-                self.seen.add(key)
+            self.seen[key] = count + 1
         # Shaped like an SES message id, unique within this stand-in.
         return f"0100{next(self.numbers):012x}-00000000-0000-0000-0000-000000000000-000000"
 
-    def stats(self, with_times: bool) -> dict:
+    def stats(self, with_times: bool, with_destinations: bool = False) -> dict:
         answer = {
             "emails": len(self.times),
             "requests": self.requests,
@@ -92,6 +98,8 @@ class Recorder:
         }
         if with_times:
             answer["times"] = self.times
+        if with_destinations:
+            answer["destinations"] = self.seen
         return answer
 
 
@@ -106,17 +114,21 @@ def answer(recorder: Recorder, method: str, target: str, body: bytes, received: 
     if path.startswith("/_bench/"):
         query = parse_qs(parts.query)
         if path == "/_bench/stats":
-            return 200, {}, json.dumps(recorder.stats(bool(query.get("times")))).encode(), False
+            stats = recorder.stats(bool(query.get("times")), bool(query.get("destinations")))
+            return 200, {}, json.dumps(stats).encode(), False
         if path == "/_bench/reset" and method == "POST":
             recorder.reset()
             return 200, {}, b"{}", False
         if path == "/_bench/latency" and method == "POST":
             recorder.latency = float(query["ms"][0]) / 1000
             return 200, {}, b"{}", False
+        if path == "/_bench/account" and method == "POST":
+            recorder.account["SendQuota"]["MaxSendRate"] = float(query["max_rate"][0])
+            return 200, {}, json.dumps(recorder.account).encode(), False
         return (*error(404, "NotFoundException", f"no bench route {path}"), False)
     recorder.requests += 1
     if method == "GET" and path == ACCOUNT_PATH:
-        return 200, {}, json.dumps(BENCH_ACCOUNT).encode(), True
+        return 200, {}, json.dumps(recorder.account).encode(), True
     if method != "POST" or path not in (SEND_EMAIL_PATH, BULK_EMAIL_PATH):
         return (*error(404, "NotFoundException", f"no route for {method} {path} in the SES stand-in"), True)
     try:

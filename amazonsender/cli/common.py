@@ -95,10 +95,12 @@ def check_database(url: str, *, migrated: bool = False) -> None:
         raise click.ClickException(f"cannot connect to the database at {exc}{hint}") from None
 
 
-def open_pool(url: str) -> ConnectionPool:
-    """A pool of two for one command, once the database has answered."""
+def open_pool(url: str, *, size: int = 2) -> ConnectionPool:
+    """A pool for one command (two connections, unless it sends: a run's
+    sending threads each mark and record their calls), once the database
+    has answered."""
     check_database(url, migrated=True)
-    return create_pool(url, max_size=2)
+    return create_pool(url, max_size=size)
 
 
 @contextmanager

@@ -131,7 +131,7 @@ def running(settings: Settings):
     from ..ses import make_transport
 
     configure_logging(settings.log_level, settings.log_format)
-    pool = open_pool(settings.database_url)
+    pool = open_pool(settings.database_url, size=settings.db_pool_size)
     previous = {}
 
     def on_signal(signum, frame):
