@@ -175,9 +175,12 @@ def test_a_paused_account_stops_within_the_batch_and_resumes_afterwards(database
     mailout_id, emails = seed(conn, 30)
     # Batches of 10: the 13th send is the 3rd of the second batch.
     ses.pause_sending(from_send=13)
-    # One SendEmail per recipient: "no request after the pause" is about
-    # single sends (tests/test_bulk.py pauses bulk calls part-way).
-    env = service_env(tmp_path, database_url, ses, RATE_LIMIT_PER_SEC="200", BATCH_SIZE="10", SES_BULK_SEND="off")
+    # One SendEmail per recipient, one call at a time: "no request after the
+    # pause" is about single sends (tests/test_bulk.py pauses bulk calls
+    # part-way); with more calls in flight, those already under way when SES
+    # first refuses still go (tests/test_in_flight.py).
+    env = service_env(tmp_path, database_url, ses, RATE_LIMIT_PER_SEC="200", BATCH_SIZE="10", SES_BULK_SEND="off",
+                      SEND_CONCURRENCY="1")
 
     with run_gunicorn(env, tmp_path) as server:
         start_send(server, mailout_id)

@@ -770,6 +770,12 @@ class _Server(ThreadingHTTPServer):
     # Keep-alive handler threads wait for their client's next request; do not
     # wait for them when the stand-in stops.
     block_on_close = False
+    # socketserver's default listen backlog is 5: a burst of new connections
+    # (a sender opening one per call in flight) overflows it, and the kernel
+    # drops the SYNs it cannot queue, which the client repeats a second
+    # later. SES does not stall a connection so; a backlog as deep as the
+    # kernel allows keeps the stand-in's answer time what `latency` says.
+    request_queue_size = 1024
 
     def get_request(self):
         sock, address = super().get_request()
