@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
-import subprocess
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -34,6 +31,7 @@ from tests.support.processes import (
     start_send,
     wait_for_status,
 )
+from tests.support.postgres import private_postgres as private_postgres_server, restart_postgres
 from tests.support.ses_standin import SesStandIn
 from tests.support.delivery import assert_each_received_once, received, rows, seed, statuses, wait_until
 
@@ -176,9 +174,12 @@ def test_throttling_below_our_rate_is_absorbed_and_everything_is_delivered(datab
 def test_a_paused_account_stops_after_the_calls_in_flight_and_resumes_afterwards(database_url, conn, ses, tmp_path):
     mailout_id, emails = seed(conn, 30)
     ses.pause_sending(from_send=13)
-    # One SendEmail per recipient: "no request after the pause" is about
-    # single sends (tests/test_bulk.py pauses bulk calls part-way).
-    env = service_env(tmp_path, database_url, ses, RATE_LIMIT_PER_SEC="200", BATCH_SIZE="10", SES_BULK_SEND="off")
+    # One SendEmail per recipient, one call at a time: "no request after the
+    # pause" is about single sends (tests/test_bulk.py pauses bulk calls
+    # part-way); with more calls in flight, those already under way when SES
+    # first refuses still go (tests/test_in_flight.py).
+    env = service_env(tmp_path, database_url, ses, RATE_LIMIT_PER_SEC="200", BATCH_SIZE="10", SES_BULK_SEND="off",
+                      SEND_CONCURRENCY="1")
 
     with run_gunicorn(env, tmp_path) as server:
         start_send(server, mailout_id)
@@ -252,55 +253,9 @@ def test_rejected_addresses_fail_with_the_reason_and_the_rest_is_sent(database_u
 
 @pytest.fixture
 def private_postgres():
-    """A Postgres of this test's own (the shared one is never restarted),
-    with the schema; yields (server, url). As root, pgserver runs it as the
-    user 'pgserver', so its folder is not under pytest's tmp_path: every
-    pytest session that starts takes the others' access to
-    /tmp/pytest-of-<user> away again."""
-    import pgserver
-
-    parent = Path(tempfile.mkdtemp(prefix="amazonsender-faults-pg-"))
-    try:
-        server = pgserver.get_server(parent / "pgdata", cleanup_mode="delete")
-        try:
-            url = server.get_uri()
-            db.upgrade(url)
-            yield server, url
-        finally:
-            # pgserver would stop only the postmaster it started, which a
-            # restart replaced: stop whichever runs now.
-            stop_postgres(server)
-            server.cleanup()
-    finally:
-        shutil.rmtree(parent, ignore_errors=True)
-
-
-def stop_postgres(server) -> None:
-    from pgserver._commands import pg_ctl
-
-    try:
-        pg_ctl(["status"], pgdata=server.pgdata, user=server.system_user, timeout=30)
-    except subprocess.CalledProcessError:
-        return  # not running
-    pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=server.pgdata, user=server.system_user, timeout=30)
-
-
-def restart_postgres(server, down_seconds: float, mode: str = "fast") -> None:
-    """Stop the server (`fast`: every session is ended and its transaction
-    rolled back; `immediate`: every process quits at once, as in a crash, and
-    the start replays the WAL), stay away, start it again with the options
-    pgserver gave it (a Unix socket only)."""
-    from pgserver._commands import pg_ctl
-
-    socket_dir = server.get_postmaster_info().socket_dir
-    pg_ctl(["-w", "-m", mode, "stop"], pgdata=server.pgdata, user=server.system_user, timeout=30)
-    time.sleep(down_seconds)
-    pg_ctl(
-        ["-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(server.log), "start"],
-        pgdata=server.pgdata,
-        user=server.system_user,
-        timeout=30,
-    )
+    """A Postgres of this test's own (tests/support/postgres.py); yields (server, url)."""
+    with private_postgres_server() as pair:
+        yield pair
 
 
 def blocked_record(url: str) -> dict | None:

@@ -60,3 +60,17 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.02):
             return value
         assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
         time.sleep(interval)
+
+
+def unanswered(ses: SesStandIn) -> list:
+    """The send requests SES has received and not answered yet: the calls in flight."""
+    return [r for r in ses.send_requests if r.answered_at is None]
+
+
+def at_once(requests: list) -> list[int]:
+    """For each request (in order), how many of `requests` were at SES
+    when it arrived, itself included: received, not yet answered."""
+    return [
+        sum(1 for other in requests if other.received_at <= r.received_at < (other.answered_at or float("inf")))
+        for r in requests
+    ]

@@ -103,7 +103,9 @@ entry, so the counts mean the same for both APIs:
   `short_answer_next(n, keep=k)` does it to the next n answers only;
 - `set_account(...)`: what GetAccount answers (the service paces at the lower
   of its RATE_LIMIT_PER_SEC and MaxSendRate);
-- `latency`: seconds to wait before each answer.
+- `latency`: seconds to wait before each answer (a request's `received_at`
+  and `answered_at` bound its time at SES, so a test can count the calls
+  in flight at once).
 """
 
 from __future__ import annotations
@@ -184,6 +186,7 @@ class Recorded:
     received_time: float = 0.0  # time.time() when the request was read (for event timestamps)
     error_code: str | None = None
     accepted_at: float | None = None  # answered 200: time.monotonic() of the decision
+    answered_at: float | None = None  # time.monotonic() once `latency` is over and the answer goes back
     answer: dict | None = None  # the JSON body answered
     # SendBulkEmail: every entry's result as SES decided it (also those the
     # answer left out), and the emails it accepted.
@@ -767,6 +770,12 @@ class _Server(ThreadingHTTPServer):
     # Keep-alive handler threads wait for their client's next request; do not
     # wait for them when the stand-in stops.
     block_on_close = False
+    # socketserver's default listen backlog is 5: a burst of new connections
+    # (a sender opening one per call in flight) overflows it, and the kernel
+    # drops the SYNs it cannot queue, which the client repeats a second
+    # later. SES does not stall a connection so; a backlog as deep as the
+    # kernel allows keeps the stand-in's answer time what `latency` says.
+    request_queue_size = 1024
 
     def get_request(self):
         sock, address = super().get_request()
@@ -815,6 +824,7 @@ def _handler_for(standin: SesStandIn):
             standin._record(record)
             if standin.latency:
                 time.sleep(standin.latency)
+            record.answered_at = time.monotonic()
             payload = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
