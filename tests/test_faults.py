@@ -174,12 +174,10 @@ def test_throttling_below_our_rate_is_absorbed_and_everything_is_delivered(datab
 def test_a_paused_account_stops_after_the_calls_in_flight_and_resumes_afterwards(database_url, conn, ses, tmp_path):
     mailout_id, emails = seed(conn, 30)
     ses.pause_sending(from_send=13)
-    # One SendEmail per recipient, one call at a time: "no request after the
-    # pause" is about single sends (tests/test_bulk.py pauses bulk calls
-    # part-way); with more calls in flight, those already under way when SES
-    # first refuses still go (tests/test_in_flight.py).
-    env = service_env(tmp_path, database_url, ses, RATE_LIMIT_PER_SEC="200", BATCH_SIZE="10", SES_BULK_SEND="off",
-                      SEND_CONCURRENCY="1")
+    # One SendEmail per recipient (tests/test_bulk.py pauses bulk calls
+    # part-way), as many calls in flight as SEND_CONCURRENCY=auto keeps: those
+    # already under way when SES first refuses are refused too.
+    env = service_env(tmp_path, database_url, ses, RATE_LIMIT_PER_SEC="200", BATCH_SIZE="10", SES_BULK_SEND="off")
 
     with run_gunicorn(env, tmp_path) as server:
         start_send(server, mailout_id)
