@@ -69,7 +69,7 @@ def test_a_press_on_gunicorn_sends_a_long_page_once_and_writes_its_status(databa
         )
         assert again.status_code == 409, again.text
         shown = re.search(r'src="(https://[^"]+/media/([0-9a-f]{64})\.png)"', ses.sent[0].message.get_body(("html",)).get_content())
-        assert shown and shown.group(2) == hashlib.sha256(PNG).hexdigest(), log
+        assert shown and shown.group(2) == hashlib.sha256(PNG).hexdigest(), server.log()
         served = requests.get(f"{server.url}/media/{shown.group(2)}.png", timeout=10)
         log = server.log(tail=None)
 

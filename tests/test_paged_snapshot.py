@@ -46,7 +46,7 @@ def test_the_webhook_answers_before_any_recipient_is_queued(app, client, conn, p
     mailout_id = add_mailout(conn)
     started = []
     # The hook: the background run is held back until the answer has been read.
-    monkeypatch.setattr(webhook, "start_in_background", lambda app, pool, transport, settings, claim: started.append(claim))
+    monkeypatch.setattr(webhook, "start_in_background", lambda app, pool, transport, settings, claim, *rest: started.append(claim))
 
     answer = client.post("/send-mailout", json={"mailout_id": str(mailout_id)}, headers=AUTH)
 

@@ -2,10 +2,13 @@
 
 The run reads a batch (BATCH_SIZE rows, or more when more calls are in
 flight at once) while the calls of the one before are under way, so a batch
-boundary costs the sending threads no pause. Read rows stay 'queued' in the
-ledger until the call that carries them marks them (sending.py), so the next
-read must leave them out: `unsent` is every row read and not yet through
-its call, which the next read excludes.
+boundary costs the sending threads no pause. Reads go through the queue in
+id order from a cursor; a short read ends the pass, and the next starts
+from the beginning (a page queued meanwhile put rows anywhere). Read rows
+stay 'queued' in the ledger until the call that carries them marks them
+(sending.py), so a read from the beginning leaves out `unsent`: every row
+read and not yet marked. (That saves only work: a row read twice is marked
+by one call alone, and sent once.)
 
 Thread-safe: the run's loop reads and cuts calls, its sending threads say
 when a call is through.
@@ -24,6 +27,8 @@ class ReadAhead:
     def __init__(self) -> None:
         self.buffer: collections.deque[store.Recipient] = collections.deque()
         self.unsent: set[UUID] = set()
+        # The last row of this pass's reads; None: the next read starts a pass.
+        self.cursor: UUID | None = None
         self.lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -42,7 +47,7 @@ class ReadAhead:
             return [self.buffer.popleft() for _ in range(min(size, len(self.buffer)))]
 
     def through(self, recipients: list[store.Recipient]) -> None:
-        """Their call is over: marked and recorded, or never to be made."""
+        """Their call marked them, or will never be made."""
         with self.lock:
             self.unsent.difference_update(r.log_id for r in recipients)
 

@@ -149,6 +149,7 @@ class Run:
             db=self.db,
             recorded=self.recorded,
         )
+        self.sending.marked = lambda recipients: self.ahead.through(recipients)
         self.flights = Flights(
             settings.send_concurrency,
             settings.send_concurrency_max,
@@ -239,15 +240,23 @@ class Run:
         if self.queueing.wanted() and not self.db(self.queueing.next_page):
             self.stop_run(LOST)
             return False
-        exclude = self.ahead.exclude()
-        batch = self.db(lambda conn: self.read_batch(conn, size, exclude))
+        after = self.ahead.cursor
+        # Reading on from the last row read needs no exclusions: only a read
+        # from the start may meet rows read and not yet marked.
+        exclude = self.ahead.exclude() if after is None else []
+        batch = self.db(lambda conn: self.read_batch(conn, size, exclude, after))
         if batch is None:
             self.stop_run(LOST)
             return False
-        recipients, skipped = batch
+        recipients, skipped, last = batch
         self.queueing.taken(len(recipients) + skipped)
-        # The queue is empty but for what is read: no more reads until that is sent.
-        self.drained = self.queueing.done and len(recipients) + skipped < size
+        full = len(recipients) + skipped >= size
+        # A short read ends a pass through the queue; rows queued behind it
+        # meanwhile (a page's ids fall anywhere) are for the next pass.
+        self.ahead.cursor = last if full else None
+        # From the start, and short: the queue is empty but for what is read,
+        # so no more reads until that is sent.
+        self.drained = self.queueing.done and not full and after is None
         self.ahead.add(recipients)
         self.note_skipped(skipped)
         if self.guard.due(self):
@@ -281,11 +290,11 @@ class Run:
         except Exception as exc:  # noqa: BLE001 - whatever it is, nothing was sent
             self.stop_run(Halt("failed", f"the mailout cannot be written as an email: {exc}", StopReason.UNWRITABLE))
 
-    def read_batch(self, conn, size: int, exclude: list):
+    def read_batch(self, conn, size: int, exclude: list, after):
         if not self.lease.renew(conn):
             return None
         self.lease.renewed()
-        return store.read_batch(conn, self.claim.mailout_id, size, exclude)
+        return store.read_batch(conn, self.claim.mailout_id, size, exclude, after)
 
     def recorded(self, outcomes: list[store.Outcome]) -> None:
         """A call's outcomes are in the ledger (from a sending thread)."""

@@ -15,9 +15,7 @@ import functools
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from enum import Enum
 from uuid import UUID
 
@@ -29,6 +27,7 @@ from ..template import BulkContent, bulk_content
 from ..transport import BulkResult, ErrorKind, SendError, Transport, can_send_bulk
 from . import attempts
 from .attempts import FATES, Fate, Retries, Step, cannot_write, kept_throttling
+from .call import Call, Written
 from .claim import Claim
 from .errors import DatabaseUnavailable
 from .guard import CircuitBreaker
@@ -49,35 +48,6 @@ class Detour(Enum):
     SEND_EMAIL = "send email"
     # Refused for something in it: each recipient alone finds out whose.
     APART = "apart"
-
-
-class Call:
-    """One SES call's recipients as the call goes: the rows it marked, whether
-    SES was asked, and each recipient's outcome so far."""
-
-    def __init__(self) -> None:
-        # Made before the mark, so a retry after a lost COMMIT answer finds
-        # the rows the first attempt marked.
-        self.id = uuid.uuid4()
-        self.marked: list[store.Recipient] = []
-        # Rows a request to SES carried: in doubt if no answer comes back.
-        self.handed: set[UUID] = set()
-        self.settled: dict[UUID, store.Outcome] = {}
-
-    def outcomes(self) -> list[store.Outcome]:
-        """Every marked row's outcome: 'queued' for one never attempted."""
-        return [self.settled.get(r.log_id) or store.Outcome(r.log_id, "queued") for r in self.marked]
-
-
-@dataclass
-class Written:
-    """A call's messages, written before the pacer lets it go: each
-    recipient's email (`content` None: SendEmail) or entry of `content`
-    (SendBulkEmail), or why theirs cannot be written."""
-
-    content: BulkContent | None
-    messages: dict = field(default_factory=dict)
-    problems: dict = field(default_factory=dict)
 
 
 class CallSender:
@@ -113,6 +83,9 @@ class CallSender:
         # the outcomes once they are recorded.
         self.db = db
         self.recorded = recorded
+        # Told of a call's rows once the mark is done (the run reads no more
+        # around them).
+        self.marked: Callable[[list[store.Recipient]], None] = lambda recipients: None
         self.links = UnsubscribeLinks.from_settings(settings)
         self.footer = Footer.from_settings(settings)
         self.builder = MessageBuilder(
@@ -222,6 +195,7 @@ class CallSender:
         marked = self.db(
             lambda conn: store.mark_sending(conn, self.claim.mailout_id, self.claim.runner_id, call.id, ids)
         )
+        self.marked(chunk)
         if marked is None:
             self.stop_run(LOST)
             return False

@@ -15,6 +15,10 @@ from psycopg import Connection
 from ..jsontext import storable_text
 
 
+# Below every uuid: a read from the start.
+NO_ID = UUID(int=0)
+
+
 @dataclass(frozen=True)
 class Recipient:
     log_id: UUID
@@ -178,12 +182,13 @@ def queue_progress(conn: Connection, mailout_id: UUID) -> dict | None:
 
 
 def read_batch(
-    conn: Connection, mailout_id: UUID, size: int, exclude: list[UUID] | None = None
-) -> tuple[list[Recipient], int]:
-    """Read the next `size` queued rows, leaving out `exclude` (rows the run
-    has read already and not yet sent): those whose subscriber is still
-    active come back to be sent, still 'queued'; the rest are marked
-    'skipped' here. Returns (to send, skipped count).
+    conn: Connection, mailout_id: UUID, size: int, exclude: list[UUID] | None = None, after: UUID | None = None
+) -> tuple[list[Recipient], int, UUID | None]:
+    """Read the next `size` queued rows in id order, after `after` when
+    given, leaving out `exclude` (rows the run has read already and not yet
+    marked): those whose subscriber is still active come back to be sent,
+    still 'queued'; the rest are marked 'skipped' here. Returns (to send,
+    skipped count, the last id read).
 
     Reading marks nothing 'sending': mark_sending does, right before the SES
     call that carries a row. So a run that dies leaves in doubt only the
@@ -194,11 +199,11 @@ def read_batch(
         SELECT l.id, l.email, l.subscriber_id, s.status AS subscriber_status, s.from_name
           FROM send_logs l
           LEFT JOIN subscribers s ON s.id = l.subscriber_id
-         WHERE l.mailout_id = %s AND l.status = 'queued' AND l.id <> ALL(%s::uuid[])
+         WHERE l.mailout_id = %s AND l.status = 'queued' AND l.id > %s AND l.id <> ALL(%s::uuid[])
          ORDER BY l.id
          LIMIT %s
         """,
-        (mailout_id, list(exclude or ()), size),
+        (mailout_id, after or NO_ID, list(exclude or ()), size),
     ).fetchall()
     to_send = [row for row in rows if row["subscriber_status"] == "active"]
     skipped = [row["id"] for row in rows if row["subscriber_status"] != "active"]
@@ -214,7 +219,7 @@ def read_batch(
             (skipped,),
         )
     recipients = [Recipient(row["id"], row["email"], row["subscriber_id"], row["from_name"]) for row in to_send]
-    return recipients, len(skipped)
+    return recipients, len(skipped), rows[-1]["id"] if rows else None
 
 
 def mark_sending(

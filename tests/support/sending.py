@@ -65,7 +65,7 @@ def take_rows(conn, mailout_id, size: int):
     marked recipients, skipped count)."""
     import uuid
 
-    recipients, skipped = store.read_batch(conn, mailout_id, size)
+    recipients, skipped, _ = store.read_batch(conn, mailout_id, size)
     runner = conn.execute("SELECT runner_id FROM mailouts WHERE id = %s", (mailout_id,)).fetchone()["runner_id"]
     marked = set(store.mark_sending(conn, mailout_id, runner, uuid.uuid4(), [r.log_id for r in recipients]) or ())
     return [r for r in recipients if r.log_id in marked], skipped
