@@ -221,11 +221,10 @@ class SesTransport:
             request["ConfigurationSetName"] = self.configuration_set
         response = self._call("SendBulkEmail", self.client.send_bulk_email, request)
         answers = response.get("BulkEmailEntryResults") or []
-        results = []
-        for index in range(len(recipients)):
-            answer = answers[index] if index < len(answers) else None
-            results.append(bulk_result(answer, address_only(self.from_address)))
-        return results
+        sender = address_only(self.from_address)  # parsed once a call, not once an entry
+        return [
+            bulk_result(answers[index] if index < len(answers) else None, sender) for index in range(len(recipients))
+        ]
 
     def _call(self, operation: str, method, request: dict) -> dict:
         started = time.perf_counter()
