@@ -62,9 +62,13 @@ def create_app(
 def start_auto_resume(app: Flask):
     """Start this process's auto-resume watcher (sender/watch.py) on the
     app's pool, transport and settings, when AUTO_RESUME is on; gunicorn's
-    worker calls it, create_app does not (in-process tests start their own)."""
+    worker calls it, create_app does not (in-process tests start their own).
+    Its runs are written to their Notion pages as the webhook's are."""
     from ..sender.watch import start_watching
 
-    watcher = start_watching(app.extensions[POOL], app.extensions["transport"], app.config["SETTINGS"])
+    watcher = start_watching(
+        app.extensions[POOL], app.extensions["transport"], app.config["SETTINGS"],
+        hooks=notion_press.page_reports(app),
+    )  # fmt: skip
     app.extensions["auto_resume"] = watcher
     return watcher
