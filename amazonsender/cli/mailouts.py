@@ -85,12 +85,17 @@ def mailout_pause(mailout_id: UUID):
     Example:
       python -m amazonsender mailout pause 3f2c9a4e-0000-4000-8000-000000000000
     """
+    from ..notion.runs import command_reports
     from ..sender.pause import pause_mailout
 
     settings = load_settings()
     pool = open_pool(settings.database_url)
     try:
         was = pause_mailout(pool, mailout_id)
+        # Its Notion page, if it came from one, says Paused (at most a few
+        # seconds; never an error of this command).
+        with command_reports(settings, pool) as reports:
+            reports.paused(mailout_id)
     except (MailoutNotFound, MailoutNotPausable) as exc:
         raise Problem(exc, mailout_id=mailout_id) from None
     finally:

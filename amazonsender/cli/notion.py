@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+from html import escape
 from pathlib import Path
 from uuid import UUID
 
@@ -64,7 +65,8 @@ def create_from_notion(page: str) -> None:
 def mailout_preview(mailout_id: UUID):
     """Write a mailout's email, as a subscriber gets it (HTML part, with the
     footer), to OUTBOX_DIR/preview-ID.html; prints the file's path. Any
-    status; nothing is sent or changed.
+    status; nothing is sent or changed. In local mode the service `make run`
+    starts shows it at APP_BASE_URL/outbox/preview-ID.html (said on stderr).
 
     \b
     Example:
@@ -92,5 +94,10 @@ def mailout_preview(mailout_id: UUID):
     folder = Path(settings.outbox_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"preview-{mailout_id}.html"
-    path.write_text(html, encoding="utf-8")
+    # The email's part is a fragment whose charset is in its MIME header; a
+    # file opened in a browser needs it said in the page.
+    page = f'<!doctype html>\n<meta charset="utf-8">\n<title>{escape(mailout["subject"])}</title>\n{html}'
+    path.write_text(page, encoding="utf-8")
     click.echo(path)
+    if settings.is_local:
+        click.echo(f"with `make run` serving: {settings.app_base_url}/outbox/{path.name}", err=True)

@@ -43,7 +43,7 @@ def mailout_send(mailout_id: UUID):
         ) as exc:
             raise Problem(exc, mailout_id=mailout_id) from None
         click.echo(f"mailout {mailout_id}: {claim.recipients} recipients, queuing and sending at {rate:g}/s...")
-        summary = sender.send_claimed_mailout(pool, transport, settings, claim, progress=print_progress)
+        summary = send_reported(settings, pool, transport, claim)
     finish_with(summary)
 
 
@@ -100,8 +100,25 @@ def mailout_resume(mailout_id: UUID, force: bool, resend_unconfirmed: bool):
             + f", {claim.in_doubt_marked} were in flight"
             " when the last run stopped (marked unknown, not resent)"
         )
-        summary = sender.send_claimed_mailout(pool, transport, settings, claim, progress=print_progress)
+        summary = send_reported(settings, pool, transport, claim)
     finish_with(summary)
+
+
+def send_reported(settings: Settings, pool, transport, claim):
+    """Send the claimed mailout; a mailout from a Notion page has Sending
+    written to the page as it starts and its end state after (docs/notion.md),
+    in the background, the command waiting a few seconds at most for them."""
+    from .. import sender
+    from ..notion.runs import command_reports
+
+    with command_reports(settings, pool) as reports:
+        reports.started(claim.mailout_id)
+        summary = None
+        try:
+            summary = sender.send_claimed_mailout(pool, transport, settings, claim, progress=print_progress)
+        finally:
+            reports.ended(claim.mailout_id, summary)
+    return summary
 
 
 def resend(pool, mailout_id: UUID, settings: Settings, force: bool):

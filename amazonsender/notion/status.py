@@ -112,9 +112,27 @@ class StatusWriter:
         except queue.Full:
             log.warning("notion status update dropped: too many waiting", extra={"event": "notion_status_dropped"})
 
-    def wait_idle(self) -> None:
-        """Until every update posted so far is written or dropped (tests, shutdown)."""
-        self._queue.join()
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Until every update posted so far is written or dropped (tests, a
+        command's end), or `timeout` seconds; whether it got there."""
+        tasks = self._queue
+        with tasks.all_tasks_done:
+            return tasks.all_tasks_done.wait_for(lambda: tasks.unfinished_tasks == 0, timeout)
+
+    def close(self, timeout: float) -> bool:
+        """Wait at most `timeout` seconds for the updates posted so far, then
+        let the thread end after them; whether all were written or dropped.
+        A short-lived process (a command) ends this way: what is still
+        waiting then is lost with the process, never holding it up."""
+        done = self.wait_idle(timeout)
+        with self._lock:
+            running = self._thread is not None and self._thread.is_alive()
+        if running:
+            try:
+                self._queue.put_nowait(None)
+            except queue.Full:
+                pass  # the daemon thread dies with the process
+        return done
 
     def _start(self) -> None:
         # Started on first use, in the process that uses it: gunicorn forks
@@ -129,6 +147,9 @@ class StatusWriter:
         try:
             while True:
                 update = self._queue.get()
+                if update is None:  # close()
+                    self._queue.task_done()
+                    return
                 try:
                     self.write(pages, update)
                 except NotionError as exc:

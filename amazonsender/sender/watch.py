@@ -19,6 +19,10 @@ the claim re-checks the stop reason and the backoff, so a person's pause made
 meanwhile stands. The resumed run is paced by SES's account as `mailout
 resume` is (preflight.pace_resumed): an account SES refuses ends 'paused'
 with the reason `account`, and is not tried again.
+
+Whoever starts the watcher may hand it RunHooks, told as each resumed run
+starts and ends (the web layer writes a Notion page's status with them:
+notion/runs.py), so that this package never imports who listens.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
+from uuid import UUID
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -37,7 +43,7 @@ from ..transport import Transport
 from .claim import resume_mailout
 from .errors import AccountCannotSend, MailoutInvalid, MailoutNotFound, MailoutNotResumable, RunnerAlive, SesUnavailable
 from .preflight import pace_resumed
-from .run import send_in_thread
+from .run import Summary, send_in_thread
 from .stop import RESUME_AFTER_BACKOFF, RESUMES_BY_ITSELF, StopReason, StopSignal, process_stop
 
 log = logging.getLogger(__name__)
@@ -53,6 +59,14 @@ WHY_NOT = {
     StopReason.UNWRITABLE: "the mailout cannot be written as an email: fix it, then resume by hand",
     StopReason.INTERNAL_ERROR: "an unexpected error stopped it, which a resume could repeat: resume by hand",
 }
+
+
+class RunHooks(Protocol):
+    """Told about the watcher's runs; a hook's failure never stops one."""
+
+    def started(self, mailout_id: UUID) -> None: ...
+
+    def ended(self, mailout_id: UUID, summary: Summary | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -116,8 +130,10 @@ class Watcher:
         *,
         stop: StopSignal = process_stop,
         clock: Callable[[], datetime] | None = None,
+        hooks: RunHooks | None = None,
     ):
         self.pool = pool
+        self.hooks = hooks
         self.transport = transport
         self.settings = settings
         self.stop = stop
@@ -182,6 +198,7 @@ class Watcher:
             claim, _queued, _to_queue = pace_resumed(self.pool, self.transport, self.settings, claim)
         except (AccountCannotSend, SesUnavailable) as exc:
             log.error("auto-resume: mailout %s paused again: %s", mailout_id, exc)
+            self._tell("ended", mailout_id, None)
             return None
         thread = threading.Thread(
             target=self._send, args=(claim,), name=f"mailout-{mailout_id}", daemon=True
@@ -191,14 +208,27 @@ class Watcher:
         return thread
 
     def _send(self, claim) -> None:
+        self._tell("started", claim.mailout_id)
         send_in_thread(
-            self.pool, self.transport, self.settings, claim, stop=self.stop, what="automatically resumed send"
-        )
+            self.pool, self.transport, self.settings, claim, stop=self.stop, what="automatically resumed send",
+            finished=lambda summary: self._tell("ended", claim.mailout_id, summary),
+        )  # fmt: skip
+
+    def _tell(self, what: str, mailout_id: UUID, *args) -> None:
+        if self.hooks is None:
+            return
+        try:
+            getattr(self.hooks, what)(mailout_id, *args)
+        except Exception:  # noqa: BLE001 - a hook's failure changes nothing sent
+            log.exception("auto-resume: mailout %s: its %s hook failed", mailout_id, what)
 
 
-def start_watching(pool: ConnectionPool, transport: Transport, settings) -> Watcher | None:
-    """The process's watcher, started, when AUTO_RESUME is on."""
+def start_watching(
+    pool: ConnectionPool, transport: Transport, settings, hooks: RunHooks | None = None
+) -> Watcher | None:
+    """The process's watcher, started, when AUTO_RESUME is on; `hooks` are
+    told about each run it resumes."""
     if not settings.auto_resume:
         log.info("AUTO_RESUME is off: interrupted mailouts wait for `mailout resume`")
         return None
-    return Watcher(pool, transport, settings).start()
+    return Watcher(pool, transport, settings, hooks=hooks).start()

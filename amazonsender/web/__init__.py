@@ -5,9 +5,10 @@ webhook body names), notion_press.py (a Notion page imported and sent),
 background.py (work left running after an answer), status.py (GET /mailouts/<id>), ops.py (/metrics,
 /openapi.json, /healthz), unsubscribe.py (the unsubscribe pages),
 ses_events.py (POST /ses-events), media.py (GET /media/<sha256>.<ext>, the
-images of mailouts), auth.py (the shared secret), pool.py (the
-database pool), http.py (body limit, security headers, request ids) and
-errors.py (every error as a JSON answer or a page, after problems.py).
+images of mailouts), previews.py (GET /outbox/preview-<id>.html, local
+mode only), auth.py (the shared secret), pool.py (the database pool),
+http.py (body limit, security headers, request ids) and errors.py (every
+error as a JSON answer or a page, after problems.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from flask import Flask
 from .. import db, ses, sns
 from ..config import Settings
 from ..logs import configure_logging
-from . import errors, http, media, notion_press, ops, ses_events, status, unsubscribe, webhook
+from . import errors, http, media, notion_press, ops, previews, ses_events, status, unsubscribe, webhook
 from .pool import POOL, init_pool
 
 MAX_BODY_BYTES = 64 * 1024
@@ -56,15 +57,21 @@ def create_app(
     errors.register_error_handlers(app)
     for blueprint in (webhook.bp, status.bp, ops.bp, unsubscribe.bp, ses_events.bp, media.bp):
         app.register_blueprint(blueprint)
+    if settings.is_local:
+        app.register_blueprint(previews.bp)
     return app
 
 
 def start_auto_resume(app: Flask):
     """Start this process's auto-resume watcher (sender/watch.py) on the
     app's pool, transport and settings, when AUTO_RESUME is on; gunicorn's
-    worker calls it, create_app does not (in-process tests start their own)."""
+    worker calls it, create_app does not (in-process tests start their own).
+    Its runs are written to their Notion pages as the webhook's are."""
     from ..sender.watch import start_watching
 
-    watcher = start_watching(app.extensions[POOL], app.extensions["transport"], app.config["SETTINGS"])
+    watcher = start_watching(
+        app.extensions[POOL], app.extensions["transport"], app.config["SETTINGS"],
+        hooks=notion_press.page_reports(app),
+    )  # fmt: skip
     app.extensions["auto_resume"] = watcher
     return watcher

@@ -93,7 +93,8 @@ def register_security_headers(app) -> None:
         headers = response.headers
         headers["X-Content-Type-Options"] = "nosniff"
         headers.setdefault("Referrer-Policy", "no-referrer")
-        headers["Content-Security-Policy"] = PAGE_CSP if response.mimetype == "text/html" else DATA_CSP
+        # A route may set its own (previews.py, local mode only).
+        headers.setdefault("Content-Security-Policy", PAGE_CSP if response.mimetype == "text/html" else DATA_CSP)
         return response
 
 

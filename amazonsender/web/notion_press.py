@@ -32,12 +32,12 @@ from ..content import ContentProblem
 from ..notion import importer
 from ..notion.api import NotionError, NotionPages
 from ..notion.images import signed_images, stored_images
-from ..notion.status import FAILED, SENDING, StatusUpdate, StatusWriter, final_update
-from ..store import count_sent
+from ..notion.runs import PageReports
+from ..notion.status import FAILED, SENDING, StatusUpdate, StatusWriter
 from ..store import notion as notion_store
 from .background import run_in_background
 from .errors import ApiError, answer
-from .pool import get_pool
+from .pool import POOL, get_pool
 
 log = logging.getLogger(__name__)
 
@@ -213,33 +213,28 @@ class ImportAndSend:
         return None
 
     def report_end(self, summary) -> None:
-        report_end(self.pool, self.writer, self.page.id, self.mailout_id, summary)
+        PageReports(self.pool, self.writer).ended(self.mailout_id, summary)
 
 
-def report_end(pool, writer: StatusWriter, page_id: str, mailout_id: UUID, summary) -> None:
-    """The page's status at a run's end, from the mailout as it is then."""
-    with pool.connection() as conn:
-        sent = count_sent(conn, mailout_id)
-    if summary is None:
-        status, error = "failed", "the send stopped on an internal error; see the service log"
-    else:
-        status, error = summary.status, summary.error
-    writer.post(final_update(page_id, str(mailout_id), status, error, sent))
-
-
-def report_run(pool, mailout_id: UUID):
-    """For a claimed mailout that came from a Notion page (sent by its id):
-    'Sending' on the page now, and the `finished` callback that writes its
-    end. None when it has no page or NOTION_TOKEN is unset."""
-    writer: StatusWriter | None = current_app.extensions.get(STATUS)
+def page_reports(app) -> PageReports | None:
+    """The app's PageReports (a mailout's runs on its Notion page), or None
+    when NOTION_TOKEN is unset: the webhook's sends, a person's pause and
+    the auto-resume watcher (start_auto_resume) use it."""
+    writer: StatusWriter | None = app.extensions.get(STATUS)
     if writer is None:
         return None
-    with pool.connection() as conn:
-        page_id = notion_store.notion_page_of(conn, mailout_id)
-    if page_id is None:
+    return PageReports(app.extensions[POOL], writer)
+
+
+def report_run(mailout_id: UUID):
+    """For a claimed mailout sent by its id: 'Sending' on its Notion page,
+    if it came from one, now, and the `finished` callback that writes its
+    end. None when NOTION_TOKEN is unset."""
+    reports = page_reports(current_app)
+    if reports is None:
         return None
-    writer.post(StatusUpdate(page_id, SENDING, mailout_id=str(mailout_id)))
-    return lambda summary: report_end(pool, writer, page_id, mailout_id, summary)
+    reports.started(mailout_id)
+    return lambda summary: reports.ended(mailout_id, summary)
 
 
 def test_page(settings, page_id: str, addresses: list[str]):

@@ -9,6 +9,7 @@ from .auth import require_secret
 from ..sender.errors import MailoutNotFound, MailoutNotPausable
 from ..sender.pause import pause_mailout
 from ..sender.watch import verdict
+from . import notion_press
 from .errors import answer
 from .notion import parse_uuid
 from .pool import get_pool
@@ -78,6 +79,9 @@ def pause(mailout_id: str):
         was = pause_mailout(get_pool(), mailout_uuid)
     except (MailoutNotFound, MailoutNotPausable) as exc:
         raise answer(exc, mailout_id=mailout_uuid) from None
+    reports = notion_press.page_reports(current_app)
+    if reports is not None:
+        reports.paused(mailout_uuid)
     return jsonify(
         mailout_id=str(mailout_uuid),
         status="paused",

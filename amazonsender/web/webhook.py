@@ -64,7 +64,7 @@ def send_mailout():
     except CANNOT_START as exc:
         raise answer(exc, mailout_id=mailout_id) from None
 
-    finished = notion_press.report_run(pool, claim.mailout_id)
+    finished = notion_press.report_run(claim.mailout_id)
     if wait:
         summary = sender.send_claimed_mailout(pool, transport, settings, claim)
         if finished:
