@@ -336,8 +336,14 @@ class Run:
     def record_end(self, conn, halt: Halt, reason: str) -> None:
         """The stop, in one transaction: rows SES never took back to the
         queue, then the mailout's status, reason and next automatic resume."""
-        if halt.requeue:
-            store.requeue_unreached(conn, self.claim.mailout_id, list(halt.requeue))
+        requeue = set(halt.requeue)
+        if halt.code is StopReason.SES_UNAVAILABLE:
+            # Calls in flight as the breaker tripped may have given up on
+            # SES since: SES never took theirs either.
+            with self.sending.lock:
+                requeue |= self.sending.unreached
+        if requeue:
+            store.requeue_unreached(conn, self.claim.mailout_id, list(requeue))
         store.finish_mailout(
             conn, self.claim.mailout_id, self.claim.runner_id, halt.status, reason,
             stop_reason=halt.code, resume_in=next_resume_in(halt.code, self.claim.auto_attempts),
