@@ -88,3 +88,31 @@ def test_a_call_that_gives_up_on_ses_after_the_breaker_tripped_goes_back_to_the_
     assert tries[order[1]] == attempts.TRANSIENT_ATTEMPTS
     assert states[order[1]] == "queued", states
     assert set(states.values()) == {"queued"}
+
+
+def test_a_call_the_executor_refuses_frees_its_slot_and_the_run_ends_recorded(pool, conn, settings, monkeypatch):
+    """The executor refuses a call (as it does once the interpreter is
+    shutting down): the run stops on it, and its wait for the calls in
+    flight must not wait for that one, which never started."""
+    from amazonsender.sender import run as run_module
+
+    add_subscribers(conn, emails(4))
+    mailout_id = add_mailout(conn)
+    claim = claim_and_queue(pool, mailout_id)
+
+    class Refusing(run_module.ThreadPoolExecutor):
+        def submit(self, fn, *args, **kwargs):
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    monkeypatch.setattr(run_module, "ThreadPoolExecutor", Refusing)
+    run = make_run(pool, FakeTransport(), settings, claim)
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(summary=run.execute()), daemon=True)
+    thread.start()
+    thread.join(PATIENCE_SECONDS)
+
+    assert not thread.is_alive(), "the run waits for a call that never started"
+    assert result["summary"].status == "failed"
+    row = mailout_row(conn, mailout_id)
+    assert row["status"] == "failed" and row["stop_reason"] == "internal_error"
+    assert set(ledger(conn, mailout_id).values()) == {"queued"}

@@ -215,7 +215,14 @@ class Run:
             if ticket is None:
                 self.ahead.through(recipients)
                 continue
-            executor.submit(self.send_call, recipients, ticket)
+            try:
+                executor.submit(self.send_call, recipients, ticket)
+            except BaseException:
+                # Refused (the interpreter is shutting down): the call never
+                # starts, so nothing must wait for it.
+                self.ahead.through(recipients)
+                self.flights.release(ticket, answered=False)
+                raise
         return False
 
     def send_call(self, recipients: list[store.Recipient], ticket: int) -> None:
