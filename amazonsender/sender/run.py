@@ -218,8 +218,7 @@ class Run:
             try:
                 executor.submit(self.send_call, recipients, ticket)
             except BaseException:
-                # Refused (the interpreter is shutting down): the call never
-                # starts, so nothing must wait for it.
+                # Refused (the interpreter is shutting down): nothing waits for it.
                 self.ahead.through(recipients)
                 self.flights.release(ticket, answered=False)
                 raise
@@ -345,8 +344,7 @@ class Run:
         queue, then the mailout's status, reason and next automatic resume."""
         requeue = set(halt.requeue)
         if halt.code is StopReason.SES_UNAVAILABLE:
-            # Calls in flight as the breaker tripped may have given up on
-            # SES since: SES never took theirs either.
+            # And calls in flight as the breaker tripped that gave up on SES since.
             with self.sending.lock:
                 requeue |= self.sending.unreached
         if requeue:
