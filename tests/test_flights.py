@@ -53,8 +53,11 @@ def test_auto_starts_cautious_and_grows_to_what_250_ms_answers_need():
     tickets.append(flights.acquire(never))
     assert None not in tickets
     assert flights.acquire(after(2)) is None  # all taken: it waits, then gives up
-    # The calls in flight have taken 250 ms already: that counts before any answer.
-    clock.now += 0.24
+    # The pacer let them go (a run's call says so: `restart`), and they
+    # have taken 250 ms since: that counts before any answer.
+    for ticket in tickets:
+        flights.restart(ticket)
+    clock.now += 0.25
     assert flights.limit() == needed(0.25) == 14
     for ticket in tickets:
         flights.release(ticket)
@@ -142,3 +145,23 @@ def test_a_waiting_acquire_takes_the_slot_a_release_frees():
     flights.release(got[0])
     flights.wait_idle()
     assert flights.in_flight == 0
+
+
+def test_a_call_still_waiting_for_the_pacer_does_not_count_as_a_slow_answer():
+    """Slots beyond what SES's answer time needs wait for the pacer; were that
+    wait counted as an answer time under way, every slot waiting would ask
+    for more, and the limit would climb to its ceiling whatever SES's
+    answer time."""
+    clock = FakeClock()
+    flights = auto(clock)
+    call(flights, clock, 0.05)  # SES answers in 50 ms
+    assert flights.limit() == needed(0.05) == 4
+    first, second = flights.acquire(never), flights.acquire(never)
+    flights.restart(first)  # the pacer let it go; the other waits its turn
+    clock.now += 0.05
+    flights.release(first)
+    clock.now += 0.5  # still waiting for the pacer (a slowed-down pace, say)
+    assert flights.limit() == needed(0.05)
+    flights.restart(second)
+    clock.now += 0.3  # in SES for 300 ms: that does count
+    assert flights.limit() == needed(0.3)

@@ -7,8 +7,9 @@ id order from a cursor; a short read ends the pass, and the next starts
 from the beginning (a page queued meanwhile put rows anywhere). Read rows
 stay 'queued' in the ledger until the call that carries them marks them
 (sending.py), so a read from the beginning leaves out `unsent`: every row
-read and not yet marked. (That saves only work: a row read twice is marked
-by one call alone, and sent once.)
+read and not yet marked. A read from the cursor excludes nothing and may
+meet such rows again: `add` drops them, so no call carries a row twice (in
+two calls, the mark would let only one send it).
 
 Thread-safe: the run's loop reads and cuts calls, its sending threads say
 when a call is through.
@@ -35,9 +36,14 @@ class ReadAhead:
         return len(self.buffer)
 
     def add(self, recipients: list[store.Recipient]) -> None:
+        """Read rows, less those read already and not yet marked: a read
+        from the cursor may meet rows the pass before left read ahead, and
+        one call carrying a row twice would send its email twice."""
         with self.lock:
-            self.buffer.extend(recipients)
-            self.unsent.update(r.log_id for r in recipients)
+            for recipient in recipients:
+                if recipient.log_id not in self.unsent:
+                    self.unsent.add(recipient.log_id)
+                    self.buffer.append(recipient)
 
     def next_call(self, size: int) -> list[store.Recipient] | None:
         """The next call's recipients (up to `size`), or None when none are read."""

@@ -55,6 +55,8 @@ class Flights:
         self.clock = clock
         self.answer_seconds: float | None = None
         self.started: dict[int, float] = {}
+        # Taken and not yet let go by the pacer (see `restart`).
+        self.pacing: set[int] = set()
         self.next_ticket = 0
         self.cond = threading.Condition()
         self.highest = 0  # the most slots ever in use at once
@@ -72,11 +74,13 @@ class Flights:
 
     def _limit(self) -> int:
         seconds = self.answer_seconds
-        if self.started:
+        under_way = [began for ticket, began in self.started.items() if ticket not in self.pacing]
+        if under_way:
             # The oldest call in flight has taken at least this long: a
-            # slower SES shows here before any answer does.
-            oldest = self.clock() - min(self.started.values())
-            seconds = max(seconds or 0.0, oldest)
+            # slower SES shows here before any answer does. (A wait for the
+            # pacer is not counted: slots beyond the need wait there, and
+            # would ask for more.)
+            seconds = max(seconds or 0.0, self.clock() - min(under_way))
         if seconds is None:
             return min(START_SLOTS, self.ceiling)
         wanted = math.ceil(self.calls_per_second() * seconds * HEADROOM) + EXTRA_SLOTS
@@ -94,6 +98,7 @@ class Flights:
                     ticket = self.next_ticket
                     self.next_ticket += 1
                     self.started[ticket] = self.clock()
+                    self.pacing.add(ticket)
                     self.highest = max(self.highest, len(self.started))
                     return ticket
                 self.cond.wait(POLL_SECONDS)
@@ -104,12 +109,14 @@ class Flights:
         with self.cond:
             if ticket in self.started:
                 self.started[ticket] = self.clock()
+                self.pacing.discard(ticket)
 
     def release(self, ticket: int, *, answered: bool = True) -> None:
         """The call is done; `answered` False when it made no SES call (the
         run stopped first), which says nothing of SES's answer time."""
         with self.cond:
             began = self.started.pop(ticket, None)
+            self.pacing.discard(ticket)
             if answered and began is not None:
                 seconds = self.clock() - began
                 if self.answer_seconds is None or seconds > self.answer_seconds:

@@ -215,7 +215,13 @@ class Run:
             if ticket is None:
                 self.ahead.through(recipients)
                 continue
-            executor.submit(self.send_call, recipients, ticket)
+            try:
+                executor.submit(self.send_call, recipients, ticket)
+            except BaseException:
+                # Refused (the interpreter is shutting down): nothing waits for it.
+                self.ahead.through(recipients)
+                self.flights.release(ticket, answered=False)
+                raise
         return False
 
     def send_call(self, recipients: list[store.Recipient], ticket: int) -> None:
@@ -336,8 +342,13 @@ class Run:
     def record_end(self, conn, halt: Halt, reason: str) -> None:
         """The stop, in one transaction: rows SES never took back to the
         queue, then the mailout's status, reason and next automatic resume."""
-        if halt.requeue:
-            store.requeue_unreached(conn, self.claim.mailout_id, list(halt.requeue))
+        requeue = set(halt.requeue)
+        if halt.code is StopReason.SES_UNAVAILABLE:
+            # And calls in flight as the breaker tripped that gave up on SES since.
+            with self.sending.lock:
+                requeue |= self.sending.unreached
+        if requeue:
+            store.requeue_unreached(conn, self.claim.mailout_id, list(requeue))
         store.finish_mailout(
             conn, self.claim.mailout_id, self.claim.runner_id, halt.status, reason,
             stop_reason=halt.code, resume_in=next_resume_in(halt.code, self.claim.auto_attempts),
