@@ -116,3 +116,21 @@ def test_a_call_the_executor_refuses_frees_its_slot_and_the_run_ends_recorded(po
     row = mailout_row(conn, mailout_id)
     assert row["status"] == "failed" and row["stop_reason"] == "internal_error"
     assert set(ledger(conn, mailout_id).values()) == {"queued"}
+
+
+def test_a_mark_slower_than_usual_goes_back_to_the_pacer_but_a_steady_far_database_does_not():
+    """A stalled mark would let calls the pacer released meanwhile reach SES
+    together; a database that is far (every mark slow alike) is no stall."""
+    from types import SimpleNamespace
+
+    from amazonsender.sender.sending import REPACE_SLOWER_BY_SECONDS, CallSender
+
+    state = SimpleNamespace(lock=threading.Lock(), mark_seconds=None)
+
+    def slow(seconds):
+        return CallSender.mark_was_slow(state, seconds)
+
+    assert not slow(0.03)  # the first sets what is usual
+    assert not any(slow(0.03 + 0.005 * (n % 2)) for n in range(50))  # a far database, steady
+    assert slow(0.03 + REPACE_SLOWER_BY_SECONDS + 0.05)  # a stall
+    assert not slow(0.03)

@@ -1,6 +1,8 @@
-"""The guards that stop a run early: the reputation guard (bounces, complaints) and the circuit breaker (failures in a row)."""
+"""The guards that stop a run early: the reputation guard (bounces, complaints, against the emails sent so far) and the circuit breaker (failures in a row)."""
 
 from __future__ import annotations
+
+from .. import store
 
 
 def reputation_problem(sent: int, reputation: dict, settings) -> str | None:
@@ -58,3 +60,40 @@ class CircuitBreaker:
         if failures < self.limit:
             return None
         return f"{failures} failures in a row (MAX_CONSECUTIVE_FAILURES); last: {self.last_error or 'see send_logs'}"
+
+
+class SentCount:
+    """The emails sent so far, as the reputation guard counts them."""
+
+    def __init__(self) -> None:
+        self.base: int | None = None
+        self.since_base = 0
+        self.new_outcomes = False
+        self.unrendered_before = 0
+
+    def recorded(self, outcomes: list[store.Outcome]) -> None:
+        """(Under the run's lock.)"""
+        self.since_base += sum(1 for o in outcomes if o.status == "sent")
+        self.new_outcomes = self.new_outcomes or bool(outcomes)
+
+    def due(self, run) -> bool:
+        """Anything new to judge since the last look?"""
+        with run.lock:
+            due, self.new_outcomes = self.new_outcomes, False
+        return due
+
+    def sent(self, run, reputation: dict) -> int:
+        if self.base is None:
+            # Counted at the first look, not before the first call: on a long
+            # list the count takes a while, which the first email need not
+            # wait for. (A call recorded while it counts may be counted
+            # twice: a few more sent only lowers the rates a little.)
+            with run.lock:
+                self.since_base = 0
+            self.base = run.db(lambda conn: store.count_sent(conn, run.claim.mailout_id))
+            # Rendering failures from here on take their emails out of the
+            # sent count (SES never sent them).
+            self.unrendered_before = reputation["rendering_failures"]
+        with run.lock:
+            sent = self.base + self.since_base
+        return sent - (reputation["rendering_failures"] - self.unrendered_before)

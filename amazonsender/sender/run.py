@@ -40,7 +40,7 @@ from .claim import Claim
 from .errors import DatabaseUnavailable
 from .ahead import ReadAhead
 from .flights import Flights
-from .guard import reputation_problem
+from .guard import SentCount, reputation_problem
 from .lease import Lease
 from .pacer import Pacer
 from .queueing import Queueing
@@ -160,7 +160,7 @@ class Run:
         self.started = time.monotonic()
         self.lock = threading.Lock()
         self.counts = {"sent": 0, "failed": 0, "skipped": 0, "unknown": 0}
-        self.guard = _SentCount()
+        self.guard = SentCount()
 
     # -- the loop ---------------------------------------------------------
 
@@ -460,40 +460,3 @@ class Run:
                     raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
                 log.warning("database unreachable (%s); retrying", str(exc).strip()[:200])
                 self.sleep(min(attempts.backoff_seconds(attempt), left))
-
-
-class _SentCount:
-    """The emails sent so far, as the reputation guard counts them."""
-
-    def __init__(self) -> None:
-        self.base: int | None = None
-        self.since_base = 0
-        self.new_outcomes = False
-        self.unrendered_before = 0
-
-    def recorded(self, outcomes: list[store.Outcome]) -> None:
-        """(Under the run's lock.)"""
-        self.since_base += sum(1 for o in outcomes if o.status == "sent")
-        self.new_outcomes = self.new_outcomes or bool(outcomes)
-
-    def due(self, run: Run) -> bool:
-        """Anything new to judge since the last look?"""
-        with run.lock:
-            due, self.new_outcomes = self.new_outcomes, False
-        return due
-
-    def sent(self, run: Run, reputation: dict) -> int:
-        if self.base is None:
-            # Counted at the first look, not before the first call: on a long
-            # list the count takes a while, which the first email need not
-            # wait for. (A call recorded while it counts may be counted
-            # twice: a few more sent only lowers the rates a little.)
-            with run.lock:
-                self.since_base = 0
-            self.base = run.db(lambda conn: store.count_sent(conn, run.claim.mailout_id))
-            # Rendering failures from here on take their emails out of the
-            # sent count (SES never sent them).
-            self.unrendered_before = reputation["rendering_failures"]
-        with run.lock:
-            sent = self.base + self.since_base
-        return sent - (reputation["rendering_failures"] - self.unrendered_before)

@@ -36,9 +36,13 @@ from .stop import LOST, Halt, Halting, StopReason, StopSignal, interrupted_by
 
 log = logging.getLogger(__name__)
 
-# A mark slower than this (a wait for a pool connection, a database retry)
-# sends its call back to the pacer before SES.
-REPACE_AFTER_SECONDS = 0.1
+# A mark slower than usual by more than this (a wait for a pool connection,
+# a database retry) sends its call back to the pacer before SES: within the
+# pace's margin, so a late call cannot crowd SES's second. "Usual" is the
+# marks' running average, so a far database (a steady round trip) costs no
+# second wait.
+REPACE_SLOWER_BY_SECONDS = 0.02
+MARK_SMOOTHING = 0.1
 
 
 class Detour(Enum):
@@ -101,6 +105,8 @@ class CallSender:
         self.choose_bulk(rate)
         self.lock = threading.Lock()
         self.breaker = CircuitBreaker(settings.max_consecutive_failures)
+        # The usual time of a mark (mark_was_slow).
+        self.mark_seconds: float | None = None
         # Rows failed after every try met a transient error: SES never took them.
         self.unreached: set = set()
 
@@ -201,7 +207,7 @@ class CallSender:
             return False
         taken = set(marked)
         call.marked = [r for r in chunk if r.log_id in taken]
-        if call.marked and time.monotonic() - began > REPACE_AFTER_SECONDS:
+        if call.marked and self.mark_was_slow(time.monotonic() - began):
             # The mark waited (a pool connection, a database retry): calls the
             # pacer let go meanwhile would reach SES together. Take a slot
             # again, so they go out at the pace; a stop meanwhile gives the
@@ -209,6 +215,16 @@ class CallSender:
             self.pacer.wait(len(call.marked))
             self.check_still_ours()
         return bool(call.marked)
+
+    def mark_was_slow(self, seconds: float) -> bool:
+        """Was this mark slower than usual by more than REPACE_SLOWER_BY_SECONDS?"""
+        with self.lock:
+            usual = self.mark_seconds
+            if usual is None:
+                self.mark_seconds = seconds
+                return False
+            self.mark_seconds = usual + MARK_SMOOTHING * (seconds - usual)
+        return seconds > usual + REPACE_SLOWER_BY_SECONDS
 
     def record(self, outcomes: list[store.Outcome]) -> None:
         """Record the call's outcomes, then tell the run. A database gone for

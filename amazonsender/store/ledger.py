@@ -250,10 +250,13 @@ def mark_sending(
             UPDATE send_logs
                SET status = 'sending', batch_id = %(call)s, attempted_at = now(), updated_at = now()
              WHERE id = ANY(%(ids)s::uuid[]) AND mailout_id = %(mailout)s AND (SELECT yes FROM ours)
-               AND (status = 'queued' OR (status = 'sending' AND batch_id = %(call)s))
-               -- Still on the list: one who left since the read stays
-               -- queued, and the next read marks them 'skipped'.
-               AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = send_logs.subscriber_id AND s.status = 'active')
+               AND ((status = 'queued'
+                     -- Still on the list: one who left since the read stays
+                     -- queued, and the next read marks them 'skipped'.
+                     AND EXISTS (SELECT 1 FROM subscribers s
+                                  WHERE s.id = send_logs.subscriber_id AND s.status = 'active'))
+                    -- This call's own mark, repeated after a lost COMMIT answer.
+                    OR (status = 'sending' AND batch_id = %(call)s))
             RETURNING id
         )
         SELECT (SELECT yes FROM ours) AS ours, ARRAY(SELECT id FROM marked) AS ids
