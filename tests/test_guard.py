@@ -4,6 +4,7 @@ complaints pass the limits; and SES events of odd shapes never break parsing."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -225,8 +226,10 @@ def test_rendering_failures_leave_the_guards_count_of_emails_sent(pool, conn, se
     summary = run(pool, transport, settings, mailout_id)
 
     assert summary.status == "paused", summary
-    # Looked at after 150 calls, or 149 with the 150th in flight (which still goes).
-    assert "bounce rate 7.00% (7 of 100 sent)" in summary.error or "bounce rate 7.07% (7 of 99 sent)" in summary.error
+    # Looked at after 150 calls, give or take the one in flight (which still
+    # goes): 100 sent and SES sent, one either way.
+    counted = re.search(r"bounce rate \d+\.\d\d% \(7 of (\d+) sent\)", summary.error)
+    assert counted and int(counted.group(1)) in (99, 100, 101), summary.error
     sent = len(transport.sent)
     assert sent in (150, 151)
     states = sorted(ledger(conn, mailout_id).values())
