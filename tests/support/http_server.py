@@ -13,7 +13,7 @@
 
 `LoopbackServer` gives start()/stop(), the `with` block and `url`
 (http://127.0.0.1:port); `QuietHandler` is a keep-alive request handler
-that writes no log lines.
+that reads a request's body and writes no log lines.
 """
 
 from __future__ import annotations
@@ -56,6 +56,11 @@ class _Server(ThreadingHTTPServer):
 class QuietHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as botocore's and requests' pools expect
     timeout = 30  # an idle kept-alive connection is closed after this
+
+    def read_body(self) -> bytes:
+        """The request's body, as long as its Content-Length says."""
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
 
     def log_message(self, format, *args):  # noqa: A002 - keep test output quiet
         pass

@@ -417,8 +417,7 @@ def _handler_for(standin: NotionStandIn):
             self._handle()
 
         def _handle(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            data = self.rfile.read(length) if length else b""
+            data = self.read_body()
             parts = urlsplit(self.path)
             record = Recorded(
                 method=self.command,

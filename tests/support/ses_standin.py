@@ -749,8 +749,7 @@ def _handler_for(standin: SesStandIn):
             self._handle()
 
         def _handle(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            data = self.rfile.read(length) if length else b""
+            data = self.read_body()
             try:
                 body = json.loads(data) if data else None
             except ValueError:
