@@ -24,7 +24,7 @@ from tests.support.db import PgServer, add_mailout, add_subscribers, cloned_data
 from tests.support.settings import FROM_ADDRESS, SHARED_SECRET, UNSUBSCRIBE_SECRET, with_settings
 
 # The command line run in this process: the `invoke` and `standin` fixtures.
-pytest_plugins = ("tests.support.cli",)
+pytest_plugins = ("tests.support.cli", "tests.support.run_fixtures")
 
 LOCAL_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 _database_numbers = itertools.count()

@@ -19,7 +19,6 @@ from uuid import UUID
 import pytest
 
 from amazonsender import sender
-from amazonsender.sender import attempts
 from amazonsender.message import Footer, MessageBuilder
 from amazonsender.template import (
     MAX_TEMPLATE_BYTES,
@@ -40,23 +39,14 @@ from amazonsender.ses import (
 from amazonsender.links import UnsubscribeTokens
 from tests.fakes import FakeBulkTransport
 from tests.support.db import add_mailout, add_subscribers, mailout_row
-from tests.support.sending import claim_and_queue, emails
+from tests.support.sending import claim_and_queue, emails, send_order
 from tests.support.settings import UNSUBSCRIBE_SECRET, with_settings
 from tests.support.ses_standin import BulkDelivery, SesStandIn
 
 UNSUBSCRIBE_BASE = "https://news.example.test/unsubscribe?token="
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
-    monkeypatch.setattr(attempts, "backoff_seconds", lambda attempt: 0.001)
-
-
-@pytest.fixture(autouse=True)
-def no_stop_request():
-    sender.stop_requested.clear()
-    yield
-    sender.stop_requested.clear()
+pytestmark = pytest.mark.usefixtures("fast_backoff", "no_stop_request")
 
 
 @pytest.fixture
@@ -98,11 +88,6 @@ def rows(conn, mailout_id) -> dict[str, dict]:
         (mailout_id,),
     ).fetchall()
     return {row["email"]: row for row in result}
-
-
-def send_order(conn, mailout_id) -> list[str]:
-    result = conn.execute("SELECT email FROM send_logs WHERE mailout_id = %s ORDER BY id", (mailout_id,))
-    return [row["email"] for row in result]
 
 
 def statuses(conn, mailout_id) -> dict[str, str]:

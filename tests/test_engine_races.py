@@ -15,28 +15,14 @@ from amazonsender.sender.run import Run
 from amazonsender.ses import TRANSIENT, SendError
 from tests.fakes import FakeTransport
 from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
-from tests.support.sending import claim_and_queue, emails
+from tests.support.sending import claim_and_queue, emails, send_order
 from tests.support.settings import with_settings
 
 # The longest a scripted call waits for the run to reach a state.
 PATIENCE_SECONDS = 10.0
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
-    monkeypatch.setattr(attempts, "backoff_seconds", lambda attempt: 0.001)
-
-
-@pytest.fixture(autouse=True)
-def no_stop_request():
-    sender.stop_requested.clear()
-    yield
-    sender.stop_requested.clear()
-
-
-def send_order(conn, mailout_id) -> list[str]:
-    rows = conn.execute("SELECT email FROM send_logs WHERE mailout_id = %s ORDER BY id", (mailout_id,))
-    return [row["email"] for row in rows]
+pytestmark = pytest.mark.usefixtures("fast_backoff", "no_stop_request")
 
 
 def wait_until(condition) -> None:

@@ -129,7 +129,7 @@ def test_any_other_name_is_not_a_media_name(name):
 def test_each_accepted_type_is_fetched_with_its_hash_and_extension(content_type):
     data = SAMPLES[content_type]
     with HttpOrigin({"/image": Reply(headers={"Content-Type": content_type}, body=data)}) as origin:
-        image = fetch_image(origin.url("/image?X-Amz-Signature=abc"))
+        image = fetch_image(origin.url + "/image?X-Amz-Signature=abc")
     assert image == image_of(data, content_type)
     assert image.ext == EXTENSION[content_type]
     (request,) = origin.requests
@@ -140,13 +140,13 @@ def test_each_accepted_type_is_fetched_with_its_hash_and_extension(content_type)
 @pytest.mark.parametrize("declared", ["image/jpg", "IMAGE/JPEG", "image/jpeg; charset=binary", "image/pjpeg"])
 def test_common_spellings_of_the_jpeg_type_are_jpeg(declared):
     with HttpOrigin({"/a": Reply(headers={"Content-Type": declared}, body=JPEG)}) as origin:
-        assert fetch_image(origin.url("/a")).content_type == "image/jpeg"
+        assert fetch_image(origin.url + "/a").content_type == "image/jpeg"
 
 
 def refusal(reply: Reply, *, max_bytes: int = 1000, path: str = "/a", routes=None) -> ImageRefused:
     with HttpOrigin({path: reply, **(routes or {})}) as origin:
         with pytest.raises(ImageRefused) as caught:
-            fetch_image(origin.url(path), max_bytes=max_bytes)
+            fetch_image(origin.url + path, max_bytes=max_bytes)
     return caught.value
 
 
@@ -175,7 +175,7 @@ def test_a_compressed_body_is_capped_by_its_decoded_size():
 def test_a_body_at_the_cap_is_taken():
     reply = Reply(headers={"Content-Type": "image/png"}, body=PNG, framing="close")
     with HttpOrigin({"/a": reply}) as origin:
-        assert fetch_image(origin.url("/a"), max_bytes=len(PNG)).data == PNG
+        assert fetch_image(origin.url + "/a", max_bytes=len(PNG)).data == PNG
 
 
 @pytest.mark.parametrize(
@@ -210,7 +210,7 @@ def test_a_client_error_is_refused_with_its_status(status):
 def test_a_server_error_may_pass_and_says_so(status):
     with HttpOrigin({"/a": Reply(status, {"Content-Type": "image/png"}, PNG)}) as origin:
         with pytest.raises(ImageUnreachable) as caught:
-            fetch_image(origin.url("/a"))
+            fetch_image(origin.url + "/a")
     assert caught.value.reason == f"the server answered {status}"
 
 
@@ -218,7 +218,7 @@ def test_redirects_are_followed_up_to_the_limit():
     hops = {f"/hop{n}": Reply(302, {"Location": f"/hop{n + 1}"}) for n in range(MAX_REDIRECTS)}
     hops[f"/hop{MAX_REDIRECTS}"] = Reply(headers={"Content-Type": "image/gif"}, body=GIF)
     with HttpOrigin(hops) as origin:
-        assert fetch_image(origin.url("/hop0")).data == GIF
+        assert fetch_image(origin.url + "/hop0").data == GIF
 
 
 def test_one_redirect_too_many_and_a_loop_are_refused():
@@ -228,7 +228,7 @@ def test_one_redirect_too_many_and_a_loop_are_refused():
     loop = Reply(301, {"Location": "/loop"})
     with HttpOrigin({"/loop": loop}) as origin:
         with pytest.raises(ImageRefused, match="redirects"):
-            fetch_image(origin.url("/loop"))
+            fetch_image(origin.url + "/loop")
     assert len(origin.requests) == MAX_REDIRECTS + 1
 
 
@@ -260,15 +260,15 @@ def test_a_download_past_its_time_is_given_up():
     reply = Reply(headers={"Content-Type": "image/png"}, body=PNG)
     with HttpOrigin({"/a": reply}) as origin:
         with pytest.raises(ImageUnreachable, match="took longer than"):
-            fetch_image(origin.url("/a"), clock=lambda: next(ticks))
+            fetch_image(origin.url + "/a", clock=lambda: next(ticks))
 
 
 def test_a_given_session_is_used_and_kept_open():
     with HttpOrigin({"/a": Reply(headers={"Content-Type": "image/png"}, body=PNG)}) as origin:
         with requests.Session() as session:
             session.headers["User-Agent"] = "importer-test"
-            assert fetch_image(origin.url("/a"), session=session).data == PNG
-            assert fetch_image(origin.url("/a"), session=session).data == PNG
+            assert fetch_image(origin.url + "/a", session=session).data == PNG
+            assert fetch_image(origin.url + "/a", session=session).data == PNG
     assert [r.headers["User-Agent"] for r in origin.requests] == ["importer-test"] * 2
 
 
@@ -276,8 +276,8 @@ def test_no_error_message_holds_the_query_string():
     secret = "X-Amz-Signature=0123456789abcdef"
     with HttpOrigin({"/a.png": Reply(403, {"Content-Type": "text/plain"}, b"expired")}) as origin:
         with pytest.raises(ImageRefused) as caught:
-            fetch_image(origin.url(f"/a.png?{secret}"))
-        assert caught.value.url == origin.url("/a.png")
+            fetch_image(origin.url + f"/a.png?{secret}")
+        assert caught.value.url == origin.url + "/a.png"
     assert secret not in str(caught.value)
     with pytest.raises(ImageUnreachable) as unreachable:
         fetch_image(f"http://user:password@127.0.0.1:{free_port()}/b.png?{secret}")

@@ -9,7 +9,6 @@ from collections import Counter
 import pytest
 
 from amazonsender import sender
-from amazonsender.sender import attempts
 from amazonsender.sender.run import Run
 from tests.fakes import FakeBulkTransport
 from tests.support.db import add_mailout, add_subscribers
@@ -17,16 +16,7 @@ from tests.support.sending import claim_and_queue, emails
 from tests.support.settings import with_settings
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch):
-    monkeypatch.setattr(attempts, "backoff_seconds", lambda attempt: 0.001)
-
-
-@pytest.fixture(autouse=True)
-def no_stop_request():
-    sender.stop_requested.clear()
-    yield
-    sender.stop_requested.clear()
+pytestmark = pytest.mark.usefixtures("fast_backoff", "no_stop_request")
 
 
 def log_ids(conn, mailout_id) -> list:

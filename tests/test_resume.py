@@ -18,24 +18,13 @@ from amazonsender import sender, store
 from amazonsender.ses import ACCOUNT, RECIPIENT, THROTTLED, TRANSIENT, SendError
 from tests.fakes import FakeClock, FakeTransport, FlakyPool
 from tests.support.db import add_mailout, add_subscribers, ledger, mailout_row
-from tests.support.sending import claim_and_queue, emails, take_rows
+from tests.support.sending import claim_and_queue, emails, send_order, take_rows
 from tests.support.settings import with_settings
 
 THROTTLE = SendError("TooManyRequestsException: Maximum sending rate exceeded.", kind=THROTTLED)
 
 
-@pytest.fixture(autouse=True)
-def no_stop_request():
-    """The process-wide stop event must not leak between tests."""
-    sender.stop_requested.clear()
-    yield
-    sender.stop_requested.clear()
-
-
-def send_order(conn, mailout_id) -> list[str]:
-    """The addresses of a claimed mailout in the order the sender takes them."""
-    rows = conn.execute("SELECT email FROM send_logs WHERE mailout_id = %s ORDER BY id", (mailout_id,))
-    return [row["email"] for row in rows]
+pytestmark = pytest.mark.usefixtures("no_stop_request")
 
 
 def log_rows(conn, mailout_id) -> dict[str, dict]:

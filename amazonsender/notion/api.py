@@ -288,27 +288,26 @@ def _classify(error: Exception, what: str, object_id: str) -> _Attempt:
     if status in RETRYABLE_STATUSES:
         failure = NotionError(f"Notion answered {status} {code}", status=status, code=code)
         return _Attempt(failure, retryable=True, wait_seconds=_retry_after(error.headers))
-    if status == 401:
-        failure = NotionAuthError(
+    # A refusal: the class callers tell apart, and what to tell the operator.
+    refusals = {
+        401: (
+            NotionAuthError,
             "Notion refused the token (401 unauthorized): check NOTION_TOKEN, the integration's secret",
-            status=status, code=code,
-        )  # fmt: skip
-    elif status == 403:
-        failure = NotionAccessError(
+        ),
+        403: (
+            NotionAccessError,
             f"the Notion integration may not do this (403 {code}): give it the read content"
             " and update content capabilities",
-            status=status, code=code,
-        )  # fmt: skip
-    elif status == 404:
-        failure = NotionNotFound(
+        ),
+        404: (
+            NotionNotFound,
             f"Notion has no {what} {object_id}, or it is not shared with the integration"
             " (in Notion: the page's ••• menu, Connections, add the integration)",
-            status=status, code=code,
-        )  # fmt: skip
-    else:
-        message = str(error)[:MAX_MESSAGE_CHARS]
-        failure = NotionRequestError(f"Notion refused the request ({status} {code}): {message}", status=status, code=code)
-    return _Attempt(failure, retryable=False)
+        ),
+    }
+    default = (NotionRequestError, f"Notion refused the request ({status} {code}): {str(error)[:MAX_MESSAGE_CHARS]}")
+    kind, message = refusals.get(status, default)
+    return _Attempt(kind(message, status=status, code=code), retryable=False)
 
 
 def _retry_after(headers) -> float | None:

@@ -46,6 +46,7 @@ from .attempts import (  # noqa: F401
 )
 from .claim import Claim, claim_mailout, resume_mailout  # noqa: F401
 from .errors import (  # noqa: F401
+    CANNOT_START,
     AccountCannotSend,
     DatabaseUnavailable,
     MailoutInvalid,

@@ -54,6 +54,11 @@ class SesUnavailable(Exception):
     """SES could not be asked about the account now (try again later)."""
 
 
+# Why a mailout cannot be claimed to start: what the webhook and the Notion
+# press catch around claim_mailout (problems.py says how each is answered).
+CANNOT_START = (MailoutNotFound, MailoutNotReady, MailoutInvalid, AccountCannotSend, SesUnavailable)
+
+
 class DatabaseUnavailable(Exception):
     pass
 

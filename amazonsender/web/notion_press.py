@@ -45,13 +45,6 @@ log = logging.getLogger(__name__)
 PAGES = "notion_pages"
 STATUS = "notion_status"
 
-CANNOT_START = (
-    sender.MailoutNotFound,
-    sender.MailoutNotReady,
-    sender.MailoutInvalid,
-    sender.AccountCannotSend,
-    sender.SesUnavailable,
-)
 # Refused Notion requests and content that cannot go out: answered by problems.py.
 IMPORT_PROBLEMS = (NotionError, ContentProblem)
 
@@ -195,7 +188,7 @@ class ImportAndSend:
         try:
             rate = sender.check_mailout_can_start(self.pool, self.transport, self.settings, self.mailout_id)
             claim = sender.claim_mailout(self.pool, self.mailout_id, rate_per_sec=rate, event_id=self.event_id)
-        except CANNOT_START as exc:
+        except sender.CANNOT_START as exc:
             return self.fail(f"imported, but not sent: {exc}", stored=True)
         self.writer.post(StatusUpdate(self.page.id, SENDING, mailout_id=str(self.mailout_id)))
         return claim

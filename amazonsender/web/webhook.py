@@ -22,14 +22,6 @@ bp = Blueprint("webhook", __name__)
 
 TRUE_WORDS = ("1", "true", "yes")
 MAX_TEST_RECIPIENTS = 20
-# Why a mailout cannot be claimed; problems.py says how each is answered.
-CANNOT_START = (
-    sender.MailoutNotFound,
-    sender.MailoutNotReady,
-    sender.MailoutInvalid,
-    sender.AccountCannotSend,
-    sender.SesUnavailable,
-)
 
 
 @bp.post("/send-mailout")
@@ -61,7 +53,7 @@ def send_mailout():
         if replay:
             return replay
         raise answer(exc, mailout_id=mailout_id) from None
-    except CANNOT_START as exc:
+    except sender.CANNOT_START as exc:
         raise answer(exc, mailout_id=mailout_id) from None
 
     finished = notion_press.report_run(claim.mailout_id)

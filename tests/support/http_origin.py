@@ -9,11 +9,11 @@ the `with` block ends.
 
 from __future__ import annotations
 
-import socket
-import sys
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.support.http_server import LoopbackServer, QuietHandler
 
 
 @dataclass(frozen=True)
@@ -37,59 +37,26 @@ class Request:
     headers: dict[str, str]
 
 
-class HttpOrigin:
-    """`with HttpOrigin({"/a.png": Reply(...)}) as origin: origin.url("/a.png")`."""
+class HttpOrigin(LoopbackServer):
+    """`with HttpOrigin({"/a.png": Reply(...)}) as origin: origin.url + "/a.png"`."""
+
+    thread_name = "http-origin"
 
     def __init__(self, routes: dict[str, Reply] | None = None):
         self.routes = dict(routes or {})
         self.requests: list[Request] = []
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> HttpOrigin:
-        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="http-origin", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def url(self, path: str) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}{path}"
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     def record(self, request: Request) -> None:
         with self._lock:
             self.requests.append(request)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def get_request(self):
-        sock, address = super().get_request()
-        # Without it, a small answer on a kept-alive connection waits for the
-        # client's delayed ACK (Nagle's algorithm).
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock, address
-
-    def handle_error(self, request, client_address):
-        # A client that stops reading (a download refused past its cap) is
-        # what the tests do on purpose.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
 def _handler_for(origin: HttpOrigin):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        timeout = 30
-
+    class Handler(QuietHandler):
         def do_GET(self):
             self._answer(send_body=True)
 
@@ -125,8 +92,5 @@ def _handler_for(origin: HttpOrigin):
             if reply.framing == "length" and reply.content_length not in (None, len(reply.body) * reply.repeat):
                 # A lying length: the connection cannot be reused.
                 self.close_connection = True
-
-        def log_message(self, format, *args):
-            pass
 
     return Handler

@@ -52,16 +52,15 @@ import collections
 import hmac
 import json
 import secrets
-import socket
-import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, quote, urlsplit
 
+from tests.support.http_server import LoopbackServer, QuietHandler
 from tests.support.notion_content import HostedFile, HostedFiles
 from tests.support.notion_standin_checks import (
     BadRequest,
@@ -102,7 +101,9 @@ class _Fault:
     delay: float = 0.0
 
 
-class NotionStandIn:
+class NotionStandIn(LoopbackServer):
+    thread_name = "notion-standin"
+
     def __init__(self, token: str | None = None):
         self.token = token or f"ntn_standin_{secrets.token_hex(12)}"
         self.on_request = None  # called with each Recorded as it arrives
@@ -115,34 +116,9 @@ class NotionStandIn:
         self._children: dict[str, list[str]] = collections.defaultdict(list)
         self.files = HostedFiles()
         self._recent: collections.deque[float] = collections.deque()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- life cycle ---------------------------------------------------------
-
-    def start(self) -> NotionStandIn:
-        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="notion-standin", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
-
-    def __enter__(self) -> NotionStandIn:
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     # -- loading content ----------------------------------------------------
 
@@ -426,29 +402,8 @@ def _not_found(kind: str, object_id: str) -> _Refused:
     )
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def get_request(self):
-        sock, address = super().get_request()
-        # Without this, a small answer on a kept-alive connection waits for the
-        # client's delayed ACK (Nagle).
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock, address
-
-    def handle_error(self, request, client_address):
-        # A client that gave up waiting (its timeout under slow_next) is part
-        # of what tests do.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
 def _handler_for(standin: NotionStandIn):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        timeout = 30
-
+    class Handler(QuietHandler):
         def do_GET(self):
             self._handle()
 
@@ -462,8 +417,7 @@ def _handler_for(standin: NotionStandIn):
             self._handle()
 
         def _handle(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            data = self.rfile.read(length) if length else b""
+            data = self.read_body()
             parts = urlsplit(self.path)
             record = Recorded(
                 method=self.command,
@@ -488,8 +442,5 @@ def _handler_for(standin: NotionStandIn):
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(payload)
-
-        def log_message(self, format, *args):  # noqa: A002 - keep test output quiet
-            pass
 
     return Handler

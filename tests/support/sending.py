@@ -1,4 +1,4 @@
-"""Helpers for tests that drive a send: recipient addresses, and how fast
+"""Helpers for tests that drive a send: recipient addresses, the order they are sent in, and how fast
 the emails went."""
 
 from __future__ import annotations
@@ -10,6 +10,12 @@ from tests.support.db import add_mailout, add_subscribers
 
 def emails(n, domain="list.example"):
     return [f"reader{i:03d}@{domain}" for i in range(n)]
+
+
+def send_order(conn, mailout_id) -> list[str]:
+    """The addresses of a claimed mailout in the order the sender takes them."""
+    rows = conn.execute("SELECT email FROM send_logs WHERE mailout_id = %s ORDER BY id", (mailout_id,))
+    return [row["email"] for row in rows]
 
 
 def max_in_any_second(times: list[float]) -> int:

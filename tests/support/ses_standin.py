@@ -115,8 +115,6 @@ import email
 import email.policy
 import itertools
 import json
-import socket
-import sys
 import threading
 import time
 import uuid
@@ -124,8 +122,9 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses
 from functools import cached_property
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
+from tests.support.http_server import LoopbackServer, QuietHandler
 from tests.support.ses_events import bounce_event, complaint_event, rendering_failure_event, send_event
 from tests.support.ses_render import _RenderingFailure, render_email, render_template
 from tests.support.ses_standin_checks import (
@@ -327,7 +326,8 @@ def bulk_status_for(code: str, status: int) -> str:
 
 
 @dataclass
-class SesStandIn:
+class SesStandIn(LoopbackServer):
+    thread_name = "ses-standin"
     latency: float = 0.0  # seconds to wait before each answer
     account: dict = field(default_factory=lambda: json.loads(json.dumps(DEFAULT_ACCOUNT)))
     # Answer 429 to a send request whose emails would put more than this
@@ -347,34 +347,9 @@ class SesStandIn:
         self._paused_answer: tuple[str, str] = (PAUSED_CODE, PAUSED_MESSAGE)
         self._accepted_at: collections.deque[float] = collections.deque()
         self._short_answers: list[list[int]] = []  # [[answers left, results kept]]
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- life cycle ---------------------------------------------------------
-
-    def start(self) -> SesStandIn:
-        self._server = _Server(("127.0.0.1", 0), _handler_for(self))
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="ses-standin", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
-
-    def __enter__(self) -> SesStandIn:
-        return self.start()
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
     def client_env(self) -> dict[str, str]:
         """Environment variables that point a boto3 process at this stand-in
@@ -765,37 +740,8 @@ def _delivery(
     )
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # Keep-alive handler threads wait for their client's next request; do not
-    # wait for them when the stand-in stops.
-    block_on_close = False
-    # socketserver's default listen backlog is 5: a burst of new connections
-    # (a sender opening one per call in flight) overflows it, and the kernel
-    # drops the SYNs it cannot queue, which the client repeats a second
-    # later. SES does not stall a connection so; a backlog as deep as the
-    # kernel allows keeps the stand-in's answer time what `latency` says.
-    request_queue_size = 1024
-
-    def get_request(self):
-        sock, address = super().get_request()
-        # Without this, a small answer on a kept-alive connection waits for the
-        # client's delayed ACK (Nagle), about 40 ms per request.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock, address
-
-    def handle_error(self, request, client_address):
-        # A client that gave up waiting (a read timeout under `latency`) is
-        # part of what tests do; its request is recorded all the same.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
 def _handler_for(standin: SesStandIn):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as botocore's pool expects
-        timeout = 30  # an idle kept-alive connection is closed after this
-
+    class Handler(QuietHandler):
         def do_GET(self):
             self._handle()
 
@@ -803,8 +749,7 @@ def _handler_for(standin: SesStandIn):
             self._handle()
 
         def _handle(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            data = self.rfile.read(length) if length else b""
+            data = self.read_body()
             try:
                 body = json.loads(data) if data else None
             except ValueError:
@@ -834,8 +779,5 @@ def _handler_for(standin: SesStandIn):
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(payload)
-
-        def log_message(self, format, *args):  # noqa: A002 - keep test output quiet
-            pass
 
     return Handler
