@@ -416,3 +416,22 @@ def test_an_error_text_postgres_cannot_hold_is_recorded_with_replacement_charact
         store.record_outcomes(c, mailout_id, [store.Outcome(recipient.log_id, "failed", error="bad\x00 \ud800 x")])
     row = conn.execute("SELECT status, error_message FROM send_logs").fetchone()
     assert (row["status"], row["error_message"]) == ("failed", "bad\ufffd \ufffd x")
+
+
+@pytest.mark.parametrize("delays, widened", [((0.0, 0.05), 0.05), ((0.03, 0.03), 0.0)])
+def test_the_window_widens_by_how_much_the_time_from_release_to_call_varied(delays, widened):
+    """A call made 50 ms after its release, after one made at once, could
+    reach SES less than a second after the call a window earlier: the next
+    release waits those 50 ms more. A steady delay (a far database) changes
+    nothing."""
+    clock = FakeClock()
+    clock.now = 100.0
+    pacer = sender.Pacer(2, clock=clock, sleep=clock.sleep)
+    first = pacer.wait()
+    clock.now += delays[0]
+    pacer.made(first)
+    second = pacer.wait()
+    clock.now += delays[1]
+    pacer.made(second)
+    third = pacer.wait()
+    assert third == pytest.approx(first + sender.PACE_MARGIN + widened)

@@ -22,6 +22,8 @@ class Call:
         # Rows a request to SES carried: in doubt if no answer comes back.
         self.handed: set[UUID] = set()
         self.settled: dict[UUID, store.Outcome] = {}
+        # When the pacer let the next request go (Pacer.made, once it is made).
+        self.released: float | None = None
 
     def outcomes(self) -> list[store.Outcome]:
         """Every marked row's outcome: 'queued' for one never attempted."""

@@ -12,13 +12,18 @@ import threading
 import time
 from collections.abc import Callable
 
-# Sends are spaced 3% wider than 1/rate, and the window is 3% longer than a
-# second: the time from our release to SES's receipt varies by tens of
-# milliseconds (the mark's commit, a sending thread waiting for the
-# interpreter, the network), and one SendBulkEmail call may carry a tenth of
-# a second's allowance, so a narrower margin lets SES count a call more in
-# some second. The pace stays within 3% of RATE_LIMIT_PER_SEC.
-PACE_MARGIN = 1.03
+# Sends are spaced 1% wider than 1/rate: the time from the moment a call is
+# made to SES's receipt varies by a few milliseconds, which otherwise let
+# rate + 1 emails arrive within one second. The pace stays within 1% of
+# RATE_LIMIT_PER_SEC.
+PACE_MARGIN = 1.01
+# The window also widens by how much the time from a release to its call
+# varied lately (the call's mark commits in between, and a sending thread
+# may wait for the interpreter): one SendBulkEmail call can carry a tenth of
+# a second's allowance, so a call made late after an early one would let
+# SES count a call more in some second. "Lately": the calls made in the
+# last SPREAD_SECONDS.
+SPREAD_SECONDS = 2.0
 # After SES throttles us, send at a fraction of the pace for a while.
 THROTTLE_SLOWDOWN_SECONDS = 60.0
 THROTTLE_MAX_SLOWDOWN = 8
@@ -70,9 +75,13 @@ class Pacer:
         self._released: collections.deque[float] = collections.deque(maxlen=_capacity(rate_per_sec))
         self._slowdown = 1
         self._slow_until = float("-inf")
+        # (when a call was made, how long after its release): _spread().
+        self._delays: collections.deque[tuple[float, float]] = collections.deque()
         self._lock = threading.Lock()
 
-    def wait(self, emails: int = 1) -> None:
+    def wait(self, emails: int = 1) -> float:
+        """Let `emails` through, waiting as long as the rules say; the
+        moment they were let through, for `made`."""
         with self._lock:
             now = self.clock()
             if now >= self._slow_until:
@@ -97,6 +106,22 @@ class Pacer:
             self._due += emails * interval
             self._earliest = now + emails * interval / CATCH_UP
             self._last_slot_ends = now + emails * interval
+            return now
+
+    def made(self, released: float) -> None:
+        """The call let through at `released` is being made now."""
+        with self._lock:
+            now = self.clock()
+            self._delays.append((now, now - released))
+            while self._delays and self._delays[0][0] < now - SPREAD_SECONDS:
+                self._delays.popleft()
+
+    def _spread(self) -> float:
+        """How much the delay from release to call varied lately."""
+        if len(self._delays) < 2:
+            return 0.0
+        delays = [delay for _, delay in self._delays]
+        return max(delays) - min(delays)
 
     def _window_opens(self, emails: int, rate: float) -> float:
         """The earliest moment `emails` more keep every window within the rate."""
@@ -105,7 +130,7 @@ class Pacer:
         capacity = _capacity(rate)
         # Below one per second, one email per 1/rate seconds. (A rate that is
         # not whole, 14.5/s say, allows 14 in any second.)
-        window = PACE_MARGIN * max(1.0, 1 / rate)
+        window = PACE_MARGIN * max(1.0, 1 / rate) + self._spread()
         if emails > capacity:
             # More than a window holds (a slowed-down pace): spread them.
             return self._released[-1] + window * emails / capacity

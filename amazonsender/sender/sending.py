@@ -156,7 +156,7 @@ class CallSender:
                 # Written before the pace lets the call go, so that little
                 # but the mark stands between that moment and SES's.
                 written = self.write(chunk)
-                self.pacer.wait(len(chunk))
+                call.released = self.pacer.wait(len(chunk))
                 started()
                 self.check_before_sending()
             if not self.stopping and self.mark(call, chunk) and not self.stopping:
@@ -212,7 +212,7 @@ class CallSender:
             # pacer let go meanwhile would reach SES together. Take a slot
             # again, so they go out at the pace; a stop meanwhile gives the
             # rows back to the queue.
-            self.pacer.wait(len(call.marked))
+            call.released = self.pacer.wait(len(call.marked))
             self.check_still_ours()
         return bool(call.marked)
 
@@ -402,6 +402,9 @@ class CallSender:
         ours, say), after_unexpected marks them 'unknown', never resent."""
         with self.lock:
             call.handed.update(log_ids)
+        if call.released is not None:
+            self.pacer.made(call.released)
+            call.released = None
         return send(*args)
 
     def attempt(
