@@ -61,6 +61,8 @@ def concurrency_default(root) -> str:
     found = re.search(r'"SEND_CONCURRENCY"\s*,\s*default\s*=\s*([^,)]+)', text)
     if found:
         return found.group(1).strip()
+    if re.search(r'integer_or_auto\("SEND_CONCURRENCY"', text):
+        return "auto"
     return "not read by this build" if "SEND_CONCURRENCY" not in text else "unknown"
 
 
