@@ -435,3 +435,18 @@ def test_the_window_widens_by_how_much_the_time_from_release_to_call_varied(dela
     pacer.made(second)
     third = pacer.wait()
     assert third == pytest.approx(first + sender.PACE_MARGIN + widened)
+
+
+def test_a_call_let_through_is_not_held_up_by_the_next_one_waiting_for_its_slot():
+    """`made` must not wait for the pacer's lock, which the next caller holds
+    while it sleeps until its slot: the call would then go out together
+    with the next one."""
+    pacer = sender.Pacer(0.5)
+    released = pacer.wait()
+    waiting = threading.Thread(target=pacer.wait)
+    waiting.start()
+    time.sleep(0.05)  # the second caller now sleeps, holding the lock, for about two seconds
+    done = threading.Event()
+    threading.Thread(target=lambda: (pacer.made(released), done.set())).start()
+    assert done.wait(1.5), "made() waited for the sleeping caller"
+    waiting.join()

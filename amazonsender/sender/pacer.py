@@ -77,6 +77,7 @@ class Pacer:
         self._slow_until = float("-inf")
         # (when a call was made, how long after its release): _spread().
         self._delays: collections.deque[tuple[float, float]] = collections.deque()
+        self._delays_lock = threading.Lock()
         self._lock = threading.Lock()
 
     def wait(self, emails: int = 1) -> float:
@@ -109,8 +110,10 @@ class Pacer:
             return now
 
     def made(self, released: float) -> None:
-        """The call let through at `released` is being made now."""
-        with self._lock:
+        """The call let through at `released` is being made now. (Its own
+        lock: the pacer's is held by whoever sleeps until their slot, and
+        the call must not wait for that.)"""
+        with self._delays_lock:
             now = self.clock()
             self._delays.append((now, now - released))
             while self._delays and self._delays[0][0] < now - SPREAD_SECONDS:
@@ -118,9 +121,10 @@ class Pacer:
 
     def _spread(self) -> float:
         """How much the delay from release to call varied lately."""
-        if len(self._delays) < 2:
-            return 0.0
-        delays = [delay for _, delay in self._delays]
+        with self._delays_lock:
+            if len(self._delays) < 2:
+                return 0.0
+            delays = [delay for _, delay in self._delays]
         return max(delays) - min(delays)
 
     def _window_opens(self, emails: int, rate: float) -> float:
