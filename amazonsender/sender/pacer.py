@@ -41,7 +41,8 @@ class Pacer:
     through:
 
     - A window: the emails let through within the last PACE_MARGIN seconds
-      (3% more than one second) may not exceed the rate. This is the hard
+      (1% more than one second, widened by the spread below) may not
+      exceed the rate. This is the hard
       guarantee SES needs: no one-second window ever carries more than the
       rate, whatever the threads, stalls or oversleeps before it. (An ideal
       schedule alone would let a late send catch up early and squeeze rate
@@ -75,8 +76,12 @@ class Pacer:
         self._released: collections.deque[float] = collections.deque(maxlen=_capacity(rate_per_sec))
         self._slowdown = 1
         self._slow_until = float("-inf")
-        # (when a call was made, how long after its release): _spread().
-        self._delays: collections.deque[tuple[float, float]] = collections.deque()
+        # (when a call was made, how long after its release), for _spread():
+        # the calls that may still be the longest and the shortest delay of
+        # the last SPREAD_SECONDS, oldest first, so that each answer is the
+        # front of its deque and a made call costs O(1) on average.
+        self._longest: collections.deque[tuple[float, float]] = collections.deque()
+        self._shortest: collections.deque[tuple[float, float]] = collections.deque()
         self._delays_lock = threading.Lock()
         self._lock = threading.Lock()
 
@@ -115,17 +120,23 @@ class Pacer:
         the call must not wait for that.)"""
         with self._delays_lock:
             now = self.clock()
-            self._delays.append((now, now - released))
-            while self._delays and self._delays[0][0] < now - SPREAD_SECONDS:
-                self._delays.popleft()
+            delay = now - released
+            while self._longest and self._longest[-1][1] <= delay:
+                self._longest.pop()
+            self._longest.append((now, delay))
+            while self._shortest and self._shortest[-1][1] >= delay:
+                self._shortest.pop()
+            self._shortest.append((now, delay))
+            for kept in (self._longest, self._shortest):
+                while kept[0][0] < now - SPREAD_SECONDS:
+                    kept.popleft()
 
     def _spread(self) -> float:
         """How much the delay from release to call varied lately."""
         with self._delays_lock:
-            if len(self._delays) < 2:
+            if not self._longest:
                 return 0.0
-            delays = [delay for _, delay in self._delays]
-        return max(delays) - min(delays)
+            return self._longest[0][1] - self._shortest[0][1]
 
     def _window_opens(self, emails: int, rate: float) -> float:
         """The earliest moment `emails` more keep every window within the rate."""
