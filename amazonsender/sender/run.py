@@ -45,7 +45,17 @@ from .lease import Lease
 from .pacer import Pacer
 from .queueing import Queueing
 from .sending import CallSender
-from .stop import LOST, Halt, Halting, StopReason, StopSignal, interrupted_by, next_resume_in, process_stop
+from .stop import (
+    LOST,
+    Halt,
+    Halting,
+    StopReason,
+    StopSignal,
+    interrupted_by,
+    next_resume_in,
+    process_stop,
+    unreachable_database,
+)
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +144,7 @@ class Run:
         rate = claim.rate_per_sec or settings.rate_limit_per_sec
         self.pacer = pacer or Pacer(rate, sleep=self.sleep)
         self.halting = Halting()
+        self.ahead = ReadAhead()
         self.queueing = Queueing(claim.mailout_id, claim.runner_id)
         self.lease = Lease(pool, claim.mailout_id, claim.runner_id, settings.heartbeat_stale_seconds, self.lost)
         self.sending = CallSender(
@@ -148,14 +159,13 @@ class Run:
             keep_heartbeat=self.keep_heartbeat,
             db=self.db,
             recorded=self.recorded,
+            marked=self.ahead.through,
         )
-        self.sending.marked = lambda recipients: self.ahead.through(recipients)
         self.flights = Flights(
             settings.send_concurrency,
             settings.send_concurrency_max,
             lambda: self.pacer.current_rate / self.sending.per_call,
         )
-        self.ahead = ReadAhead()
         self.drained = False
         self.started = time.monotonic()
         self.lock = threading.Lock()
@@ -396,7 +406,7 @@ class Run:
         # row at least, so a resume will mark those unknown and never send
         # them twice; the sending threads logged the SES ids of the calls
         # they could not record.
-        self.stop_run(Halt("failed", f"database unreachable: {exc}", StopReason.DATABASE_UNAVAILABLE))
+        self.stop_run(unreachable_database(exc))
         self.flights.wait_idle()
         log.error("mailout %s stopped: the database stayed unreachable: %s", self.claim.mailout_id, exc)
         return self.summary(f"database unreachable: {exc}", from_database=False)

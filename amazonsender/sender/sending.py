@@ -32,7 +32,7 @@ from .claim import Claim
 from .errors import DatabaseUnavailable
 from .guard import CircuitBreaker
 from .pacer import Pacer, recipients_per_call
-from .stop import LOST, Halt, Halting, StopReason, StopSignal, interrupted_by
+from .stop import LOST, Halt, Halting, StopReason, StopSignal, interrupted_by, unreachable_database
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class CallSender:
         keep_heartbeat: Callable[[], bool],
         db: Callable,
         recorded: Callable[[list[store.Outcome]], None],
+        marked: Callable[[list[store.Recipient]], None],
     ):
         self.transport = transport
         self.settings = settings
@@ -89,7 +90,7 @@ class CallSender:
         self.recorded = recorded
         # Told of a call's rows once the mark is done (the run reads no more
         # around them).
-        self.marked: Callable[[list[store.Recipient]], None] = lambda recipients: None
+        self.marked = marked
         self.links = UnsubscribeLinks.from_settings(settings)
         self.footer = Footer.from_settings(settings)
         self.builder = MessageBuilder(
@@ -235,7 +236,7 @@ class CallSender:
         try:
             self.db(lambda conn: store.record_outcomes(conn, self.claim.mailout_id, outcomes))
         except DatabaseUnavailable as exc:
-            self.stop_run(Halt("failed", f"database unreachable: {exc}", StopReason.DATABASE_UNAVAILABLE))
+            self.stop_run(unreachable_database(exc))
             for outcome in outcomes:
                 if outcome.status == "sent":
                     log.error(
@@ -256,7 +257,7 @@ class CallSender:
         """Our own code failed during the call: stop the run, keep what is
         known, and leave no row 'sending' that no SES request carried."""
         if isinstance(exc, DatabaseUnavailable):
-            self.stop_run(Halt("failed", f"database unreachable: {exc}", StopReason.DATABASE_UNAVAILABLE))
+            self.stop_run(unreachable_database(exc))
         else:
             log.exception("mailout %s: unexpected error while sending", self.claim.mailout_id)
             self.stop_run(Halt("failed", f"{type(exc).__name__}: {exc}", StopReason.INTERNAL_ERROR))

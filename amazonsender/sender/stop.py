@@ -138,6 +138,12 @@ def interrupted_by(stop: StopSignal) -> Halt:
     return Halt("paused", f"interrupted: {stop.reason}", stop.code)
 
 
+def unreachable_database(exc: Exception) -> Halt:
+    """The Halt of a run whose database stayed unreachable: failed, and
+    nothing more can be recorded."""
+    return Halt("failed", f"database unreachable: {exc}", StopReason.DATABASE_UNAVAILABLE)
+
+
 class Halting:
     """A run's one way to stop: the first Halt given stands, except that
     losing the mailout outranks any. Every sending step looks here before an
