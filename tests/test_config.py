@@ -112,6 +112,23 @@ def test_bad_batch_size(value):
     problem_about(problems_of(production_env(BATCH_SIZE=value)), "BATCH_SIZE")
 
 
+@pytest.mark.parametrize("value, expected", [(None, 0), ("auto", 0), (" AUTO ", 0), ("1", 1), ("256", 256)])
+def test_send_concurrency_is_auto_by_default_or_a_number(value, expected):
+    """0 stands for auto (sender/flights.py), the default."""
+    env = production_env() if value is None else production_env(SEND_CONCURRENCY=value)
+    settings = Settings.from_env(env)
+    assert settings.send_concurrency == expected and settings.send_concurrency_max == 64
+
+
+@pytest.mark.parametrize("name, value", [
+    ("SEND_CONCURRENCY", "0"), ("SEND_CONCURRENCY", "257"), ("SEND_CONCURRENCY", "automatic"),
+    ("SEND_CONCURRENCY", "2.5"), ("SEND_CONCURRENCY_MAX", "0"), ("SEND_CONCURRENCY_MAX", "auto"),
+    ("SEND_CONCURRENCY_MAX", "1000"),
+])  # fmt: skip
+def test_bad_send_concurrency(name, value):
+    problem_about(problems_of(production_env(**{name: value})), name)
+
+
 @pytest.mark.parametrize(
     "value",
     ["mail.example.test", "ftp://mail.example.test", "https://", "https://x.test/?a=1", "https://x.test/#f"],
